@@ -1,0 +1,607 @@
+// sigtop's kernel side (BCC dialect). Tracepoints only: many kernels have
+// no kprobes. Reads no kernel structs (helpers and tracepoint args only), so
+// any nearby kernel's headers compile it.
+//
+// Two outputs, with different promises:
+//   * maps (flows, threads, signalfds): exact counts, aggregated here,
+//     read cumulatively by user space once per interval;
+//   * the ring buffer (events): details for drill-down, best effort; when
+//     full the event is dropped and stats[STAT_EVENTS_LOST] says so.
+//
+// Compile-time switches (cflags): SELF_TGID (excluded), DETAILS (emit detail
+// events), FILTER_PIDS (only pids in pid_filter), SIG_MASK (bit n-1 = sig n).
+#include <linux/signal.h>
+#include <linux/sched.h>
+
+#ifndef SELF_TGID
+#define SELF_TGID 0
+#endif
+#ifndef DETAILS
+#define DETAILS 1
+#endif
+#ifndef FILTER_PIDS
+#define FILTER_PIDS 0
+#endif
+#ifndef SIG_MASK
+#define SIG_MASK 0xffffffffffffffffULL
+#endif
+#ifndef RINGBUF_PAGES
+#define RINGBUF_PAGES 2048
+#endif
+// Events between forced wake-ups of the reader, per CPU.
+#define WAKEUP_EVERY 2048
+
+enum syscall_id {
+    SC_KERNEL = 0, SC_KILL, SC_TKILL, SC_TGKILL, SC_RT_SIGQUEUEINFO,
+    SC_RT_TGSIGQUEUEINFO, SC_PIDFD_SEND_SIGNAL, SC_SIGNALFD, SC_SIGNALFD4,
+};
+
+// 0..4 are the kernel's TRACE_SIGNAL_* results; the rest are ours.
+enum result_id { RES_NONE = 5, RES_FAILED = 6 };
+
+enum event_kind {
+    EV_GENERATE = 1, EV_SEND_DONE = 2, EV_DELIVER = 3, EV_SIGNALFD = 4,
+    EV_UNMATCHED_SIGRETURN = 5,
+};
+
+enum stat_id {
+    STAT_EVENTS_LOST = 0, STAT_FLOWS_FULL, STAT_THREADS_FULL,
+    STAT_SIGNALFDS_FULL, STAT_EVENTS_SENT, STAT_MAX,
+};
+
+#define SI_USER 0
+#define SI_TKILL -6
+
+// A signal syscall between its sys_enter and sys_exit, per thread.
+struct inflight {
+    u64 ts;
+    u64 info_value;
+    u64 mask;          // signalfd: the mask read at entry
+    s32 arg_pid;       // kill/tkill pid, tg* tgid, pidfd, signalfd ufd
+    s32 arg_tid;       // tgkill/rt_tgsigqueueinfo thread
+    s32 sig;
+    s32 code;       // the code the generated signal will carry
+    s32 info_pid;
+    u32 info_uid;
+    u32 flags;         // pidfd_send_signal / signalfd4 flags
+    u32 generated;     // signal_generate events this call caused
+    u16 syscall;
+    u8 has_info;
+    u8 mask_ok;
+};
+
+struct flow_key {
+    u32 sender_tgid;   // 0: raised by the kernel
+    s32 target_pid;    // task id the kernel reports; for a failed send, the pid asked for
+    u32 target_tgid;   // where the kernel says it (tgkill's tgid, a fault on current), else 0
+    s32 sig;
+    s32 code;
+    s32 err;           // errno of a failed send
+    u16 syscall;
+    u8 result;
+    u8 pad;
+};
+
+struct flow_val {
+    u64 count;
+    u64 first_ts;
+    u64 last_ts;
+    char sender_comm[16];
+    char target_comm[16];
+};
+
+struct thread_val {
+    u64 sigreturns;
+    u64 handler_deliveries;  // signal_deliver with a real handler
+    u64 deliveries;          // every signal_deliver (default actions too)
+    u64 last_ts;
+    u32 tgid;
+    u32 pad;
+    char comm[16];
+};
+
+struct signalfd_key {
+    u32 tgid;
+    s32 fd;
+};
+
+struct signalfd_val {
+    u64 mask;
+    u64 calls;
+    u64 created_ts;   // 0: created before sigtop attached
+    u64 last_ts;
+    u32 flags;
+    u32 pad;
+    char comm[16];
+};
+
+struct event {
+    u64 ts;
+    u64 info_value;
+    u64 handler;       // deliver: sa_handler; signalfd: mask
+    u64 sa_flags;
+    u32 kind;
+    u32 sender_tgid;   // the thread's process (generate: 0 when kernel-raised)
+    u32 sender_tid;
+    s32 target_pid;
+    u32 target_tgid;
+    s32 sig;
+    s32 code;
+    s32 result;
+    s32 ret;           // send done / signalfd: the syscall's return value
+    s32 arg_pid;
+    s32 arg_tid;
+    s32 info_pid;
+    u32 info_uid;
+    u32 flags;
+    u32 group;
+    u16 syscall;
+    u8 has_info;
+    u8 pad;
+    char comm[16];         // current task
+    char target_comm[16];
+};
+
+BPF_TABLE("lru_hash", u32, struct inflight, inflight, 10240);
+BPF_HASH(flows, struct flow_key, struct flow_val, 16384);
+BPF_HASH(threads, u32, struct thread_val, 16384);
+BPF_HASH(signalfds, struct signalfd_key, struct signalfd_val, 4096);
+BPF_HASH(pid_filter, u32, u8, 1024);
+BPF_PERCPU_ARRAY(stats, u64, STAT_MAX);
+BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+
+static __always_inline void stat_add(int id)
+{
+    u64 *v = stats.lookup(&id);
+    if (v)
+        __sync_fetch_and_add(v, 1);
+}
+
+static __always_inline bool pid_wanted(u32 a, u32 b, u32 c)
+{
+#if FILTER_PIDS
+    if (a && pid_filter.lookup(&a))
+        return true;
+    if (b && pid_filter.lookup(&b))
+        return true;
+    if (c && pid_filter.lookup(&c))
+        return true;
+    return false;
+#else
+    return true;
+#endif
+}
+
+static __always_inline bool sig_wanted(int sig)
+{
+    if (sig == 0)   // a probe: shown unless the signal filter is narrowed
+        return SIG_MASK == 0xffffffffffffffffULL;
+    if (sig < 0 || sig > 64)
+        return false;
+    return (SIG_MASK >> (sig - 1)) & 1;
+}
+
+static __always_inline struct event *event_reserve(void)
+{
+#if DETAILS
+    struct event *e = events.ringbuf_reserve(sizeof(struct event));
+    if (!e) {
+        stat_add(STAT_EVENTS_LOST);
+        return 0;
+    }
+    __builtin_memset(e, 0, sizeof(*e));
+    return e;
+#else
+    return 0;
+#endif
+}
+
+static __always_inline void event_submit(struct event *e)
+{
+    // Never wake user space per event: it drains on a timer, and is woken
+    // early only once per WAKEUP_EVERY events on a CPU, when a storm could
+    // fill the buffer before the timer fires.
+    int id = STAT_EVENTS_SENT;
+    u64 *sent = stats.lookup(&id);
+    u64 n = sent ? __sync_fetch_and_add(sent, 1) : 0;
+    events.ringbuf_submit(e, (n % WAKEUP_EVERY) == WAKEUP_EVERY - 1 ?
+                             BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+}
+
+static __always_inline void flow_add(struct flow_key *key, u64 ts, const char *target_comm)
+{
+    struct flow_val *v = flows.lookup(key);
+    if (!v) {
+        struct flow_val init = {};
+        init.first_ts = ts;
+        init.last_ts = ts;
+        bpf_get_current_comm(&init.sender_comm, sizeof(init.sender_comm));
+        if (target_comm)
+            bpf_probe_read_kernel(&init.target_comm, sizeof(init.target_comm), target_comm);
+        if (flows.update(key, &init) && !flows.lookup(key)) {
+            stat_add(STAT_FLOWS_FULL);
+            return;
+        }
+        v = flows.lookup(key);
+        if (!v)
+            return;
+    }
+    __sync_fetch_and_add(&v->count, 1);
+    v->last_ts = ts;
+}
+
+// ---- sends: sys_enter records what was asked ------------------------------
+
+static __always_inline int send_enter(u16 syscall, s32 pid, s32 tid, int sig,
+                                      const void *uinfo, u32 flags)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32, tidself = (u32)id;
+    if (tgid == SELF_TGID)
+        return 0;
+    struct inflight f = {};
+    f.ts = bpf_ktime_get_ns();
+    f.syscall = syscall;
+    f.arg_pid = pid;
+    f.arg_tid = tid;
+    f.sig = sig;
+    f.flags = flags;
+    f.code = (syscall == SC_TKILL || syscall == SC_TGKILL) ? SI_TKILL : SI_USER;
+    if (uinfo) {
+        // x86_64 siginfo_t: signo, errno, code, then pid, uid, value at 16, 20, 24.
+        struct { s32 signo, err, code, pad; s32 pid; u32 uid; u64 value; } si = {};
+        if (bpf_probe_read_user(&si, sizeof(si), uinfo) == 0) {
+            f.has_info = 1;
+            f.code = si.code;
+            f.info_pid = si.pid;
+            f.info_uid = si.uid;
+            f.info_value = si.value;
+        }
+    }
+    inflight.update(&tidself, &f);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_kill)
+{
+    return send_enter(SC_KILL, (s32)args->pid, 0, (int)args->sig, 0, 0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_tkill)
+{
+    return send_enter(SC_TKILL, (s32)args->pid, (s32)args->pid, (int)args->sig, 0, 0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_tgkill)
+{
+    return send_enter(SC_TGKILL, (s32)args->tgid, (s32)args->pid, (int)args->sig, 0, 0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_rt_sigqueueinfo)
+{
+    return send_enter(SC_RT_SIGQUEUEINFO, (s32)args->pid, 0, (int)args->sig,
+                      (const void *)args->uinfo, 0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_rt_tgsigqueueinfo)
+{
+    return send_enter(SC_RT_TGSIGQUEUEINFO, (s32)args->tgid, (s32)args->pid,
+                      (int)args->sig, (const void *)args->uinfo, 0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_pidfd_send_signal)
+{
+    return send_enter(SC_PIDFD_SEND_SIGNAL, (s32)args->pidfd, 0, (int)args->sig,
+                      (const void *)args->info, (u32)args->flags);
+}
+
+// ---- sends: sys_exit counts what generated nothing -------------------------
+
+// A failed send (or a sig 0 probe) never reaches signal_generate: this is
+// the only place it is seen. Count it against the pid that was asked for.
+static __always_inline int send_exit(long ret)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32, tid = (u32)id;
+    struct inflight *f = inflight.lookup(&tid);
+    if (!f)
+        return 0;
+    struct inflight c = *f;
+    inflight.delete(&tid);
+    if (c.generated > 0 && ret == 0)
+        return 0;   // already counted, per target, at signal_generate
+    if (!sig_wanted(c.sig))
+        return 0;
+    u32 asked = c.arg_pid > 0 ? (u32)c.arg_pid : 0;
+    u32 asked_tid = c.arg_tid > 0 ? (u32)c.arg_tid : 0;
+    if (!pid_wanted(tgid, asked, asked_tid))
+        return 0;
+
+    u64 ts = bpf_ktime_get_ns();
+    struct flow_key key = {};
+    key.sender_tgid = tgid;
+    key.target_pid = (c.syscall == SC_TKILL || c.syscall == SC_TGKILL ||
+                      c.syscall == SC_RT_TGSIGQUEUEINFO) ? c.arg_tid : c.arg_pid;
+    key.target_tgid = (c.syscall == SC_TGKILL || c.syscall == SC_RT_TGSIGQUEUEINFO) ?
+                      (u32)c.arg_pid : 0;
+    key.sig = c.sig;
+    key.code = c.code;
+    key.syscall = c.syscall;
+    key.result = ret < 0 ? RES_FAILED : RES_NONE;
+    key.err = ret < 0 ? (s32)-ret : 0;
+    flow_add(&key, ts, 0);
+
+    struct event *e = event_reserve();
+    if (!e)
+        return 0;
+    e->ts = ts;
+    e->kind = EV_SEND_DONE;
+    e->sender_tgid = tgid;
+    e->sender_tid = tid;
+    e->target_pid = key.target_pid;
+    e->target_tgid = key.target_tgid;
+    e->sig = c.sig;
+    e->code = c.code;
+    e->result = key.result;
+    e->ret = (s32)ret;
+    e->arg_pid = c.arg_pid;
+    e->arg_tid = c.arg_tid;
+    e->info_pid = c.info_pid;
+    e->info_uid = c.info_uid;
+    e->info_value = c.info_value;
+    e->flags = c.flags;
+    e->syscall = c.syscall;
+    e->has_info = c.has_info;
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    event_submit(e);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_kill) { return send_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_tkill) { return send_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_tgkill) { return send_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_rt_sigqueueinfo) { return send_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_rt_tgsigqueueinfo) { return send_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_pidfd_send_signal) { return send_exit(args->ret); }
+
+// ---- every signal the kernel generates ------------------------------------
+
+TRACEPOINT_PROBE(signal, signal_generate)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32, tid = (u32)id;
+    int sig = args->sig;
+    if (!sig_wanted(sig))
+        return 0;
+    s32 target = args->pid;
+
+    // `current` is the sender only while one of its signal syscalls is in
+    // flight, and only for the signal that syscall asked for: timers raise
+    // signals from interrupt context on whatever thread was running.
+    struct inflight *f = inflight.lookup(&tid);
+    bool by_syscall = f && f->sig == sig && f->code == args->code;
+    if (by_syscall && f->syscall >= SC_SIGNALFD)
+        by_syscall = false;
+    u32 sender = by_syscall ? tgid : 0;
+
+    u32 target_tgid = 0;
+    if (by_syscall && (f->syscall == SC_TGKILL || f->syscall == SC_RT_TGSIGQUEUEINFO))
+        target_tgid = (u32)f->arg_pid;
+    else if ((u32)target == tid)
+        target_tgid = tgid;   // a fault, or a send to oneself
+
+    if (sender == SELF_TGID && SELF_TGID)
+        return 0;
+    if (target_tgid == SELF_TGID && SELF_TGID)
+        return 0;
+    if (!pid_wanted(sender, (u32)target, target_tgid))
+        return 0;
+
+    if (by_syscall)
+        f->generated++;
+
+    u64 ts = bpf_ktime_get_ns();
+    struct flow_key key = {};
+    key.sender_tgid = sender;
+    key.target_pid = target;
+    key.target_tgid = target_tgid;
+    key.sig = sig;
+    key.code = args->code;
+    key.syscall = by_syscall ? f->syscall : SC_KERNEL;
+    key.result = args->result;
+    flow_add(&key, ts, args->comm);
+
+    struct event *e = event_reserve();
+    if (!e)
+        return 0;
+    e->ts = ts;
+    e->kind = EV_GENERATE;
+    e->sender_tgid = sender ? sender : tgid;
+    e->sender_tid = tid;
+    e->target_pid = target;
+    e->target_tgid = target_tgid;
+    e->sig = sig;
+    e->code = args->code;
+    e->result = args->result;
+    e->group = args->group;
+    e->syscall = key.syscall;
+    if (by_syscall) {
+        e->arg_pid = f->arg_pid;
+        e->arg_tid = f->arg_tid;
+        e->info_pid = f->info_pid;
+        e->info_uid = f->info_uid;
+        e->info_value = f->info_value;
+        e->flags = f->flags;
+        e->has_info = f->has_info;
+    }
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    bpf_probe_read_kernel(&e->target_comm, sizeof(e->target_comm), args->comm);
+    event_submit(e);
+    return 0;
+}
+
+// ---- delivery and return ---------------------------------------------------
+
+static __always_inline struct thread_val *thread_get(u32 tid, u32 tgid)
+{
+    struct thread_val *t = threads.lookup(&tid);
+    if (t)
+        return t;
+    struct thread_val init = {};
+    init.tgid = tgid;
+    bpf_get_current_comm(&init.comm, sizeof(init.comm));
+    if (threads.update(&tid, &init) && !threads.lookup(&tid)) {
+        stat_add(STAT_THREADS_FULL);
+        return 0;
+    }
+    return threads.lookup(&tid);
+}
+
+TRACEPOINT_PROBE(signal, signal_deliver)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32, tid = (u32)id;
+    int sig = args->sig;
+    if (tgid == SELF_TGID || !sig_wanted(sig) || !pid_wanted(tgid, 0, 0))
+        return 0;
+    u64 ts = bpf_ktime_get_ns();
+    struct thread_val *t = thread_get(tid, tgid);
+    if (t) {
+        __sync_fetch_and_add(&t->deliveries, 1);
+        if (args->sa_handler > 1)   // not SIG_DFL (0) or SIG_IGN (1)
+            __sync_fetch_and_add(&t->handler_deliveries, 1);
+        t->last_ts = ts;
+    }
+    struct event *e = event_reserve();
+    if (!e)
+        return 0;
+    e->ts = ts;
+    e->kind = EV_DELIVER;
+    e->sender_tgid = tgid;
+    e->sender_tid = tid;
+    e->target_pid = tid;
+    e->target_tgid = tgid;
+    e->sig = sig;
+    e->code = args->code;
+    e->handler = args->sa_handler;
+    e->sa_flags = args->sa_flags;
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    event_submit(e);
+    return 0;
+}
+
+// rt_sigreturn never returns to its caller the usual way: count at entry.
+TRACEPOINT_PROBE(syscalls, sys_enter_rt_sigreturn)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32, tid = (u32)id;
+    if (tgid == SELF_TGID || !pid_wanted(tgid, 0, 0))
+        return 0;
+    struct thread_val *t = thread_get(tid, tgid);
+    if (!t)
+        return 0;
+    u64 returns = __sync_fetch_and_add(&t->sigreturns, 1);
+    t->last_ts = bpf_ktime_get_ns();
+    // A return with no handler frame outstanding on this thread: the start
+    // of sigreturn-oriented programming, or a handler entered before attach.
+    if (returns >= t->handler_deliveries) {
+        struct event *e = event_reserve();
+        if (!e)
+            return 0;
+        e->ts = t->last_ts;
+        e->kind = EV_UNMATCHED_SIGRETURN;
+        e->sender_tgid = tgid;
+        e->sender_tid = tid;
+        e->target_pid = tid;
+        e->target_tgid = tgid;
+        bpf_get_current_comm(&e->comm, sizeof(e->comm));
+        event_submit(e);
+    }
+    return 0;
+}
+
+// ---- signalfd: the mask at entry, the fd at exit ---------------------------
+
+static __always_inline int signalfd_enter(u16 syscall, int ufd, const void *umask,
+                                          u64 sizemask, u32 flags)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32, tid = (u32)id;
+    if (tgid == SELF_TGID || !pid_wanted(tgid, 0, 0))
+        return 0;
+    struct inflight f = {};
+    f.ts = bpf_ktime_get_ns();
+    f.syscall = syscall;
+    f.arg_pid = ufd;
+    f.flags = flags;
+    f.sig = -1;   // never matches a signal_generate
+    if (sizemask == 8 && bpf_probe_read_user(&f.mask, sizeof(f.mask), umask) == 0)
+        f.mask_ok = 1;
+    inflight.update(&tid, &f);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_signalfd)
+{
+    return signalfd_enter(SC_SIGNALFD, (int)args->ufd, args->user_mask, args->sizemask, 0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_signalfd4)
+{
+    return signalfd_enter(SC_SIGNALFD4, (int)args->ufd, args->user_mask, args->sizemask,
+                          (u32)args->flags);
+}
+
+static __always_inline int signalfd_exit(long ret)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32, tid = (u32)id;
+    struct inflight *f = inflight.lookup(&tid);
+    if (!f)
+        return 0;
+    struct inflight c = *f;
+    inflight.delete(&tid);
+    u64 ts = bpf_ktime_get_ns();
+    if (ret >= 0) {
+        // The kernel ignores SIGKILL and SIGSTOP in the mask.
+        u64 mask = c.mask & ~((1ULL << (SIGKILL - 1)) | (1ULL << (SIGSTOP - 1)));
+        struct signalfd_key key = {.tgid = tgid, .fd = (s32)ret};
+        struct signalfd_val *v = signalfds.lookup(&key);
+        if (!v || c.arg_pid == -1) {
+            // A new fd (or one that existed before we attached): flags are
+            // set at creation only; an update keeps them.
+            struct signalfd_val init = {};
+            init.flags = c.flags;
+            init.created_ts = c.arg_pid == -1 ? ts : 0;
+            bpf_get_current_comm(&init.comm, sizeof(init.comm));
+            if (signalfds.update(&key, &init)) {
+                stat_add(STAT_SIGNALFDS_FULL);
+            }
+            v = signalfds.lookup(&key);
+        }
+        if (v) {
+            v->mask = mask;
+            v->last_ts = ts;
+            __sync_fetch_and_add(&v->calls, 1);
+        }
+    }
+    struct event *e = event_reserve();
+    if (!e)
+        return 0;
+    e->ts = ts;
+    e->kind = EV_SIGNALFD;
+    e->sender_tgid = tgid;
+    e->sender_tid = tid;
+    e->syscall = c.syscall;
+    e->arg_pid = c.arg_pid;
+    e->ret = (s32)ret;
+    e->handler = c.mask;
+    e->flags = c.flags;
+    e->has_info = c.mask_ok;
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    event_submit(e);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_signalfd) { return signalfd_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_signalfd4) { return signalfd_exit(args->ret); }

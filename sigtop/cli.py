@@ -1,0 +1,200 @@
+"""sigtop's command line: the TUI by default, and batch, record, replay, doctor.
+
+Every failure a user can cause (not root, no BCC, no headers, a bad pid or
+signal name, a corrupt recording) ends as one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from sigtop.filters import FilterError, FlowFilter
+from sigtop.names import UnknownSignalError, parse_signal
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    pass
+
+
+def _pid(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"not a pid (a positive number): {text!r}")
+    return int(text)
+
+
+def _signal(text: str) -> int:
+    try:
+        return parse_signal(text)
+    except UnknownSignalError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text) if text.replace(".", "", 1).isdigit() else -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a number >= 0: {text!r}")
+    return value
+
+
+def _add_filters(p: argparse.ArgumentParser, top: bool = False) -> None:
+    # A subcommand's default would overwrite the value given before it.
+    default = [] if top else argparse.SUPPRESS
+    p.add_argument("-p", "--pid", type=_pid, action="append", default=default, metavar="PID",
+                   help="only signals sent by or to PID (repeatable; applied in the kernel)")
+    p.add_argument("-s", "--signal", type=_signal, action="append", default=default, metavar="SIG",
+                   help="only this signal: TERM, SIGUSR1, RTMIN+2 or a number (repeatable; in the kernel)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sigtop",
+        description="A live, top-like monitor of Linux signals: who sends what to whom, "
+        "what is ignored, blocked or lost, counted exactly in the kernel.",
+        epilog="With no command, sigtop opens the live view. Run `sigtop doctor` if it does not start.",
+    )
+    parser.add_argument("-d", "--delay", type=_positive, default=1.0, metavar="S",
+                        help="refresh interval in seconds (default 1)")
+    parser.add_argument("-c", "--comm", action="append", default=[], metavar="TEXT",
+                        help="show only processes whose name contains TEXT")
+    _add_filters(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    b = sub.add_parser("batch", help="trace headless, then print the tables (or JSON)")
+    b.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds (default: at Ctrl-C)")
+    b.add_argument("--interval", type=_positive, default=1.0, metavar="S",
+                   help="how often the kernel's counters are read (default 1)")
+    b.add_argument("--json", action="store_true", help="print one JSON document")
+    _add_filters(b)
+
+    r = sub.add_parser("record", help="record what the collector produces, as JSON Lines")
+    r.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write ('-' for stdout)")
+    r.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds (default: at Ctrl-C)")
+    r.add_argument("--interval", type=_positive, default=1.0, metavar="S", help="batch interval (default 1)")
+    _add_filters(r)
+
+    p = sub.add_parser("replay", help="open the live view over a recording (no root, no BPF)")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--speed", type=_non_negative, default=1.0, metavar="X",
+                   help="playback speed (default 1; 0 loads everything at once)")
+
+    sub.add_parser("doctor", help="check every prerequisite and say how to fix what fails")
+    return parser
+
+
+def _trace_config(args: argparse.Namespace, details: bool, interval: float):  # noqa: ANN202
+    from sigtop.collector import TraceConfig  # noqa: PLC0415 (keeps --help free of collector imports)
+
+    return TraceConfig(pids=tuple(args.pid), signals=tuple(args.signal), details=details, interval_s=interval)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from rich.console import Console  # noqa: PLC0415
+
+    from sigtop.collector import BpfSource  # noqa: PLC0415
+    from sigtop.model import SignalModel  # noqa: PLC0415
+    from sigtop.report import print_tables, to_json  # noqa: PLC0415
+    from sigtop.runner import trace_into_model  # noqa: PLC0415
+
+    model = SignalModel()
+    source = BpfSource(_trace_config(args, details=False, interval=args.interval))
+    trace_into_model(source, args.duration, model)
+    flow_filter = FlowFilter(frozenset(args.pid), (), frozenset(args.signal))
+    if args.json:
+        json.dump(to_json(model, flow_filter), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print_tables(model, Console(), flow_filter)
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from sigtop.collector import BpfSource  # noqa: PLC0415
+    from sigtop.recording import RecordingWriter  # noqa: PLC0415
+    from sigtop.runner import trace  # noqa: PLC0415
+
+    config = _trace_config(args, details=True, interval=args.interval)
+    try:
+        out = sys.stdout if args.output == "-" else Path(args.output).open("w", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise CliError(f"cannot write {args.output}: {exc.strerror}") from None
+    with out:
+        writer = RecordingWriter(out, {"pids": list(config.pids), "signals": list(config.signals),
+                                       "interval_s": config.interval_s})
+        asyncio.run(trace(BpfSource(config), args.duration, writer.write))
+    print(f"recorded {writer.batches} batches to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _ui_filter(args: argparse.Namespace) -> FlowFilter:
+    return FlowFilter(frozenset(getattr(args, "pid", [])), tuple(args.comm), frozenset(getattr(args, "signal", [])))
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from sigtop.recording import ReplaySource, read_recording  # noqa: PLC0415
+
+    _head, batches = read_recording(args.file)
+    source = ReplaySource(batches, speed=args.speed, name=args.file)
+    return _run_app(source, args, interval=args.delay)
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    from sigtop.collector import BpfSource  # noqa: PLC0415
+
+    source = BpfSource(_trace_config(args, details=True, interval=args.delay))
+    source.attach()  # fail here, with one line, before the screen is taken over
+    return _run_app(source, args, interval=args.delay)
+
+
+def _run_app(source: object, args: argparse.Namespace, interval: float) -> int:
+    from sigtop.app import SigtopApp  # noqa: PLC0415
+
+    app = SigtopApp(source, flow_filter=_ui_filter(args), refresh_s=interval)
+    try:
+        app.run()
+    finally:
+        source.detach()  # type: ignore[attr-defined]
+    return app.return_code or 0
+
+
+def cmd_doctor(_args: argparse.Namespace) -> int:
+    from sigtop.doctor import run_doctor  # noqa: PLC0415
+
+    return run_doctor()
+
+
+COMMANDS = {"batch": cmd_batch, "record": cmd_record, "replay": cmd_replay, "doctor": cmd_doctor, None: cmd_live}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from sigtop.collector import CollectorError  # noqa: PLC0415
+    from sigtop.recording import RecordingError  # noqa: PLC0415
+
+    try:
+        return COMMANDS[args.command](args)
+    except (CliError, CollectorError, RecordingError, FilterError) as exc:
+        print(f"sigtop: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

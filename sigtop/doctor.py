@@ -1,0 +1,80 @@
+"""`sigtop doctor`: check every prerequisite of live tracing, and say how to fix each failure."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from sigtop import collector
+
+Check = tuple[str, Callable[[], str | None], str]
+
+
+def _root() -> str | None:
+    try:
+        collector.check_privileges()
+    except collector.CollectorError as exc:
+        return str(exc)
+    return None
+
+
+def _bpf() -> str | None:
+    if not Path("/sys/fs/bpf").exists() and not Path("/proc/sys/kernel/unprivileged_bpf_disabled").exists():
+        return "this kernel has no BPF syscall"
+    if not Path("/sys/kernel/btf/vmlinux").exists():
+        return "no BTF (/sys/kernel/btf/vmlinux): fine for sigtop, which reads no kernel structs"
+    return None
+
+
+def _tracefs() -> str | None:
+    root = collector.tracefs_root()
+    if root is None:
+        return "tracefs is not mounted"
+    missing = collector.missing_tracepoints(root)
+    if missing:
+        return f"missing tracepoints: {', '.join(missing)}"
+    return None
+
+
+def _headers() -> str | None:
+    build = collector.kernel_headers_dir()
+    if build is None:
+        return f"no headers at /lib/modules/{os.uname().release}/build"
+    target = build.resolve()
+    if os.uname().release not in str(target):
+        return f"ok: {build} -> {target} (nearest Debian headers; fine for tracepoint-only BPF)"
+    return None
+
+
+def _bcc() -> str | None:
+    try:
+        collector.import_bcc()
+    except collector.CollectorError as exc:
+        return str(exc)
+    return None
+
+
+CHECKS: list[Check] = [
+    ("root or CAP_BPF+CAP_PERFMON", _root, "run as root: sudo sigtop"),
+    ("BPF", _bpf, "a kernel with CONFIG_BPF_SYSCALL=y"),
+    ("tracepoints", _tracefs, "mount -t tracefs tracefs /sys/kernel/tracing (make setup does it)"),
+    ("kernel headers", _headers, "make setup (installs Debian's nearest linux-headers and links them)"),
+    ("bcc (python3-bpfcc)", _bcc, "apt-get install python3-bpfcc, and use a venv with --system-site-packages"),
+]
+
+
+def run_doctor() -> int:
+    failed = 0
+    for name, check, fix in CHECKS:
+        problem = check()
+        if problem is None:
+            print(f"ok    {name}")
+        elif problem.startswith("ok: ") or problem.startswith("no BTF"):
+            print(f"ok    {name}: {problem.removeprefix('ok: ')}")
+        else:
+            failed += 1
+            print(f"FAIL  {name}: {problem}\n      fix: {fix}")
+    print("all checks passed: sigtop can trace" if not failed else f"{failed} check(s) failed", file=sys.stderr)
+    return 1 if failed else 0

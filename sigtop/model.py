@@ -1,0 +1,333 @@
+"""The model: folds batches into the flows, signalfd and sigreturn tables.
+
+Pure: no bcc, no textual, no /proc. Everything it knows arrives in a
+`Batch`, so it runs the same on live data, a recording, or a test's list.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, field
+
+from sigtop.names import (
+    GENERATED_RESULTS,
+    EventKind,
+    Result,
+    Syscall,
+    kernel_origin,
+)
+from sigtop.records import (
+    Batch,
+    FlowDelta,
+    FlowKey,
+    KernelStats,
+    ProcInfo,
+    SignalEvent,
+    SignalfdState,
+    ThreadDelta,
+)
+
+EVENTS_PER_ROW = 200
+RECENT_EVENTS = 10_000
+HISTORY_POINTS = 120
+MAX_PROCS = 20_000
+MAX_PENDING_DELIVERIES = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRowKey:
+    """A row of the flows table: sender process -> target process, signal, how."""
+
+    sender_pid: int  # 0: the kernel
+    target_pid: int  # process id; < 0: a process group (kill(-pgid) that failed)
+    sig: int
+    via: str  # syscall name, or the kernel origin class (fault, child, timer, ...)
+    pidfd: int = -1  # a failed pidfd_send_signal whose target is unknown: its fd
+
+
+@dataclass(slots=True)
+class FlowRow:
+    key: FlowRowKey
+    sender_comm: str = ""
+    target_comm: str = ""
+    syscall: int = 0
+    results: list[int] = field(default_factory=lambda: [0] * len(Result))
+    errors: Counter[int] = field(default_factory=Counter)
+    codes: Counter[int] = field(default_factory=Counter)
+    first_ts: float = 0.0
+    last_ts: float = 0.0
+    rate: float = 0.0  # signals/s over the last interval
+    events: deque[SignalEvent] = field(default_factory=lambda: deque(maxlen=EVENTS_PER_ROW))
+
+    @property
+    def count(self) -> int:
+        """Signals generated (whatever their result)."""
+        return sum(self.results[r] for r in GENERATED_RESULTS)
+
+    @property
+    def failed(self) -> int:
+        return self.results[Result.failed]
+
+    @property
+    def attempts(self) -> int:
+        return sum(self.results)
+
+
+@dataclass(slots=True)
+class SigreturnRow:
+    """rt_sigreturn and handler deliveries of one process."""
+
+    pid: int
+    comm: str = ""
+    sigreturns: int = 0
+    handler_deliveries: int = 0
+    deliveries: int = 0
+    unmatched: int = 0  # rt_sigreturn with no handler frame outstanding (SROP?)
+    rate: float = 0.0  # rt_sigreturn/s over the last interval
+    handler_rate: float = 0.0
+    last_ts: float = 0.0
+    history: deque[int] = field(default_factory=lambda: deque(maxlen=HISTORY_POINTS))
+    events: deque[SignalEvent] = field(default_factory=lambda: deque(maxlen=EVENTS_PER_ROW))
+
+    @property
+    def balance(self) -> int:
+        """Handler deliveries minus returns: > 0 handlers left by longjmp, < 0 suspicious."""
+        return self.handler_deliveries - self.sigreturns
+
+
+@dataclass(slots=True)
+class SignalfdRow:
+    pid: int
+    fd: int
+    comm: str = ""
+    mask: int = 0
+    flags: int = 0
+    calls: int = 0
+    created_ts: float = 0.0
+    last_ts: float = 0.0
+    history: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=HISTORY_POINTS))
+
+
+class SignalModel:
+    """Tables of everything seen, with rates over the last interval and bounded memory."""
+
+    def __init__(self, max_rows: int = 20_000) -> None:
+        self.max_rows = max_rows
+        self.flows: dict[FlowRowKey, FlowRow] = {}
+        self.sigreturns: dict[int, SigreturnRow] = {}
+        self.signalfds: dict[tuple[int, int], SignalfdRow] = {}
+        self.procs: OrderedDict[int, ProcInfo] = OrderedDict()
+        self.recent_events: deque[SignalEvent] = deque(maxlen=RECENT_EVENTS)
+        self.stats = KernelStats()
+        self.evicted_rows = 0
+        self.duration_s = 0.0
+        self.last_ts = 0.0
+        self.total_signals = 0
+        self.signals_per_sec = 0.0
+        self.batches = 0
+        self.finished = False
+        # generate events waiting for their signal_deliver, by (process, signal)
+        self._pending: OrderedDict[tuple[int, int], deque[SignalEvent]] = OrderedDict()
+        self._rated_flows: set[FlowRowKey] = set()
+        self._rated_sigreturns: set[int] = set()
+
+    # ---- folding ---------------------------------------------------------
+
+    def apply(self, batch: Batch) -> None:
+        """Fold one batch in. Deltas add up; rates cover this batch's interval."""
+        self.batches += 1
+        self.duration_s += batch.interval_s
+        self.last_ts = batch.ts
+        self.stats.add(batch.stats)
+        self.finished = self.finished or batch.final
+        for proc in batch.procs:
+            self._remember_proc(proc)
+
+        interval = batch.interval_s if batch.interval_s > 0 else 1.0
+        generated = 0
+        flow_deltas: Counter[FlowRowKey] = Counter()
+        for delta in batch.flows:
+            row = self._flow_row(delta.key, delta)
+            row.results[delta.key.result] += delta.count
+            if delta.key.result == Result.failed:
+                row.errors[delta.key.err] += delta.count
+            row.codes[delta.key.code] += delta.count
+            row.first_ts = min(row.first_ts, delta.first_ts) if row.first_ts else delta.first_ts
+            row.last_ts = max(row.last_ts, delta.last_ts)
+            if delta.key.result in GENERATED_RESULTS:
+                flow_deltas[row.key] += delta.count
+                generated += delta.count
+        for key in self._rated_flows - flow_deltas.keys():
+            if key in self.flows:
+                self.flows[key].rate = 0.0
+        for key, n in flow_deltas.items():
+            self.flows[key].rate = n / interval
+        self._rated_flows = set(flow_deltas)
+        self.total_signals += generated
+        self.signals_per_sec = generated / interval
+
+        self._apply_threads(batch.threads, interval)
+        for state in batch.signalfds:
+            self._apply_signalfd(state)
+        for event in batch.events:
+            self._apply_event(event)
+        self._evict()
+
+    def _remember_proc(self, proc: ProcInfo) -> None:
+        self.procs[proc.pid] = proc
+        self.procs.move_to_end(proc.pid)
+        while len(self.procs) > MAX_PROCS:
+            self.procs.popitem(last=False)
+
+    def process_of(self, tid: int) -> int:
+        """The process (tgid) of a task id, as far as /proc told the collector."""
+        info = self.procs.get(tid)
+        return info.tgid if info and info.tgid else tid
+
+    def row_key(self, key: FlowKey) -> FlowRowKey:
+        """Which flows-table row a kernel flow key belongs to."""
+        syscall = Syscall(key.syscall)
+        via = kernel_origin(key.sig, key.code) if syscall == Syscall.kernel else syscall.name
+        if key.result in (Result.failed, Result.no_signal):
+            target = key.target_pid  # what was asked for: a pid, -pgid, or a pidfd
+            if syscall == Syscall.pidfd_send_signal:
+                pid = self.procs.get(key.sender_pid)
+                resolved = pid.pidfds.get(target) if pid else None
+                if resolved:
+                    return FlowRowKey(key.sender_pid, resolved, key.sig, via)
+                return FlowRowKey(key.sender_pid, 0, key.sig, via, pidfd=target)
+            if key.target_tgid:
+                target = key.target_tgid
+            elif target > 0:
+                target = self.process_of(target)
+            return FlowRowKey(key.sender_pid, target, key.sig, via)
+        target = key.target_tgid or self.process_of(key.target_pid)
+        return FlowRowKey(key.sender_pid, target, key.sig, via)
+
+    def _flow_row(self, key: FlowKey, delta: FlowDelta) -> FlowRow:
+        rkey = self.row_key(key)
+        row = self.flows.get(rkey)
+        if row is None:
+            row = FlowRow(rkey, syscall=key.syscall)
+            self.flows[rkey] = row
+        if delta.sender_comm and key.sender_pid:
+            row.sender_comm = delta.sender_comm
+        if delta.target_comm:
+            row.target_comm = delta.target_comm
+        if not row.target_comm and rkey.target_pid > 0:
+            info = self.procs.get(rkey.target_pid)
+            row.target_comm = info.comm if info else ""
+        if not row.sender_comm and rkey.sender_pid:
+            info = self.procs.get(rkey.sender_pid)
+            row.sender_comm = info.comm if info else ""
+        return row
+
+    def _apply_threads(self, threads: list[ThreadDelta], interval: float) -> None:
+        per_process: dict[int, list[int]] = {}
+        for t in threads:
+            row = self.sigreturns.get(t.tgid)
+            if row is None:
+                row = self.sigreturns[t.tgid] = SigreturnRow(t.tgid)
+            if t.tid == t.tgid or not row.comm:
+                row.comm = t.comm
+            row.sigreturns += t.sigreturns
+            row.handler_deliveries += t.handler_deliveries
+            row.deliveries += t.deliveries
+            row.last_ts = max(row.last_ts, t.last_ts)
+            acc = per_process.setdefault(t.tgid, [0, 0])
+            acc[0] += t.sigreturns
+            acc[1] += t.handler_deliveries
+        for pid in self._rated_sigreturns - per_process.keys():
+            row = self.sigreturns.get(pid)
+            if row:
+                row.rate = row.handler_rate = 0.0
+                row.history.append(0)
+        for pid, (returns, handled) in per_process.items():
+            row = self.sigreturns[pid]
+            row.rate = returns / interval
+            row.handler_rate = handled / interval
+            row.history.append(returns)
+        self._rated_sigreturns = set(per_process)
+
+    def _apply_signalfd(self, state: SignalfdState) -> None:
+        key = (state.pid, state.fd)
+        row = self.signalfds.get(key)
+        if row is None or (state.created_ts and state.created_ts != row.created_ts):
+            row = self.signalfds[key] = SignalfdRow(state.pid, state.fd, created_ts=state.created_ts)
+        if not row.history or row.history[-1][1] != state.mask:
+            row.history.append((state.last_ts, state.mask))
+        row.comm = state.comm
+        row.mask = state.mask
+        row.flags = state.flags
+        row.calls += state.calls
+        row.last_ts = state.last_ts
+
+    def _apply_event(self, event: SignalEvent) -> None:
+        self.recent_events.append(event)
+        kind = event.kind
+        if kind in (EventKind.generate, EventKind.send_done):
+            key = FlowKey(
+                sender_pid=event.sender_pid if event.syscall != Syscall.kernel else 0,
+                target_pid=event.target_pid,
+                target_tgid=event.target_tgid,
+                sig=event.sig,
+                code=event.code,
+                err=-event.ret if event.ret < 0 else 0,
+                syscall=event.syscall,
+                result=event.result,
+            )
+            row = self.flows.get(self.row_key(key))
+            if row is not None:
+                row.events.append(event)
+            if kind == EventKind.generate and event.result == Result.delivered:
+                self._expect_delivery(event)
+        elif kind == EventKind.deliver:
+            self._match_delivery(event)
+        elif kind == EventKind.unmatched_sigreturn:
+            row = self.sigreturns.get(event.sender_pid)
+            if row is None:
+                row = self.sigreturns[event.sender_pid] = SigreturnRow(event.sender_pid, event.comm)
+            row.unmatched += 1
+            row.events.append(event)
+
+    def _expect_delivery(self, event: SignalEvent) -> None:
+        target = event.target_tgid or self.process_of(event.target_pid)
+        queue = self._pending.get((target, event.sig))
+        if queue is None:
+            queue = self._pending[(target, event.sig)] = deque(maxlen=1000)
+            if len(self._pending) > MAX_PENDING_DELIVERIES:
+                self._pending.popitem(last=False)
+        queue.append(event)
+
+    def _match_delivery(self, event: SignalEvent) -> None:
+        queue = self._pending.get((event.target_tgid, event.sig))
+        if not queue:
+            return
+        generated = queue.popleft()
+        generated.latency_ns = max(0, round((event.ts - generated.ts) * 1e9))
+
+    def _evict(self) -> None:
+        for table in (self.flows, self.sigreturns, self.signalfds):
+            excess = len(table) - self.max_rows
+            if excess > 0:
+                oldest = sorted(table, key=lambda k: table[k].last_ts)[:excess]
+                for k in oldest:
+                    del table[k]
+                self.evicted_rows += excess
+
+    # ---- user actions ----------------------------------------------------
+
+    def clear(self) -> None:
+        """Forget every count (signalfd state stays: it is state, not a count)."""
+        self.flows.clear()
+        self.sigreturns.clear()
+        for row in self.signalfds.values():
+            row.calls = 0
+        self.recent_events.clear()
+        self._pending.clear()
+        self._rated_flows.clear()
+        self._rated_sigreturns.clear()
+        self.total_signals = 0
+        self.signals_per_sec = 0.0
+        self.duration_s = 0.0
+        self.stats = KernelStats()

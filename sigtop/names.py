@@ -1,0 +1,201 @@
+"""Names for the numbers the kernel reports: signals, si_codes, errnos, flags.
+
+Pure lookups, built on the standard library's own tables where it has them
+(`signal.Signals`, `errno.errorcode`).
+"""
+
+from __future__ import annotations
+
+import errno
+import signal
+from enum import IntEnum
+
+SIGRTMIN = signal.SIGRTMIN  # 34 with glibc: the kernel's 32 and 33 are NPTL's
+SIGRTMAX = signal.SIGRTMAX
+KERNEL_SIGRTMIN = 32
+
+# The kernel's realtime range starts at 32; glibc reserves 32 and 33.
+_STANDARD = {s.value: s.name for s in signal.Signals if s.name not in ("SIGRTMIN", "SIGRTMAX")}
+
+
+class Syscall(IntEnum):
+    """How a signal was sent: a syscall, or raised by the kernel."""
+
+    kernel = 0
+    kill = 1
+    tkill = 2
+    tgkill = 3
+    rt_sigqueueinfo = 4
+    rt_tgsigqueueinfo = 5
+    pidfd_send_signal = 6
+    signalfd = 7
+    signalfd4 = 8
+
+
+SEND_SYSCALLS = tuple(s for s in Syscall if s.name not in ("signalfd", "signalfd4"))
+
+
+class Result(IntEnum):
+    """Outcome of one send: the kernel's TRACE_SIGNAL_* and two of ours."""
+
+    delivered = 0  # queued on the target
+    ignored = 1  # disposition is ignore: discarded
+    already_pending = 2  # a standard signal already pending: merged
+    overflow_fail = 3  # realtime queue full: lost
+    lose_info = 4  # queued without its siginfo
+    no_signal = 5  # the call succeeded and generated nothing (sig 0)
+    failed = 6  # the call failed: see its errno
+
+
+GENERATED_RESULTS = (
+    Result.delivered,
+    Result.ignored,
+    Result.already_pending,
+    Result.overflow_fail,
+    Result.lose_info,
+)
+
+
+class EventKind(IntEnum):
+    generate = 1
+    send_done = 2
+    deliver = 3
+    signalfd = 4
+    unmatched_sigreturn = 5
+
+
+def signame(sig: int) -> str:
+    """SIGTERM, SIGRTMIN+3, or the number for what has no name."""
+    if sig == 0:
+        return "0"
+    if sig in _STANDARD and sig < KERNEL_SIGRTMIN:
+        return _STANDARD[sig]
+    if sig == SIGRTMIN:
+        return "SIGRTMIN"
+    if sig == SIGRTMAX:
+        return "SIGRTMAX"
+    if SIGRTMIN < sig < SIGRTMAX:
+        return f"SIGRTMIN+{sig - SIGRTMIN}"
+    if KERNEL_SIGRTMIN <= sig < SIGRTMIN:
+        return f"SIG{sig}"  # reserved by glibc for threads
+    return str(sig)
+
+
+class UnknownSignalError(ValueError):
+    pass
+
+
+def parse_signal(text: str) -> int:
+    """Accept 15, TERM, SIGTERM, sigterm, RTMIN+2, SIGRTMAX-1, 0."""
+    word = text.strip().upper()
+    if word.lstrip("-").isdigit():
+        number = int(word)
+        if 0 <= number <= 64:
+            return number
+        raise UnknownSignalError(f"signal number out of range 0..64: {text!r}")
+    if not word.startswith("SIG"):
+        word = "SIG" + word
+    for base, value in (("SIGRTMIN", SIGRTMIN), ("SIGRTMAX", SIGRTMAX)):
+        if word.startswith(base):
+            rest = word[len(base) :]
+            try:
+                offset = int(rest) if rest else 0
+            except ValueError:
+                break
+            number = value + offset
+            if SIGRTMIN <= number <= SIGRTMAX:
+                return number
+            break
+    try:
+        return signal.Signals[word].value
+    except KeyError:
+        raise UnknownSignalError(f"unknown signal name: {text!r}") from None
+
+
+def signal_mask_names(mask: int) -> list[str]:
+    """Names of the signals in a sigset (bit n-1 is signal n)."""
+    return [signame(n) for n in range(1, 65) if mask >> (n - 1) & 1]
+
+
+def errno_name(err: int) -> str:
+    return errno.errorcode.get(err, f"E{err}")
+
+
+_SI_CODES = {
+    0: "SI_USER",
+    0x80: "SI_KERNEL",
+    -1: "SI_QUEUE",
+    -2: "SI_TIMER",
+    -3: "SI_MESGQ",
+    -4: "SI_ASYNCIO",
+    -5: "SI_SIGIO",
+    -6: "SI_TKILL",
+    -7: "SI_DETHREAD",
+    -60: "SI_ASYNCNL",
+}
+
+_SIGNAL_CODES = {
+    signal.SIGILL: ("ILL", ["ILLOPC", "ILLOPN", "ILLADR", "ILLTRP", "PRVOPC", "PRVREG", "COPROC", "BADSTK", "BADIADDR"]),
+    signal.SIGFPE: ("FPE", ["INTDIV", "INTOVF", "FLTDIV", "FLTOVF", "FLTUND", "FLTRES", "FLTINV", "FLTSUB", "FLTUNK", "CONDTRAP"]),
+    signal.SIGSEGV: ("SEGV", ["MAPERR", "ACCERR", "BNDERR", "PKUERR", "ACCADI", "ADIDERR", "ADIPERR", "MTEAERR", "MTESERR", "CPERR"]),
+    signal.SIGBUS: ("BUS", ["ADRALN", "ADRERR", "OBJERR", "MCEERR_AR", "MCEERR_AO"]),
+    signal.SIGTRAP: ("TRAP", ["BRKPT", "TRACE", "BRANCH", "HWBKPT", "UNK", "PERF"]),
+    signal.SIGCHLD: ("CLD", ["EXITED", "KILLED", "DUMPED", "TRAPPED", "STOPPED", "CONTINUED"]),
+    signal.SIGPOLL: ("POLL", ["IN", "OUT", "MSG", "ERR", "PRI", "HUP"]),
+    signal.SIGSYS: ("SYS", ["SECCOMP", "USER_DISPATCH"]),
+}
+
+FAULT_SIGNALS = frozenset({signal.SIGILL, signal.SIGFPE, signal.SIGSEGV, signal.SIGBUS, signal.SIGTRAP, signal.SIGSYS})
+
+
+def si_code_name(sig: int, code: int) -> str:
+    """SI_USER, SEGV_MAPERR, CLD_EXITED, ... or the number."""
+    if code <= 0 or code == 0x80:
+        return _SI_CODES.get(code, str(code))
+    prefix, names = _SIGNAL_CODES.get(sig, (None, []))
+    if prefix and code <= len(names):
+        return f"{prefix}_{names[code - 1]}"
+    return str(code)
+
+
+def kernel_origin(sig: int, code: int) -> str:
+    """Class of a kernel-raised signal: fault, child, timer, io or kernel."""
+    if code > 0 and code != 0x80:
+        if sig in FAULT_SIGNALS:
+            return "fault"
+        if sig == signal.SIGCHLD:
+            return "child"
+        if sig == signal.SIGPOLL:
+            return "io"
+    if code == -2:
+        return "timer"
+    if code in (-4, -5, -3):
+        return "io"
+    if sig == signal.SIGALRM or sig == signal.SIGVTALRM or sig == signal.SIGPROF:
+        return "timer"
+    if sig == signal.SIGPIPE:
+        return "pipe"
+    return "kernel"
+
+
+SFD_CLOEXEC = 0o2000000
+SFD_NONBLOCK = 0o4000
+
+
+def sfd_flag_names(flags: int) -> list[str]:
+    names = []
+    if flags & SFD_CLOEXEC:
+        names.append("SFD_CLOEXEC")
+    if flags & SFD_NONBLOCK:
+        names.append("SFD_NONBLOCK")
+    rest = flags & ~(SFD_CLOEXEC | SFD_NONBLOCK)
+    if rest:
+        names.append(hex(rest))
+    return names
+
+
+PIDFD_FLAGS = {1: "PIDFD_SIGNAL_THREAD", 2: "PIDFD_SIGNAL_THREAD_GROUP", 4: "PIDFD_SIGNAL_PROCESS_GROUP"}
+
+
+def pidfd_flag_names(flags: int) -> list[str]:
+    return [name for bit, name in PIDFD_FLAGS.items() if flags & bit] + ([hex(flags & ~7)] if flags & ~7 else [])

@@ -1,0 +1,186 @@
+"""The records that flow from a source (live BPF or a recording) to the model.
+
+Plain data, no behaviour beyond (de)serialising and merging: these are what
+a recording stores, one `Batch` per line, so adding a field must keep
+reading old recordings (fields have defaults).
+
+Timestamps are wall-clock seconds (float, UNIX epoch); the collector turns
+the kernel's monotonic nanoseconds into them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+# How many detail events a batch keeps when batches must be merged.
+MAX_EVENTS_PER_BATCH = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class FlowKey:
+    """One kernel aggregation key: who sent what to whom, how, with what outcome."""
+
+    sender_pid: int  # process (tgid) of the sender; 0 when the kernel raised it
+    target_pid: int  # task id as the kernel reports it; for a failed send, the pid asked for
+    target_tgid: int  # the target's process where the kernel told us, else 0
+    sig: int
+    code: int  # si_code
+    err: int  # errno of a failed send, else 0
+    syscall: int  # names.Syscall
+    result: int  # names.Result
+
+
+@dataclass(slots=True)
+class FlowDelta:
+    key: FlowKey
+    count: int  # new since the previous batch
+    first_ts: float
+    last_ts: float
+    sender_comm: str = ""
+    target_comm: str = ""
+
+
+@dataclass(slots=True)
+class ThreadDelta:
+    """Per-thread delivery and rt_sigreturn counts, new since the previous batch."""
+
+    tid: int
+    tgid: int
+    comm: str
+    sigreturns: int
+    handler_deliveries: int
+    deliveries: int
+    last_ts: float
+
+
+@dataclass(slots=True)
+class SignalfdState:
+    """One signalfd of one process, as it stands now."""
+
+    pid: int
+    fd: int
+    comm: str
+    mask: int
+    flags: int
+    calls: int  # new calls since the previous batch
+    created_ts: float  # 0: created before tracing started
+    last_ts: float
+
+
+@dataclass(slots=True)
+class SignalEvent:
+    """One detail event from the ring buffer (see bpf/sigtop.bpf.c struct event)."""
+
+    ts: float
+    kind: int  # names.EventKind
+    sender_pid: int
+    sender_tid: int
+    target_pid: int
+    target_tgid: int
+    sig: int
+    code: int
+    result: int
+    ret: int
+    syscall: int
+    arg_pid: int = 0
+    arg_tid: int = 0
+    info_pid: int = 0
+    info_uid: int = 0
+    info_value: int = 0
+    has_info: bool = False
+    flags: int = 0
+    group: int = 0
+    handler: int = 0  # deliver: sa_handler; signalfd: the mask
+    sa_flags: int = 0
+    comm: str = ""
+    target_comm: str = ""
+    latency_ns: int | None = None  # generate to deliver, filled in by the model
+
+
+@dataclass(slots=True)
+class ProcInfo:
+    """What /proc said about a process when it was first seen."""
+
+    pid: int
+    tgid: int
+    comm: str = ""
+    cmdline: str = ""
+    user: str = ""
+    ppid: int = 0
+    parents: list[tuple[int, str]] = field(default_factory=list)  # (pid, comm) up to init
+    cgroup: str = ""
+    pidfds: dict[int, int] = field(default_factory=dict)  # fd -> pid, for pidfds it holds
+
+
+@dataclass(slots=True)
+class KernelStats:
+    """Counters of what could not be kept, new since the previous batch."""
+
+    events_lost: int = 0  # ring buffer full: detail events dropped (counts still exact)
+    flows_full: int = 0  # flow map full: a new flow could not be counted
+    threads_full: int = 0
+    signalfds_full: int = 0
+    events_sent: int = 0
+    batches_merged: int = 0  # user space: the consumer fell behind, batches were merged
+    events_dropped: int = 0  # user space: detail events dropped while merging
+
+    def add(self, other: KernelStats) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything new in one collection interval."""
+
+    ts: float  # wall clock at collection
+    interval_s: float  # time this batch covers
+    flows: list[FlowDelta] = field(default_factory=list)
+    threads: list[ThreadDelta] = field(default_factory=list)
+    signalfds: list[SignalfdState] = field(default_factory=list)
+    events: list[SignalEvent] = field(default_factory=list)
+    procs: list[ProcInfo] = field(default_factory=list)
+    stats: KernelStats = field(default_factory=KernelStats)
+    final: bool = False  # the last batch of a source
+
+    def merge(self, later: Batch) -> None:
+        """Fold a later batch into this one (deltas add up; state is replaced)."""
+        self.ts = later.ts
+        self.interval_s += later.interval_s
+        self.flows.extend(later.flows)
+        self.threads.extend(later.threads)
+        self.signalfds.extend(later.signalfds)
+        self.procs.extend(later.procs)
+        self.stats.add(later.stats)
+        self.stats.batches_merged += 1
+        self.events.extend(later.events)
+        if len(self.events) > MAX_EVENTS_PER_BATCH:
+            excess = len(self.events) - MAX_EVENTS_PER_BATCH
+            del self.events[:excess]
+            self.stats.events_dropped += excess
+        self.final = self.final or later.final
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Batch:
+        """Build a batch from `to_json` output; raises KeyError/TypeError/ValueError when malformed."""
+        return cls(
+            ts=float(data["ts"]),
+            interval_s=float(data["interval_s"]),
+            flows=[
+                FlowDelta(**{**f, "key": FlowKey(**f["key"])}) for f in data.get("flows", [])
+            ],
+            threads=[ThreadDelta(**t) for t in data.get("threads", [])],
+            signalfds=[SignalfdState(**s) for s in data.get("signalfds", [])],
+            events=[SignalEvent(**e) for e in data.get("events", [])],
+            procs=[
+                ProcInfo(**{**p, "parents": [tuple(x) for x in p.get("parents", [])],
+                            "pidfds": {int(k): v for k, v in p.get("pidfds", {}).items()}})
+                for p in data.get("procs", [])
+            ],
+            stats=KernelStats(**data.get("stats", {})),
+            final=bool(data.get("final", False)),
+        )

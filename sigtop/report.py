@@ -1,0 +1,148 @@
+"""The model as one JSON document (a stable interface for scripts) or rich tables.
+
+Pure functions of the model: no I/O beyond writing to the console given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from sigtop.filters import FlowFilter
+from sigtop.model import FlowRow, SignalModel
+from sigtop.names import (
+    GENERATED_RESULTS,
+    Result,
+    Syscall,
+    errno_name,
+    sfd_flag_names,
+    signal_mask_names,
+    signame,
+)
+
+
+def flow_syscall(row: FlowRow) -> str:
+    return Syscall(row.syscall).name
+
+
+def flow_json(row: FlowRow) -> dict[str, Any]:
+    key = row.key
+    data: dict[str, Any] = {
+        "sender_pid": key.sender_pid,
+        "sender_comm": row.sender_comm if key.sender_pid else "[kernel]",
+        "target_pid": key.target_pid if key.pidfd < 0 else None,
+        "target_comm": row.target_comm,
+        "sig": key.sig,
+        "signame": signame(key.sig),
+        "syscall": flow_syscall(row),
+        "origin": key.via,
+        "count": row.count,
+        "results": {r.name: row.results[r] for r in GENERATED_RESULTS},
+        "no_signal": row.results[Result.no_signal],
+        "errors": {errno_name(e): n for e, n in sorted(row.errors.items())},
+        "first_ts": round(row.first_ts, 6),
+        "last_ts": round(row.last_ts, 6),
+    }
+    if key.pidfd >= 0:
+        data["target_pidfd"] = key.pidfd
+    return data
+
+
+def to_json(model: SignalModel, flow_filter: FlowFilter | None = None) -> dict[str, Any]:
+    """The batch-mode document; see README for the fields."""
+    flows = [r for r in model.flows.values() if flow_filter is None or flow_filter.matches_flow(r)]
+    flows.sort(key=lambda r: (-r.attempts, r.key.sender_pid, r.key.target_pid, r.key.sig))
+    duration = model.duration_s
+    return {
+        "duration_s": round(duration, 3),
+        "lost_events": model.stats.events_lost,
+        "total_signals": model.total_signals,
+        "dropped": {
+            "flows_map_full": model.stats.flows_full,
+            "threads_map_full": model.stats.threads_full,
+            "signalfds_map_full": model.stats.signalfds_full,
+            "rows_evicted": model.evicted_rows,
+        },
+        "flows": [flow_json(r) for r in flows],
+        "signalfd": [
+            {
+                "pid": r.pid,
+                "comm": r.comm,
+                "fd": r.fd,
+                "mask": r.mask,
+                "signals": signal_mask_names(r.mask),
+                "flags": sfd_flag_names(r.flags),
+                "calls": r.calls,
+                "created_before_trace": not r.created_ts,
+            }
+            for r in sorted(model.signalfds.values(), key=lambda r: (r.pid, r.fd))
+            if flow_filter is None or flow_filter.matches_pid_comm(r.pid, r.comm)
+        ],
+        "sigreturn": [
+            {
+                "pid": r.pid,
+                "comm": r.comm,
+                "count": r.sigreturns,
+                "per_sec": round(r.sigreturns / duration, 3) if duration else 0.0,
+                "handler_deliveries": r.handler_deliveries,
+                "balance": r.balance,
+                "unmatched": r.unmatched,
+            }
+            for r in sorted(model.sigreturns.values(), key=lambda r: -r.sigreturns)
+            if flow_filter is None or flow_filter.matches_pid_comm(r.pid, r.comm)
+        ],
+    }
+
+
+def _proc(pid: int, comm: str) -> Text:
+    # comm is chosen by the process: always plain Text, never markup.
+    return Text(f"{pid} {comm}" if pid else "[kernel]")
+
+
+def print_tables(model: SignalModel, console: Console, flow_filter: FlowFilter | None = None) -> None:
+    doc = to_json(model, flow_filter)
+    flows = Table(title=f"Signal flows ({doc['duration_s']} s, {doc['total_signals']} signals)", title_justify="left")
+    for name in ("SENDER", "TARGET", "SIGNAL", "VIA", "COUNT", "DELIV", "IGN", "MERGED", "LOST", "FAILED"):
+        flows.add_column(name, justify="right" if name not in ("SENDER", "TARGET", "SIGNAL", "VIA") else "left")
+    for f in doc["flows"]:
+        r = f["results"]
+        failed = ", ".join(f"{n} {e}" for e, n in f["errors"].items() if n)
+        target = f"pidfd {f['target_pidfd']}" if f["target_pid"] is None else f["target_pid"]
+        flows.add_row(
+            _proc(f["sender_pid"], f["sender_comm"]),
+            Text(f"{target} {f['target_comm']}"),
+            f["signame"],
+            f["origin"],
+            str(f["count"]),
+            str(r["delivered"] + r["lose_info"]),
+            str(r["ignored"]),
+            str(r["already_pending"]),
+            str(r["overflow_fail"]),
+            Text(failed),
+        )
+    console.print(flows)
+    if doc["signalfd"]:
+        table = Table(title="signalfd", title_justify="left")
+        for name in ("PID", "COMM", "FD", "MASK", "FLAGS", "CALLS"):
+            table.add_column(name)
+        for s in doc["signalfd"]:
+            table.add_row(
+                str(s["pid"]), Text(s["comm"]), str(s["fd"]), " ".join(s["signals"]) or "-",
+                " ".join(s["flags"]) or "-", str(s["calls"]),
+            )
+        console.print(table)
+    if doc["sigreturn"]:
+        table = Table(title="rt_sigreturn", title_justify="left")
+        for name in ("PID", "COMM", "COUNT", "PER SEC", "HANDLED", "BALANCE", "UNMATCHED"):
+            table.add_column(name, justify="right")
+        for s in doc["sigreturn"]:
+            table.add_row(
+                str(s["pid"]), Text(s["comm"]), str(s["count"]), f"{s['per_sec']:.1f}",
+                str(s["handler_deliveries"]), str(s["balance"]), str(s["unmatched"]),
+            )
+        console.print(table)
+    if doc["lost_events"]:
+        console.print(Text(f"{doc['lost_events']} detail events lost (counts are exact)", style="red"))

@@ -1,0 +1,66 @@
+"""Run a source into a model until a duration passes or the user interrupts.
+
+Headless: shared by `sigtop batch` and `sigtop record`, and by the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable
+
+from sigtop.collector import BatchQueue, BpfSource, CollectorError
+from sigtop.model import SignalModel
+from sigtop.records import Batch
+
+
+async def trace(
+    source: BpfSource,
+    duration_s: float | None,
+    on_batch: Callable[[Batch], None],
+    announce: bool = True,
+) -> None:
+    """Attach, announce, feed every batch to on_batch until done; always detach."""
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, done.set)
+    queue = BatchQueue()
+    try:
+        source.attach()
+        source.start(loop, queue.put)
+        if announce:
+            print("Tracing signals... Hit Ctrl-C to end.", file=sys.stderr, flush=True)
+        deadline = None if duration_s is None else loop.time() + duration_s
+        waiter = asyncio.ensure_future(done.wait())
+        while not done.is_set():
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                break
+            getter = asyncio.ensure_future(queue.get())
+            finished, _ = await asyncio.wait({getter, waiter}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in finished:
+                getter.cancel()
+                continue
+            batch = getter.result()
+            on_batch(batch)
+            if batch.final:  # the source ended (a replay ran out, or the collector failed)
+                break
+        waiter.cancel()
+        # The poller posts its last collection before it exits, so once stop()
+        # has joined it, that batch is queued.
+        await asyncio.to_thread(source.stop)
+        await asyncio.sleep(0)
+        for batch in queue.get_all():
+            on_batch(batch)
+        if getattr(source, "error", None):
+            raise CollectorError(source.error)
+    finally:
+        source.stop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def trace_into_model(source: BpfSource, duration_s: float | None, model: SignalModel, announce: bool = True) -> None:
+    asyncio.run(trace(source, duration_s, model.apply, announce))
