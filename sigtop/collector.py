@@ -181,7 +181,9 @@ def _struct_of(ctype: type) -> tuple[struct.Struct, list[str]]:
         if issubclass(ftype, ctypes.Array):
             fmt.append(f"{desc.size}s")
         else:
-            fmt.append(ftype._type_)
+            # '<' means standard sizes, so pick the code by the field's real size.
+            code = {1: "b", 2: "h", 4: "i", 8: "q"}[desc.size]
+            fmt.append(code if ftype._type_.islower() else code.upper())
         names.append(name)
         pos = desc.offset + desc.size
     if ctypes.sizeof(ctype) > pos:
@@ -236,7 +238,7 @@ class BpfSource:
         bcc = import_bcc()
         with _StderrCapture() as captured:
             try:
-                self.bpf = bcc.BPF(text=bpf_source_text(), cflags=self.config.cflags(os.getpid()))
+                self.bpf = bcc.BPF(text=bpf_source_text().encode(), cflags=self.config.cflags(os.getpid()))
             except Exception as exc:  # BCC raises bare Exception on compile/load/attach
                 failure = exc
             else:
@@ -249,7 +251,7 @@ class BpfSource:
             if self.config.pids:
                 self._fill_pid_filter()
             if self.config.details:
-                self.bpf["events"].open_ring_buffer(self._on_event)
+                self.bpf[b"events"].open_ring_buffer(self._on_event)
         except Exception as exc:
             self.detach()
             raise CollectorError(f"could not set up the BPF maps: {exc}") from None
@@ -258,7 +260,7 @@ class BpfSource:
 
     def _fill_pid_filter(self) -> None:
         """Pids and their threads: the kernel reports a thread-directed target by tid."""
-        table = self.bpf["pid_filter"]
+        table = self.bpf[b"pid_filter"]
         for pid in self.config.pids:
             ids = {pid}
             try:
@@ -329,7 +331,7 @@ class BpfSource:
     def _on_event(self, _ctx: object, data: int, size: int) -> int:
         self._raw_events.append(ctypes.string_at(data, size))
         if self._event_struct is None:
-            self._event_struct = _struct_of(type(self.bpf["events"].event(data)))
+            self._event_struct = _struct_of(type(self.bpf[b"events"].event(data)))
         return 0
 
     # ---- reading the maps ------------------------------------------------
@@ -351,7 +353,7 @@ class BpfSource:
         return batch
 
     def _collect_flows(self) -> list[FlowDelta]:
-        table = self.bpf["flows"]
+        table = self.bpf[b"flows"]
         deltas = []
         seen = set()
         stale: list[Any] = []
@@ -397,7 +399,7 @@ class BpfSource:
         return deltas
 
     def _collect_threads(self) -> list[ThreadDelta]:
-        table = self.bpf["threads"]
+        table = self.bpf[b"threads"]
         deltas = []
         seen = set()
         for k, v in table.items_lookup_batch():
@@ -426,7 +428,7 @@ class BpfSource:
         return deltas
 
     def _collect_signalfds(self) -> list[SignalfdState]:
-        table = self.bpf["signalfds"]
+        table = self.bpf[b"signalfds"]
         states = []
         for k, v in table.items_lookup_batch():
             ident = (k.tgid, k.fd)
@@ -451,7 +453,7 @@ class BpfSource:
         return states
 
     def _collect_stats(self) -> KernelStats:
-        table = self.bpf["stats"]
+        table = self.bpf[b"stats"]
         now = [int(table.sum(table.Key(i)).value) for i in range(len(STAT_NAMES))]
         delta = [n - p for n, p in zip(now, self._prev_stats)]
         self._prev_stats = now

@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both install
+# what is missing first (make setup, which also works alone).
+VENV := .venv
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+ARGS ?=
+
+.PHONY: setup run test test-fast bench lint format screenshots clean
+
+setup:
+	@scripts/setup.sh
+
+run: setup
+	$(SUDO) $(VENV)/bin/sigtop $(ARGS)
+
+# Every test, the BPF ones included; they fail (never skip) without root/BPF.
+test: setup
+	$(SUDO) $(VENV)/bin/python -m pytest -q $(ARGS)
+
+# Model, CLI and UI tests only: no root, no kernel.
+test-fast: setup
+	$(VENV)/bin/python -m pytest -q -m "not bpf" $(ARGS)
+
+bench: setup
+	@command -v bpftrace >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bpftrace >/dev/null)
+	$(SUDO) $(VENV)/bin/python bench/run.py $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+screenshots: setup
+	$(SUDO) $(VENV)/bin/python scripts/screenshots.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

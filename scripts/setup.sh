@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Install what sigtop needs, only what is missing: Debian's BCC, kernel
+# headers BCC can compile against, tracefs, and a venv that sees Debian's
+# bcc module. Safe to run again; prints what it did.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+PY=/usr/bin/python3   # Debian's python: python3-bpfcc installs its module there
+KREL=$(uname -r)
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" -eq 0 ]; then $SUDO apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# 1. BCC from Debian (the PyPI package named bcc is an unrelated project).
+if ! $PY -c 'import bcc' 2>/dev/null || ! $PY -c 'import venv, ensurepip' 2>/dev/null; then
+  echo "setup: installing Debian's python3-bpfcc and python3-venv"
+  apt_install python3-bpfcc python3-venv
+fi
+
+# 2. Kernel headers. BCC compiles at run time against /lib/modules/$KREL/build.
+#    Where the running kernel has none, Debian's nearest serve: sigtop's BPF
+#    uses only helpers and tracepoint args, no kernel structs.
+if [ ! -d "/lib/modules/$KREL/build/include" ] && [ ! -e /sys/kernel/kheaders.tar.xz ]; then
+  if ! apt_install "linux-headers-$KREL" 2>/dev/null; then
+    [ "$apt_updated" -eq 1 ] || { $SUDO apt-get update -qq; apt_updated=1; }
+    nearest=$(apt-cache search --names-only '^linux-headers-[0-9][0-9.]*[-+][^ ]*-amd64$' \
+              | awk '{print $1}' | grep -v -e '-rt-' -e '-cloud-' | sort -V | tail -n 1)
+    [ -n "$nearest" ] || { echo "setup: no linux-headers package found" >&2; exit 1; }
+    echo "setup: no headers for $KREL; installing Debian's nearest, $nearest"
+    apt_install "$nearest"
+    ver=${nearest#linux-headers-}
+    common=/usr/src/linux-headers-${ver%-amd64}-common
+    $SUDO mkdir -p "/lib/modules/$KREL"
+    $SUDO ln -sfn "/usr/src/$nearest" "/lib/modules/$KREL/build"
+    [ -d "$common" ] && $SUDO ln -sfn "$common" "/lib/modules/$KREL/source"
+    echo "setup: linked /lib/modules/$KREL/build -> /usr/src/$nearest (nearest headers, say so in bug reports)"
+  fi
+fi
+
+# 3. tracefs, where the machine has not mounted it.
+if [ ! -d /sys/kernel/tracing/events/signal ] && [ ! -d /sys/kernel/debug/tracing/events/signal ]; then
+  echo "setup: mounting tracefs on /sys/kernel/tracing"
+  $SUDO mount -t tracefs tracefs /sys/kernel/tracing
+fi
+
+# 4. The venv: Debian's python, seeing Debian's bcc, with sigtop installed editable.
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import bcc' 2>/dev/null; then
+  echo "setup: creating .venv (system site packages, for Debian's bcc)"
+  rm -rf .venv
+  $PY -m venv --system-site-packages .venv
+fi
+if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+  echo "setup: installing sigtop and its test tools into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2> >(grep -v 'is ignored: it is neither' >&2)
+  touch .venv/.installed
+fi

@@ -1,0 +1,140 @@
+"""Shared fixtures: children the tests start (and always reap), and a live tracer.
+
+Safety: tests signal only processes they started. Each child runs in a
+process group of its own (or one its test made), so a process-group signal
+in a test can only reach children of that test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+HELPER = Path(__file__).parent / "helpers" / "child.py"
+REQUIRE_BPF = os.environ.get("SIGTOP_REQUIRE_BPF") == "1"
+
+
+class Child:
+    """A helper process driven over its stdin/stdout (tests/helpers/child.py)."""
+
+    def __init__(self, process_group: int | None = None) -> None:
+        # process_group 0: a new group of its own (setpgid(0, 0)), so no
+        # group signal of a test can reach anything but that test's children.
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HELPER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+            process_group=process_group or 0,
+        )
+        self.pid = self.proc.pid
+
+    def ask(self, line: str) -> str:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((line + "\n").encode())
+        answer = b""
+        while not answer.endswith(b"\n"):
+            byte = self.proc.stdout.read(1)  # type: ignore[union-attr]
+            if not byte:
+                raise RuntimeError(f"child {self.pid} exited while asked {line!r}")
+            if byte != b"!":
+                answer += byte
+        return answer.decode().strip()
+
+    def wait_ack(self) -> None:
+        """Wait for one handler run (the handler writes '!')."""
+        assert self.proc.stdout.read(1) == b"!"  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()  # our own child: safe
+        self.proc.wait(timeout=10)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream:
+                stream.close()
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., Child]]:
+    children: list[Child] = []
+
+    def make(**kwargs: int) -> Child:
+        child = Child(**kwargs)
+        children.append(child)
+        child.ask("count SIGUSR1")  # ready: the interpreter is up
+        return child
+
+    yield make
+    for child in children:
+        child.stop()
+
+
+def bpf_unavailable() -> str | None:
+    """Why live BPF tests cannot run here, or None."""
+    from sigtop import collector
+
+    try:
+        collector.check_privileges()
+        collector.ensure_tracefs()
+        collector.import_bcc()
+    except collector.CollectorError as exc:
+        return str(exc)
+    if collector.kernel_headers_dir() is None:
+        return "no kernel headers (make setup)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def bpf_ready() -> None:
+    reason = bpf_unavailable()
+    if reason:
+        if REQUIRE_BPF:
+            pytest.fail(f"BPF tests cannot run, and SIGTOP_REQUIRE_BPF=1: {reason}")
+        pytest.skip(f"BPF tests need root and BCC: {reason}")
+
+
+def open_fds(kind: str) -> int:
+    """How many of this process's fds are of a kind (e.g. 'bpf-prog', 'perf_event')."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if kind in os.readlink(f"/proc/self/fd/{fd}"):
+                count += 1
+        except OSError:
+            pass
+    return count
+
+
+@pytest.fixture(scope="module")
+def tracer(bpf_ready: None) -> Iterator[object]:
+    """One live BpfSource for a module's tests, polled synchronously by `measure`."""
+    from sigtop.collector import BpfSource, TraceConfig
+
+    source = BpfSource(TraceConfig(exclude_self=False, details=True))
+    source.attach()
+    try:
+        yield source
+    finally:
+        source.detach()
+
+
+@pytest.fixture
+def measure(tracer: object) -> Callable[[Callable[[], None]], object]:
+    """Run a workload under the tracer; return a fresh model of exactly what it caused."""
+    from sigtop.model import SignalModel
+
+    def run(workload: Callable[[], None]) -> SignalModel:
+        tracer.bpf.ring_buffer_consume()  # type: ignore[attr-defined]
+        tracer.collect()  # type: ignore[attr-defined]  # forget what came before
+        workload()
+        model = SignalModel()
+        tracer.bpf.ring_buffer_consume()  # type: ignore[attr-defined]
+        model.apply(tracer.collect())  # type: ignore[attr-defined]
+        return model
+
+    return run

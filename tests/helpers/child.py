@@ -1,0 +1,66 @@
+"""A child process for the BPF tests: it does what the test asks and counts its own handler runs.
+
+Commands arrive one per line on stdin; each is answered with one line on stdout.
+  handle SIG       install a handler that counts and acks each run (writes "!")
+  ignore SIG       set SIG_IGN
+  block SIG        block SIG (pthread_sigmask)
+  signalfd4 UFD FLAGS SIG,SIG...   create (UFD -1) or update a signalfd; answers the fd
+  signalfd UFD SIG,SIG...          the same through the old syscall (no flags)
+  count SIG        answers how many times the handler for SIG ran
+  exit             exits
+"""
+
+import ctypes
+import os
+import signal
+import sys
+
+libc = ctypes.CDLL(None, use_errno=True)
+SYS_signalfd, SYS_signalfd4 = 282, 289
+counts: dict[int, int] = {}
+
+
+def handler(signum, _frame):
+    counts[signum] = counts.get(signum, 0) + 1
+    os.write(1, b"!")
+
+
+def mask_of(names: str) -> ctypes.c_uint64:
+    mask = 0
+    for name in filter(None, names.split(",")):
+        mask |= 1 << (signal.Signals[name].value - 1)
+    return ctypes.c_uint64(mask)
+
+
+def main() -> None:
+    for line in sys.stdin:
+        words = line.split()
+        cmd, rest = words[0], words[1:]
+        if cmd == "handle":
+            signal.signal(signal.Signals[rest[0]], handler)
+            answer = "ok"
+        elif cmd == "ignore":
+            signal.signal(signal.Signals[rest[0]], signal.SIG_IGN)
+            answer = "ok"
+        elif cmd == "block":
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.Signals[rest[0]]})
+            answer = "ok"
+        elif cmd == "signalfd4":
+            mask = mask_of(rest[2] if len(rest) > 2 else "")
+            fd = libc.syscall(SYS_signalfd4, int(rest[0]), ctypes.byref(mask), 8, int(rest[1]))
+            answer = str(fd)
+        elif cmd == "signalfd":
+            mask = mask_of(rest[1] if len(rest) > 1 else "")
+            fd = libc.syscall(SYS_signalfd, int(rest[0]), ctypes.byref(mask), 8)
+            answer = str(fd)
+        elif cmd == "count":
+            answer = str(counts.get(signal.Signals[rest[0]].value, 0))
+        elif cmd == "exit":
+            return
+        else:
+            answer = f"unknown {cmd}"
+        os.write(1, (answer + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""The kernel path, against real signals sent to children the tests started.
+
+Every count is exact: the BPF maps must account for each signal once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+
+import pytest
+
+from sigtop.model import FlowRow, SignalModel
+from sigtop.names import EventKind, Result, Syscall
+
+pytestmark = pytest.mark.bpf
+
+libc = ctypes.CDLL(None, use_errno=True)
+SYS_tkill, SYS_tgkill, SYS_rt_sigqueueinfo, SYS_rt_tgsigqueueinfo = 200, 234, 129, 297
+SI_QUEUE, SI_TKILL = -1, -6
+
+
+class SigInfo(ctypes.Structure):
+    # x86_64 siginfo_t, the rt (sigqueue) layout, padded to 128 bytes
+    _fields_ = [
+        ("signo", ctypes.c_int), ("errno", ctypes.c_int), ("code", ctypes.c_int), ("pad0", ctypes.c_int),
+        ("pid", ctypes.c_int), ("uid", ctypes.c_uint), ("value", ctypes.c_uint64), ("rest", ctypes.c_byte * 96),
+    ]
+
+
+def siginfo(sig: int, value: int) -> SigInfo:
+    return SigInfo(signo=sig, code=SI_QUEUE, pid=os.getpid(), uid=os.getuid(), value=value)
+
+
+def syscall(*args: object) -> int:
+    ret = libc.syscall(*args)
+    assert ret == 0, os.strerror(ctypes.get_errno())
+    return ret
+
+
+def flows_between(model: SignalModel, sender: int, target: int) -> list[FlowRow]:
+    return [r for r in model.flows.values() if r.key.sender_pid == sender and r.key.target_pid == target]
+
+
+def only_flow(model: SignalModel, sender: int, target: int) -> FlowRow:
+    rows = flows_between(model, sender, target)
+    assert len(rows) == 1, [r.key for r in rows]
+    return rows[0]
+
+
+def test_kill_handled_counts_and_sigreturns(measure, spawn):
+    child = spawn()
+    child.ask("handle SIGUSR1")
+
+    def work():
+        for _ in range(25):
+            os.kill(child.pid, signal.SIGUSR1)
+            child.wait_ack()
+
+    model = measure(work)
+    row = only_flow(model, os.getpid(), child.pid)
+    assert (row.key.sig, row.key.via, row.syscall) == (signal.SIGUSR1, "kill", Syscall.kill)
+    assert row.count == 25
+    assert row.results[Result.delivered] == 25
+    assert row.codes == {0: 25}  # SI_USER
+    handled = int(child.ask("count SIGUSR1"))
+    assert handled == 25
+    ret = model.sigreturns[child.pid]
+    assert ret.sigreturns == handled
+    assert ret.handler_deliveries == handled
+    assert ret.balance == 0
+    assert ret.unmatched == 0
+    # every generate was matched to its delivery
+    generated = [e for e in row.events if e.kind == EventKind.generate]
+    assert len(generated) == 25
+    assert all(e.latency_ns is not None and e.latency_ns >= 0 for e in generated)
+
+
+def test_ignored_and_merged_results(measure, spawn):
+    child = spawn()
+    child.ask("ignore SIGUSR2")
+    child.ask("block SIGTERM")
+
+    def work():
+        for _ in range(7):
+            os.kill(child.pid, signal.SIGUSR2)
+        for _ in range(3):
+            os.kill(child.pid, signal.SIGTERM)  # blocked: the 2nd and 3rd merge into the pending one
+
+    model = measure(work)
+    rows = {r.key.sig: r for r in flows_between(model, os.getpid(), child.pid)}
+    assert rows[signal.SIGUSR2].results[Result.ignored] == 7
+    assert rows[signal.SIGUSR2].count == 7
+    assert rows[signal.SIGTERM].results[Result.delivered] == 1
+    assert rows[signal.SIGTERM].results[Result.already_pending] == 2
+
+
+def test_tkill_and_tgkill(measure, spawn):
+    child = spawn()
+    child.ask("handle SIGUSR1")
+
+    def work():
+        for _ in range(3):
+            syscall(SYS_tkill, child.pid, signal.SIGUSR1)
+            child.wait_ack()
+        for _ in range(4):
+            syscall(SYS_tgkill, child.pid, child.pid, signal.SIGUSR1)
+            child.wait_ack()
+
+    model = measure(work)
+    rows = {r.key.via: r for r in flows_between(model, os.getpid(), child.pid)}
+    assert set(rows) == {"tkill", "tgkill"}
+    assert rows["tkill"].count == 3
+    assert rows["tgkill"].count == 4
+    assert rows["tgkill"].codes == {SI_TKILL: 4}
+    assert model.sigreturns[child.pid].sigreturns == 7
+
+
+def test_sigqueueinfo_carries_si_value(measure, spawn):
+    child = spawn()
+    child.ask("handle SIGUSR1")
+    child.ask("handle SIGUSR2")
+
+    def work():
+        info = siginfo(signal.SIGUSR1, 0xC0FFEE)
+        syscall(SYS_rt_sigqueueinfo, child.pid, signal.SIGUSR1, ctypes.byref(info))
+        child.wait_ack()
+        info = siginfo(signal.SIGUSR2, 42)
+        syscall(SYS_rt_tgsigqueueinfo, child.pid, child.pid, signal.SIGUSR2, ctypes.byref(info))
+        child.wait_ack()
+
+    model = measure(work)
+    rows = {r.key.via: r for r in flows_between(model, os.getpid(), child.pid)}
+    assert rows["rt_sigqueueinfo"].count == 1
+    assert rows["rt_sigqueueinfo"].codes == {SI_QUEUE: 1}
+    assert rows["rt_tgsigqueueinfo"].count == 1
+    (event,) = rows["rt_sigqueueinfo"].events
+    assert (event.info_value, event.info_pid, event.has_info) == (0xC0FFEE, os.getpid(), True)
+    (event,) = rows["rt_tgsigqueueinfo"].events
+    assert event.info_value == 42
+    assert event.arg_pid == child.pid
+
+
+def test_pidfd_send_signal_resolves_target(measure, spawn):
+    child = spawn()
+    child.ask("handle SIGUSR1")
+    pidfd = os.pidfd_open(child.pid)
+    try:
+
+        def work():
+            for _ in range(5):
+                signal.pidfd_send_signal(pidfd, signal.SIGUSR1)
+                child.wait_ack()
+
+        model = measure(work)
+    finally:
+        os.close(pidfd)
+    row = only_flow(model, os.getpid(), child.pid)  # the real pid, not the fd
+    assert row.key.via == "pidfd_send_signal"
+    assert row.count == 5
+
+
+def test_kill_process_group_gives_one_flow_per_member(measure, spawn):
+    leader = spawn()  # a process group of its own
+    member = spawn(process_group=leader.pid)
+    for child in (leader, member):
+        child.ask("ignore SIGUSR2")
+
+    model = measure(lambda: os.killpg(leader.pid, signal.SIGUSR2))
+    for child in (leader, member):
+        row = only_flow(model, os.getpid(), child.pid)
+        assert (row.key.via, row.count, row.results[Result.ignored]) == ("kill", 1, 1)
+
+
+def test_failed_send_counts_errno_against_asked_pid(measure):
+    missing = int(open("/proc/sys/kernel/pid_max").read()) + 12345  # no process can have it
+
+    def work():
+        for _ in range(3):
+            with pytest.raises(ProcessLookupError):
+                os.kill(missing, signal.SIGTERM)
+
+    model = measure(work)
+    row = only_flow(model, os.getpid(), missing)
+    assert row.count == 0
+    assert row.failed == 3
+    assert dict(row.errors) == {3: 3}  # ESRCH
+
+
+def test_signal_zero_is_a_probe(measure, spawn):
+    child = spawn()
+    model = measure(lambda: os.kill(child.pid, 0))
+    row = only_flow(model, os.getpid(), child.pid)
+    assert (row.key.sig, row.count, row.results[Result.no_signal]) == (0, 0, 1)
+
+
+def test_signalfd_masks_flags_and_updates(measure, spawn):
+    child = spawn()
+    sfd_cloexec, sfd_nonblock = 0o2000000, 0o4000
+    fds = {}
+
+    def work():
+        fds["a"] = int(child.ask(f"signalfd4 -1 {sfd_cloexec | sfd_nonblock} SIGUSR1,SIGINT"))
+        assert fds["a"] >= 0
+        # an update: new mask (SIGKILL is ignored by the kernel), flags stay
+        assert int(child.ask(f"signalfd4 {fds['a']} 0 SIGUSR1,SIGTERM,SIGKILL")) == fds["a"]
+        fds["b"] = int(child.ask("signalfd -1 SIGHUP"))
+
+    model = measure(work)
+    a = model.signalfds[(child.pid, fds["a"])]
+    assert a.mask == (1 << (signal.SIGUSR1 - 1)) | (1 << (signal.SIGTERM - 1))
+    assert a.flags == sfd_cloexec | sfd_nonblock
+    assert a.calls == 2
+    assert [m for _, m in a.history][-1] == a.mask
+    b = model.signalfds[(child.pid, fds["b"])]
+    assert (b.mask, b.flags, b.calls) == (1 << (signal.SIGHUP - 1), 0, 1)
+
+
+def test_kernel_raised_sigchld_has_no_sender(measure, spawn):
+    child = spawn()
+    model = measure(child.stop)
+    rows = [r for r in model.flows.values() if r.key.sig == signal.SIGCHLD and r.key.target_pid == os.getpid()]
+    assert len(rows) == 1
+    assert rows[0].key.sender_pid == 0
+    assert rows[0].key.via == "child"
+    assert rows[0].count == 1
+    kill_rows = flows_between(model, os.getpid(), child.pid)
+    assert [r.key.sig for r in kill_rows] == [signal.SIGKILL]
+
+
+def test_storm_counts_stay_exact(measure, spawn):
+    """200,000 kill()s: the count is exact; detail events may drop, and drops are counted."""
+    child = spawn()
+    child.ask("ignore SIGUSR2")
+    sent = 200_000
+    pid, kill, sig = child.pid, os.kill, signal.SIGUSR2
+
+    def work():
+        for _ in range(sent):
+            kill(pid, sig)
+
+    model = measure(work)
+    row = only_flow(model, os.getpid(), child.pid)
+    assert row.count == sent
+    assert row.results[Result.ignored] == sent
+    seen = sum(1 for e in model.recent_events if e.kind == EventKind.generate and e.target_pid == child.pid)
+    # every event not received is accounted for as lost
+    assert seen + model.stats.events_lost >= min(sent, model.recent_events.maxlen)
+    assert model.stats.events_sent + model.stats.events_lost >= sent
