@@ -22,6 +22,12 @@ class CliError(Exception):
     pass
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """One line, not argparse's usage dump."""
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _pid(text: str) -> int:
     if not text.isdigit() or int(text) <= 0:
         raise argparse.ArgumentTypeError(f"not a pid (a positive number): {text!r}")
@@ -62,7 +68,7 @@ def _add_filters(p: argparse.ArgumentParser, top: bool = False) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sigtop",
         description="A live, top-like monitor of Linux signals: who sends what to whom, "
         "what is ignored, blocked or lost, counted exactly in the kernel.",

@@ -1,0 +1,106 @@
+"""The command line as a user meets it: one-line errors, and batch mode on real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+SIGTOP = [sys.executable, "-m", "sigtop.cli"]
+
+
+def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([*SIGTOP, *args], capture_output=True, text=True, timeout=60, **kwargs)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, needle: str) -> None:
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr
+    assert any(needle in line for line in lines), result.stderr
+    assert len(lines) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["batch", "--pid", "abc"], "not a pid"),
+        (["batch", "--pid", "-5"], "not a pid"),
+        (["--signal", "SIGFOO"], "unknown signal name"),
+        (["batch", "--signal", "99"], "out of range"),
+        (["batch", "--duration", "0"], "must be more than 0"),
+        (["replay", "/nonexistent/rec.jsonl"], "cannot read recording"),
+    ],
+)
+def test_bad_input_is_one_line(args, needle):
+    assert_one_line_error(run(*args), needle)
+
+
+def test_corrupt_recording_names_the_line(tmp_path):
+    path = tmp_path / "rec.jsonl"
+    path.write_text('{"format": "sigtop-recording", "version": 1}\n{"ts": 1, "interval_s": 1}\n{"ts": 2, "inter\n')
+    assert_one_line_error(run("replay", str(path)), ":3: corrupt line")
+    path.write_text('{"format": "sigtop-recording", "version": 1}\n{"ts": 1, "interval_s": 1}')
+    assert_one_line_error(run("replay", str(path)), ":2: truncated line")
+    path.write_text("hello\n")
+    assert_one_line_error(run("replay", str(path)), "not a sigtop recording")
+
+
+def test_not_root_is_one_line():
+    if os.geteuid() != 0:
+        result = run("batch", "--duration", "1")
+    else:
+        result = run("batch", "--duration", "1", user=65534, group=65534, env={**os.environ, "HOME": "/"})
+    assert_one_line_error(result, "needs root")
+
+
+def test_help_needs_no_root_or_bcc():
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("batch", "record", "replay", "doctor"):
+        assert command in result.stdout
+
+
+@pytest.mark.bpf
+def test_batch_json_on_real_signals(bpf_ready, spawn):
+    """sigtop batch --json --pid CHILD, as a script would run it, around real signals."""
+    child = spawn()
+    child.ask("handle SIGUSR1")
+    child.ask("ignore SIGUSR2")
+    tracer = subprocess.Popen(
+        [*SIGTOP, "batch", "--json", "--pid", str(child.pid), "--interval", "0.2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert tracer.stderr.readline().strip() == "Tracing signals... Hit Ctrl-C to end."
+        for _ in range(12):
+            os.kill(child.pid, signal.SIGUSR1)
+            child.wait_ack()
+        for _ in range(30):
+            os.kill(child.pid, signal.SIGUSR2)
+        os.kill(os.getpid(), 0)  # not about the child: the kernel-side pid filter drops it
+        time.sleep(0.3)
+        tracer.send_signal(signal.SIGINT)  # our own child
+        out, err = tracer.communicate(timeout=30)
+    finally:
+        if tracer.poll() is None:
+            tracer.kill()
+            tracer.wait()
+    assert tracer.returncode == 0, err
+    doc = json.loads(out)
+    flows = {(f["sender_pid"], f["target_pid"], f["signame"]): f for f in doc["flows"]}
+    me = os.getpid()
+    assert set(flows) == {(me, child.pid, "SIGUSR1"), (me, child.pid, "SIGUSR2")}
+    usr1, usr2 = flows[(me, child.pid, "SIGUSR1")], flows[(me, child.pid, "SIGUSR2")]
+    assert (usr1["count"], usr1["results"]["delivered"], usr1["syscall"]) == (12, 12, "kill")
+    assert (usr2["count"], usr2["results"]["ignored"]) == (30, 30)
+    assert usr1["target_comm"].startswith("python")
+    (ret,) = [r for r in doc["sigreturn"] if r["pid"] == child.pid]
+    assert ret["count"] == 12 == int(child.ask("count SIGUSR1"))
+    assert doc["lost_events"] == 0
+    assert doc["duration_s"] > 0

@@ -1,0 +1,144 @@
+"""The model on plain data: no kernel, no terminal."""
+
+from __future__ import annotations
+
+import signal
+
+from sigtop.filters import FlowFilter
+from sigtop.model import SignalModel
+from sigtop.names import EventKind, Result, Syscall
+from sigtop.records import Batch, FlowDelta, FlowKey, ProcInfo, SignalEvent, SignalfdState, ThreadDelta
+from sigtop.report import to_json
+
+
+def key(sender=100, target=200, sig=15, syscall=Syscall.kill, result=Result.delivered, err=0, code=0, tgid=0):
+    return FlowKey(sender, target, tgid, sig, code, err, int(syscall), int(result))
+
+
+def delta(k, count, ts=1000.0):
+    return FlowDelta(k, count, ts, ts, "sender", "target")
+
+
+def test_deltas_add_up_and_rates_cover_the_interval():
+    model = SignalModel()
+    model.apply(Batch(ts=1, interval_s=2.0, flows=[delta(key(), 10), delta(key(result=Result.ignored), 4)]))
+    (row,) = model.flows.values()
+    assert (row.count, row.results[Result.delivered], row.results[Result.ignored]) == (14, 10, 4)
+    assert row.rate == 7.0
+    assert model.signals_per_sec == 7.0
+    model.apply(Batch(ts=2, interval_s=1.0))
+    assert row.rate == 0.0  # nothing new: the rate drops, the count stays
+    assert row.count == 14
+    assert model.total_signals == 14
+
+
+def test_failed_sends_are_attempts_not_signals():
+    model = SignalModel()
+    model.apply(Batch(ts=1, interval_s=1, flows=[delta(key(result=Result.failed, err=3), 2)]))
+    (row,) = model.flows.values()
+    assert (row.count, row.failed, dict(row.errors)) == (0, 2, {3: 2})
+    doc = to_json(model)
+    assert doc["flows"][0]["errors"] == {"ESRCH": 2}
+    assert doc["flows"][0]["count"] == 0
+
+
+def test_thread_targets_fold_into_their_process():
+    model = SignalModel()
+    procs = [ProcInfo(pid=201, tgid=200, comm="worker")]
+    model.apply(Batch(ts=1, interval_s=1, procs=procs, flows=[delta(key(target=201, syscall=Syscall.tkill), 3),
+                                                            delta(key(target=200), 2)]))
+    targets = {(r.key.target_pid, r.key.via): r.count for r in model.flows.values()}
+    assert targets == {(200, "tkill"): 3, (200, "kill"): 2}
+
+
+def test_kernel_signals_are_classified_from_si_code():
+    model = SignalModel()
+    flows = [
+        delta(key(sender=0, sig=signal.SIGSEGV, code=1, syscall=Syscall.kernel), 1),  # SEGV_MAPERR
+        delta(key(sender=0, sig=signal.SIGCHLD, code=1, syscall=Syscall.kernel), 1),  # CLD_EXITED
+        delta(key(sender=0, sig=signal.SIGALRM, code=0x80, syscall=Syscall.kernel), 1),
+        delta(key(sender=0, sig=signal.SIGRTMIN, code=-2, syscall=Syscall.kernel), 1),  # SI_TIMER
+    ]
+    model.apply(Batch(ts=1, interval_s=1, flows=flows))
+    assert sorted(r.key.via for r in model.flows.values()) == ["child", "fault", "timer", "timer"]
+
+
+def test_sigreturn_balance_and_history():
+    model = SignalModel()
+    model.apply(Batch(ts=1, interval_s=1, threads=[ThreadDelta(11, 10, "app", 5, 6, 6, 1.0),
+                                                    ThreadDelta(12, 10, "app", 3, 3, 3, 1.0)]))
+    model.apply(Batch(ts=2, interval_s=1, threads=[ThreadDelta(11, 10, "app", 2, 2, 2, 2.0)]))
+    row = model.sigreturns[10]
+    assert (row.sigreturns, row.handler_deliveries, row.balance) == (10, 11, 1)
+    assert list(row.history) == [8, 2]
+    assert row.rate == 2.0
+
+
+def test_unmatched_sigreturn_is_counted():
+    model = SignalModel()
+    event = SignalEvent(1.0, EventKind.unmatched_sigreturn, 10, 11, 11, 10, 0, 0, 0, 0, 0, comm="exploit")
+    model.apply(Batch(ts=1, interval_s=1, events=[event]))
+    assert model.sigreturns[10].unmatched == 1
+
+
+def test_delivery_latency_matches_generate_to_deliver():
+    model = SignalModel()
+    k = key()
+    gen = SignalEvent(10.0, EventKind.generate, 100, 100, 200, 0, 15, 0, 0, 0, int(Syscall.kill))
+    dlv = SignalEvent(10.00025, EventKind.deliver, 200, 200, 200, 200, 15, 0, 0, 0, 0)
+    model.apply(Batch(ts=1, interval_s=1, flows=[delta(k, 1)], events=[gen, dlv]))
+    (row,) = model.flows.values()
+    assert list(row.events) == [gen]
+    assert 240_000 <= gen.latency_ns <= 260_000
+
+
+def test_signalfd_recreated_fd_starts_over():
+    model = SignalModel()
+    model.apply(Batch(ts=1, interval_s=1, signalfds=[SignalfdState(5, 3, "d", 2, 0o2000000, 2, 1.0, 1.5)]))
+    model.apply(Batch(ts=2, interval_s=1, signalfds=[SignalfdState(5, 3, "d", 4, 0, 1, 2.0, 2.0)]))
+    row = model.signalfds[(5, 3)]
+    assert (row.mask, row.flags, row.calls) == (4, 0, 1)
+
+
+def test_rows_are_evicted_oldest_first_and_counted():
+    model = SignalModel(max_rows=3)
+    flows = [delta(key(target=200 + i), 1, ts=float(i)) for i in range(5)]
+    model.apply(Batch(ts=1, interval_s=1, flows=flows))
+    assert sorted(r.key.target_pid for r in model.flows.values()) == [202, 203, 204]
+    assert model.evicted_rows == 2
+
+
+def test_clear_forgets_counts():
+    model = SignalModel()
+    model.apply(Batch(ts=1, interval_s=1, flows=[delta(key(), 3)]))
+    model.clear()
+    assert not model.flows
+    assert model.total_signals == 0
+
+
+def test_batches_round_trip_and_merge():
+    gen = SignalEvent(10.0, EventKind.generate, 100, 100, 200, 0, 15, 0, 0, 0, 1, comm="[red]x")
+    batch = Batch(ts=1, interval_s=1, flows=[delta(key(), 3)], events=[gen],
+                  procs=[ProcInfo(1, 1, "init", parents=[(0, "")], pidfds={3: 9})])
+    again = Batch.from_json(batch.to_json())
+    assert again == batch
+    later = Batch(ts=2, interval_s=1, flows=[delta(key(), 4)])
+    batch.merge(later)
+    model = SignalModel()
+    model.apply(batch)
+    assert next(iter(model.flows.values())).count == 7
+    assert batch.interval_s == 2
+    assert batch.stats.batches_merged == 1
+
+
+def test_filter_parse_and_match():
+    f = FlowFilter.parse("pid:200 sig:TERM")
+    assert f.pids == {200}
+    assert f.signals == {15}
+    model = SignalModel()
+    model.apply(Batch(ts=1, interval_s=1, flows=[delta(key(), 1), delta(key(target=300), 1),
+                                                delta(key(sig=10), 1)]))
+    shown = [r for r in model.flows.values() if f.matches_flow(r)]
+    assert [(r.key.target_pid, r.key.sig) for r in shown] == [(200, 15)]
+    assert FlowFilter.parse("nginx").comms == ("nginx",)
+    assert FlowFilter.parse("USR1").signals == {10}
