@@ -61,10 +61,24 @@ def _non_negative(text: str) -> float:
 def _add_filters(p: argparse.ArgumentParser, top: bool = False) -> None:
     # A subcommand's default would overwrite the value given before it.
     default = [] if top else argparse.SUPPRESS
-    p.add_argument("-p", "--pid", type=_pid, action="append", default=default, metavar="PID",
-                   help="only signals sent by or to PID (repeatable; applied in the kernel)")
-    p.add_argument("-s", "--signal", type=_signal, action="append", default=default, metavar="SIG",
-                   help="only this signal: TERM, SIGUSR1, RTMIN+2 or a number (repeatable; in the kernel)")
+    p.add_argument(
+        "-p",
+        "--pid",
+        type=_pid,
+        action="append",
+        default=default,
+        metavar="PID",
+        help="only signals sent by or to PID (repeatable; applied in the kernel)",
+    )
+    p.add_argument(
+        "-s",
+        "--signal",
+        type=_signal,
+        action="append",
+        default=default,
+        metavar="SIG",
+        help="only this signal: TERM, SIGUSR1, RTMIN+2 or a number (repeatable; in the kernel)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,17 +88,24 @@ def build_parser() -> argparse.ArgumentParser:
         "what is ignored, blocked or lost, counted exactly in the kernel.",
         epilog="With no command, sigtop opens the live view. Run `sigtop doctor` if it does not start.",
     )
-    parser.add_argument("-d", "--delay", type=_positive, default=1.0, metavar="S",
-                        help="refresh interval in seconds (default 1)")
-    parser.add_argument("-c", "--comm", action="append", default=[], metavar="TEXT",
-                        help="show only processes whose name contains TEXT")
+    parser.add_argument(
+        "-d", "--delay", type=_positive, default=1.0, metavar="S", help="refresh interval in seconds (default 1)"
+    )
+    parser.add_argument(
+        "-c", "--comm", action="append", default=[], metavar="TEXT", help="show only processes whose name contains TEXT"
+    )
     _add_filters(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     b = sub.add_parser("batch", help="trace headless, then print the tables (or JSON)")
     b.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds (default: at Ctrl-C)")
-    b.add_argument("--interval", type=_positive, default=1.0, metavar="S",
-                   help="how often the kernel's counters are read (default 1)")
+    b.add_argument(
+        "--interval",
+        type=_positive,
+        default=1.0,
+        metavar="S",
+        help="how often the kernel's counters are read (default 1)",
+    )
     b.add_argument("--json", action="store_true", help="print one JSON document")
     _add_filters(b)
 
@@ -96,26 +117,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="open the live view over a recording (no root, no BPF)")
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--speed", type=_non_negative, default=1.0, metavar="X",
-                   help="playback speed (default 1; 0 loads everything at once)")
+    p.add_argument(
+        "--speed",
+        type=_non_negative,
+        default=1.0,
+        metavar="X",
+        help="playback speed (default 1; 0 loads everything at once)",
+    )
 
     sub.add_parser("doctor", help="check every prerequisite and say how to fix what fails")
     return parser
 
 
-def _trace_config(args: argparse.Namespace, details: bool, interval: float):  # noqa: ANN202
-    from sigtop.collector import TraceConfig  # noqa: PLC0415 (keeps --help free of collector imports)
+def _trace_config(args: argparse.Namespace, details: bool, interval: float):
+    from sigtop.collector import TraceConfig
 
     return TraceConfig(pids=tuple(args.pid), signals=tuple(args.signal), details=details, interval_s=interval)
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from rich.console import Console  # noqa: PLC0415
+    from rich.console import Console
 
-    from sigtop.collector import BpfSource  # noqa: PLC0415
-    from sigtop.model import SignalModel  # noqa: PLC0415
-    from sigtop.report import print_tables, to_json  # noqa: PLC0415
-    from sigtop.runner import trace_into_model  # noqa: PLC0415
+    from sigtop.collector import BpfSource
+    from sigtop.model import SignalModel
+    from sigtop.report import print_tables, to_json
+    from sigtop.runner import trace_into_model
 
     model = SignalModel()
     source = BpfSource(_trace_config(args, details=False, interval=args.interval))
@@ -130,9 +156,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from sigtop.collector import BpfSource  # noqa: PLC0415
-    from sigtop.recording import RecordingWriter  # noqa: PLC0415
-    from sigtop.runner import trace  # noqa: PLC0415
+    from sigtop.collector import BpfSource
+    from sigtop.recording import RecordingWriter
+    from sigtop.runner import trace
 
     config = _trace_config(args, details=True, interval=args.interval)
     try:
@@ -140,8 +166,9 @@ def cmd_record(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"cannot write {args.output}: {exc.strerror}") from None
     with out:
-        writer = RecordingWriter(out, {"pids": list(config.pids), "signals": list(config.signals),
-                                       "interval_s": config.interval_s})
+        writer = RecordingWriter(
+            out, {"pids": list(config.pids), "signals": list(config.signals), "interval_s": config.interval_s}
+        )
         asyncio.run(trace(BpfSource(config), args.duration, writer.write))
     print(f"recorded {writer.batches} batches to {args.output}", file=sys.stderr)
     return 0
@@ -152,7 +179,7 @@ def _ui_filter(args: argparse.Namespace) -> FlowFilter:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from sigtop.recording import ReplaySource, read_recording  # noqa: PLC0415
+    from sigtop.recording import ReplaySource, read_recording
 
     _head, batches = read_recording(args.file)
     source = ReplaySource(batches, speed=args.speed, name=args.file)
@@ -160,7 +187,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    from sigtop.collector import BpfSource  # noqa: PLC0415
+    from sigtop.collector import BpfSource
 
     source = BpfSource(_trace_config(args, details=True, interval=args.delay))
     source.attach()  # fail here, with one line, before the screen is taken over
@@ -168,7 +195,7 @@ def cmd_live(args: argparse.Namespace) -> int:
 
 
 def _run_app(source: object, args: argparse.Namespace, interval: float) -> int:
-    from sigtop.app import SigtopApp  # noqa: PLC0415
+    from sigtop.app import SigtopApp
 
     app = SigtopApp(source, flow_filter=_ui_filter(args), refresh_s=interval)
     try:
@@ -179,7 +206,7 @@ def _run_app(source: object, args: argparse.Namespace, interval: float) -> int:
 
 
 def cmd_doctor(_args: argparse.Namespace) -> int:
-    from sigtop.doctor import run_doctor  # noqa: PLC0415
+    from sigtop.doctor import run_doctor
 
     return run_doctor()
 
@@ -190,8 +217,8 @@ COMMANDS = {"batch": cmd_batch, "record": cmd_record, "replay": cmd_replay, "doc
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from sigtop.collector import CollectorError  # noqa: PLC0415
-    from sigtop.recording import RecordingError  # noqa: PLC0415
+    from sigtop.collector import CollectorError
+    from sigtop.recording import RecordingError
 
     try:
         return COMMANDS[args.command](args)

@@ -12,6 +12,7 @@ differences to the event loop as one `Batch` through
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import struct
@@ -19,10 +20,11 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sigtop import procfs
 from sigtop.names import Result, Syscall
@@ -143,7 +145,7 @@ def kernel_headers_dir() -> Path | None:
 
 def import_bcc() -> Any:
     try:
-        import bcc  # noqa: PLC0415 (imported lazily on purpose: only live tracing needs it)
+        import bcc
     except ImportError:
         raise CollectorError(
             "BCC's Python module is missing: install Debian's python3-bpfcc (make setup);"
@@ -263,10 +265,8 @@ class BpfSource:
         table = self.bpf[b"pid_filter"]
         for pid in self.config.pids:
             ids = {pid}
-            try:
+            with contextlib.suppress(OSError):
                 ids.update(int(t) for t in os.listdir(f"/proc/{pid}/task"))
-            except OSError:
-                pass
             for tid in ids:
                 table[table.Key(tid)] = table.Leaf(1)
 
@@ -435,7 +435,7 @@ class BpfSource:
             prev_calls, prev_created = self._prev_signalfds.get(ident, (0, -1))
             if v.calls == prev_calls and v.created_ts == prev_created:
                 continue
-            fresh = v.created_ts != prev_created and prev_created != -1
+            fresh = prev_created not in (v.created_ts, -1)
             new_calls = v.calls if fresh or v.calls < prev_calls else v.calls - prev_calls
             self._prev_signalfds[ident] = (v.calls, v.created_ts)
             states.append(
@@ -455,9 +455,9 @@ class BpfSource:
     def _collect_stats(self) -> KernelStats:
         table = self.bpf[b"stats"]
         now = [int(table.sum(table.Key(i)).value) for i in range(len(STAT_NAMES))]
-        delta = [n - p for n, p in zip(now, self._prev_stats)]
+        delta = [n - p for n, p in zip(now, self._prev_stats, strict=False)]
         self._prev_stats = now
-        return KernelStats(**dict(zip(STAT_NAMES, delta)))
+        return KernelStats(**dict(zip(STAT_NAMES, delta, strict=False)))
 
     def _decode_events(self) -> list[SignalEvent]:
         raw, self._raw_events = self._raw_events, []
@@ -467,7 +467,7 @@ class BpfSource:
         events = []
         wall = self._mono_to_wall
         for blob in raw:
-            f = dict(zip(names, layout.unpack_from(blob)))
+            f = dict(zip(names, layout.unpack_from(blob), strict=False))
             events.append(
                 SignalEvent(
                     ts=wall + f["ts"] / 1e9,

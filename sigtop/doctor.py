@@ -71,7 +71,7 @@ def run_doctor() -> int:
         problem = check()
         if problem is None:
             print(f"ok    {name}")
-        elif problem.startswith("ok: ") or problem.startswith("no BTF"):
+        elif problem.startswith(("ok: ", "no BTF")):
             print(f"ok    {name}: {problem.removeprefix('ok: ')}")
         else:
             failed += 1

@@ -135,9 +135,18 @@ _SI_CODES = {
 }
 
 _SIGNAL_CODES = {
-    signal.SIGILL: ("ILL", ["ILLOPC", "ILLOPN", "ILLADR", "ILLTRP", "PRVOPC", "PRVREG", "COPROC", "BADSTK", "BADIADDR"]),
-    signal.SIGFPE: ("FPE", ["INTDIV", "INTOVF", "FLTDIV", "FLTOVF", "FLTUND", "FLTRES", "FLTINV", "FLTSUB", "FLTUNK", "CONDTRAP"]),
-    signal.SIGSEGV: ("SEGV", ["MAPERR", "ACCERR", "BNDERR", "PKUERR", "ACCADI", "ADIDERR", "ADIPERR", "MTEAERR", "MTESERR", "CPERR"]),
+    signal.SIGILL: (
+        "ILL",
+        ["ILLOPC", "ILLOPN", "ILLADR", "ILLTRP", "PRVOPC", "PRVREG", "COPROC", "BADSTK", "BADIADDR"],
+    ),
+    signal.SIGFPE: (
+        "FPE",
+        ["INTDIV", "INTOVF", "FLTDIV", "FLTOVF", "FLTUND", "FLTRES", "FLTINV", "FLTSUB", "FLTUNK", "CONDTRAP"],
+    ),
+    signal.SIGSEGV: (
+        "SEGV",
+        ["MAPERR", "ACCERR", "BNDERR", "PKUERR", "ACCADI", "ADIDERR", "ADIPERR", "MTEAERR", "MTESERR", "CPERR"],
+    ),
     signal.SIGBUS: ("BUS", ["ADRALN", "ADRERR", "OBJERR", "MCEERR_AR", "MCEERR_AO"]),
     signal.SIGTRAP: ("TRAP", ["BRKPT", "TRACE", "BRANCH", "HWBKPT", "UNK", "PERF"]),
     signal.SIGCHLD: ("CLD", ["EXITED", "KILLED", "DUMPED", "TRAPPED", "STOPPED", "CONTINUED"]),
@@ -171,7 +180,7 @@ def kernel_origin(sig: int, code: int) -> str:
         return "timer"
     if code in (-4, -5, -3):
         return "io"
-    if sig == signal.SIGALRM or sig == signal.SIGVTALRM or sig == signal.SIGPROF:
+    if sig in (signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF):
         return "timer"
     if sig == signal.SIGPIPE:
         return "pipe"
@@ -199,3 +208,12 @@ PIDFD_FLAGS = {1: "PIDFD_SIGNAL_THREAD", 2: "PIDFD_SIGNAL_THREAD_GROUP", 4: "PID
 
 def pidfd_flag_names(flags: int) -> list[str]:
     return [name for bit, name in PIDFD_FLAGS.items() if flags & bit] + ([hex(flags & ~7)] if flags & ~7 else [])
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), *range(0x7F, 0xA0)]}
+_CONTROL.update({ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"})
+
+
+def printable(text: str) -> str:
+    """A process-chosen string with control bytes shown escaped: no escape sequence reaches the terminal."""
+    return text.translate(_CONTROL)

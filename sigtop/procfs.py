@@ -30,7 +30,7 @@ def _status(pid: int) -> dict[str, str]:
 def _user(uid_field: str) -> str:
     if not uid_field:
         return ""
-    uid = int(uid_field.split()[0])
+    uid = int(uid_field.split(maxsplit=1)[0])
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:

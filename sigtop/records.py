@@ -170,15 +170,18 @@ class Batch:
         return cls(
             ts=float(data["ts"]),
             interval_s=float(data["interval_s"]),
-            flows=[
-                FlowDelta(**{**f, "key": FlowKey(**f["key"])}) for f in data.get("flows", [])
-            ],
+            flows=[FlowDelta(**{**f, "key": FlowKey(**f["key"])}) for f in data.get("flows", [])],
             threads=[ThreadDelta(**t) for t in data.get("threads", [])],
             signalfds=[SignalfdState(**s) for s in data.get("signalfds", [])],
             events=[SignalEvent(**e) for e in data.get("events", [])],
             procs=[
-                ProcInfo(**{**p, "parents": [tuple(x) for x in p.get("parents", [])],
-                            "pidfds": {int(k): v for k, v in p.get("pidfds", {}).items()}})
+                ProcInfo(
+                    **{
+                        **p,
+                        "parents": [tuple(x) for x in p.get("parents", [])],
+                        "pidfds": {int(k): v for k, v in p.get("pidfds", {}).items()},
+                    }
+                )
                 for p in data.get("procs", [])
             ],
             stats=KernelStats(**data.get("stats", {})),

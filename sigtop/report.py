@@ -18,6 +18,7 @@ from sigtop.names import (
     Result,
     Syscall,
     errno_name,
+    printable,
     sfd_flag_names,
     signal_mask_names,
     signame,
@@ -99,7 +100,7 @@ def to_json(model: SignalModel, flow_filter: FlowFilter | None = None) -> dict[s
 
 def _proc(pid: int, comm: str) -> Text:
     # comm is chosen by the process: always plain Text, never markup.
-    return Text(f"{pid} {comm}" if pid else "[kernel]")
+    return Text(f"{pid} {printable(comm)}" if pid else "[kernel]")
 
 
 def print_tables(model: SignalModel, console: Console, flow_filter: FlowFilter | None = None) -> None:
@@ -113,7 +114,7 @@ def print_tables(model: SignalModel, console: Console, flow_filter: FlowFilter |
         target = f"pidfd {f['target_pidfd']}" if f["target_pid"] is None else f["target_pid"]
         flows.add_row(
             _proc(f["sender_pid"], f["sender_comm"]),
-            Text(f"{target} {f['target_comm']}"),
+            Text(f"{target} {printable(f['target_comm'])}"),
             f["signame"],
             f["origin"],
             str(f["count"]),
@@ -130,8 +131,12 @@ def print_tables(model: SignalModel, console: Console, flow_filter: FlowFilter |
             table.add_column(name)
         for s in doc["signalfd"]:
             table.add_row(
-                str(s["pid"]), Text(s["comm"]), str(s["fd"]), " ".join(s["signals"]) or "-",
-                " ".join(s["flags"]) or "-", str(s["calls"]),
+                str(s["pid"]),
+                Text(printable(s["comm"])),
+                str(s["fd"]),
+                " ".join(s["signals"]) or "-",
+                " ".join(s["flags"]) or "-",
+                str(s["calls"]),
             )
         console.print(table)
     if doc["sigreturn"]:
@@ -140,8 +145,13 @@ def print_tables(model: SignalModel, console: Console, flow_filter: FlowFilter |
             table.add_column(name, justify="right")
         for s in doc["sigreturn"]:
             table.add_row(
-                str(s["pid"]), Text(s["comm"]), str(s["count"]), f"{s['per_sec']:.1f}",
-                str(s["handler_deliveries"]), str(s["balance"]), str(s["unmatched"]),
+                str(s["pid"]),
+                Text(printable(s["comm"])),
+                str(s["count"]),
+                f"{s['per_sec']:.1f}",
+                str(s["handler_deliveries"]),
+                str(s["balance"]),
+                str(s["unmatched"]),
             )
         console.print(table)
     if doc["lost_events"]:

@@ -10,12 +10,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 HELPER = Path(__file__).parent / "helpers" / "child.py"
+RECORDING = Path(__file__).parent / "data" / "recording.jsonl"
+
+# Snapshots and clock columns must not depend on where the tests run.
+os.environ["TZ"] = "UTC"
+time.tzset()
 REQUIRE_BPF = os.environ.get("SIGTOP_REQUIRE_BPF") == "1"
 
 

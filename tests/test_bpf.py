@@ -24,8 +24,14 @@ SI_QUEUE, SI_TKILL = -1, -6
 class SigInfo(ctypes.Structure):
     # x86_64 siginfo_t, the rt (sigqueue) layout, padded to 128 bytes
     _fields_ = [
-        ("signo", ctypes.c_int), ("errno", ctypes.c_int), ("code", ctypes.c_int), ("pad0", ctypes.c_int),
-        ("pid", ctypes.c_int), ("uid", ctypes.c_uint), ("value", ctypes.c_uint64), ("rest", ctypes.c_byte * 96),
+        ("signo", ctypes.c_int),
+        ("errno", ctypes.c_int),
+        ("code", ctypes.c_int),
+        ("pad0", ctypes.c_int),
+        ("pid", ctypes.c_int),
+        ("uid", ctypes.c_uint),
+        ("value", ctypes.c_uint64),
+        ("rest", ctypes.c_byte * 96),
     ]
 
 

@@ -74,7 +74,9 @@ def test_batch_json_on_real_signals(bpf_ready, spawn):
     child.ask("ignore SIGUSR2")
     tracer = subprocess.Popen(
         [*SIGTOP, "batch", "--json", "--pid", str(child.pid), "--interval", "0.2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert tracer.stderr.readline().strip() == "Tracing signals... Hit Ctrl-C to end."

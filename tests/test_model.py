@@ -45,8 +45,14 @@ def test_failed_sends_are_attempts_not_signals():
 def test_thread_targets_fold_into_their_process():
     model = SignalModel()
     procs = [ProcInfo(pid=201, tgid=200, comm="worker")]
-    model.apply(Batch(ts=1, interval_s=1, procs=procs, flows=[delta(key(target=201, syscall=Syscall.tkill), 3),
-                                                            delta(key(target=200), 2)]))
+    model.apply(
+        Batch(
+            ts=1,
+            interval_s=1,
+            procs=procs,
+            flows=[delta(key(target=201, syscall=Syscall.tkill), 3), delta(key(target=200), 2)],
+        )
+    )
     targets = {(r.key.target_pid, r.key.via): r.count for r in model.flows.values()}
     assert targets == {(200, "tkill"): 3, (200, "kill"): 2}
 
@@ -65,8 +71,13 @@ def test_kernel_signals_are_classified_from_si_code():
 
 def test_sigreturn_balance_and_history():
     model = SignalModel()
-    model.apply(Batch(ts=1, interval_s=1, threads=[ThreadDelta(11, 10, "app", 5, 6, 6, 1.0),
-                                                    ThreadDelta(12, 10, "app", 3, 3, 3, 1.0)]))
+    model.apply(
+        Batch(
+            ts=1,
+            interval_s=1,
+            threads=[ThreadDelta(11, 10, "app", 5, 6, 6, 1.0), ThreadDelta(12, 10, "app", 3, 3, 3, 1.0)],
+        )
+    )
     model.apply(Batch(ts=2, interval_s=1, threads=[ThreadDelta(11, 10, "app", 2, 2, 2, 2.0)]))
     row = model.sigreturns[10]
     assert (row.sigreturns, row.handler_deliveries, row.balance) == (10, 11, 1)
@@ -118,8 +129,13 @@ def test_clear_forgets_counts():
 
 def test_batches_round_trip_and_merge():
     gen = SignalEvent(10.0, EventKind.generate, 100, 100, 200, 0, 15, 0, 0, 0, 1, comm="[red]x")
-    batch = Batch(ts=1, interval_s=1, flows=[delta(key(), 3)], events=[gen],
-                  procs=[ProcInfo(1, 1, "init", parents=[(0, "")], pidfds={3: 9})])
+    batch = Batch(
+        ts=1,
+        interval_s=1,
+        flows=[delta(key(), 3)],
+        events=[gen],
+        procs=[ProcInfo(1, 1, "init", parents=[(0, "")], pidfds={3: 9})],
+    )
     again = Batch.from_json(batch.to_json())
     assert again == batch
     later = Batch(ts=2, interval_s=1, flows=[delta(key(), 4)])
@@ -136,8 +152,7 @@ def test_filter_parse_and_match():
     assert f.pids == {200}
     assert f.signals == {15}
     model = SignalModel()
-    model.apply(Batch(ts=1, interval_s=1, flows=[delta(key(), 1), delta(key(target=300), 1),
-                                                delta(key(sig=10), 1)]))
+    model.apply(Batch(ts=1, interval_s=1, flows=[delta(key(), 1), delta(key(target=300), 1), delta(key(sig=10), 1)]))
     shown = [r for r in model.flows.values() if f.matches_flow(r)]
     assert [(r.key.target_pid, r.key.sig) for r in shown] == [(200, 15)]
     assert FlowFilter.parse("nginx").comms == ("nginx",)

@@ -4,8 +4,19 @@ from sigtop.filters import FilterError, FlowFilter
 from sigtop.names import UnknownSignalError, errno_name, parse_signal, si_code_name, signal_mask_names, signame
 
 
-@pytest.mark.parametrize(("text", "number"), [("15", 15), ("TERM", 15), ("sigterm", 15), ("SIGUSR1", 10),
-                                              ("RTMIN", 34), ("RTMIN+2", 36), ("SIGRTMAX-1", 63), ("0", 0)])
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("15", 15),
+        ("TERM", 15),
+        ("sigterm", 15),
+        ("SIGUSR1", 10),
+        ("RTMIN", 34),
+        ("RTMIN+2", 36),
+        ("SIGRTMAX-1", 63),
+        ("0", 0),
+    ],
+)
 def test_parse_signal(text, number):
     assert parse_signal(text) == number
 

@@ -7,6 +7,7 @@ Commands arrive one per line on stdin; each is answered with one line on stdout.
   signalfd4 UFD FLAGS SIG,SIG...   create (UFD -1) or update a signalfd; answers the fd
   signalfd UFD SIG,SIG...          the same through the old syscall (no flags)
   count SIG        answers how many times the handler for SIG ran
+  kill PID SIG N   sends SIG to PID N times (PID: another child of the same test)
   exit             exits
 """
 
@@ -55,6 +56,10 @@ def main() -> None:
             answer = str(fd)
         elif cmd == "count":
             answer = str(counts.get(signal.Signals[rest[0]].value, 0))
+        elif cmd == "kill":
+            for _ in range(int(rest[2])):
+                os.kill(int(rest[0]), signal.Signals[rest[1]])
+            answer = "ok"
         elif cmd == "exit":
             return
         else:

@@ -1,0 +1,93 @@
+"""Make the README's screenshots from the real app over a real capture.
+
+1. Capture (root): `sigtop record` around scripts/workload.py, saved as
+   screenshots/capture.jsonl and tests/data/recording.jsonl (the UI tests
+   and snapshot tests replay it).
+2. Screenshots (no root): the app replays the capture headlessly and saves
+   SVGs of the main tables, a sorted view, a filtered view and a drill-down.
+
+    python scripts/screenshots.py            # capture, then screenshots
+    python scripts/screenshots.py --replay   # screenshots from the existing capture
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CAPTURE = ROOT / "screenshots" / "capture.jsonl"
+TEST_DATA = ROOT / "tests" / "data" / "recording.jsonl"
+SIZE = (160, 42)
+
+
+def capture(seconds: float = 4.0) -> None:
+    recorder = subprocess.Popen(
+        [sys.executable, "-m", "sigtop.cli", "record", "-o", str(CAPTURE), "--interval", "1"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = recorder.stderr.readline()
+        if "Tracing" not in line:
+            raise SystemExit(f"recorder did not start: {line.strip()}")
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "workload.py"), str(seconds)], check=True)
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(timeout=30)
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+            recorder.wait()
+    TEST_DATA.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(CAPTURE, TEST_DATA)
+    print(f"captured {CAPTURE} ({CAPTURE.stat().st_size // 1024} KiB)")
+
+
+async def shoot() -> None:
+    from sigtop.app import SigtopApp
+    from sigtop.recording import ReplaySource, read_recording
+
+    _, batches = read_recording(CAPTURE)
+    views = [
+        ("flows", []),
+        ("sorted-by-signal", [">", ">", ">", ">", ">", ">", ">", ">", ">", ">"]),  # SIGNAL column
+        ("filtered-by-pid", None),
+        ("flow-detail", ["enter"]),
+        ("signalfd", ["2"]),
+        ("sigreturn", ["3"]),
+        ("sigreturn-detail", ["3", "enter"]),
+        ("help", ["question_mark"]),
+    ]
+    out = ROOT / "screenshots"
+    for name, keys in views:
+        app = SigtopApp(ReplaySource(batches, speed=0, name=str(CAPTURE)))
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            app.refresh_view()
+            if keys is None:  # filter by the busiest flow's target pid
+                top = max(app.model.flows.values(), key=lambda r: r.count)
+                await pilot.press("slash", *f"pid:{top.key.target_pid}", "enter")
+            else:
+                for key in keys:
+                    await pilot.press(key)
+            await pilot.pause()
+            app.save_screenshot(f"{name}.svg", str(out))
+        print(f"screenshots/{name}.svg")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--replay", action="store_true", help="reuse the existing capture")
+    args = parser.parse_args()
+    if not args.replay:
+        capture()
+    asyncio.run(shoot())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""The live view: a top-like Textual app over any source (live BPF or a recording).
+
+The source is passed in, never created here. Its batches arrive on the
+event loop through a BatchQueue; once per refresh the app folds them into
+the model and re-renders the visible table (one update per tick, never one
+per signal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any, Protocol
+
+from rich.text import Text
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
+
+from sigtop.collector import BatchQueue
+from sigtop.filters import FilterError, FlowFilter
+from sigtop.model import SignalModel
+from sigtop.records import Batch
+from sigtop.screens import HelpScreen, detail_screen
+from sigtop.views import TABLES, cells, sorted_rows
+
+MAX_TABLE_ROWS = 500
+
+
+class Source(Protocol):
+    live: bool
+    name: str
+
+    def attach(self) -> None: ...
+    def start(self, loop: asyncio.AbstractEventLoop, deliver: Any) -> None: ...
+    def stop(self) -> None: ...
+    def detach(self) -> None: ...
+
+
+class SigtopApp(App[int]):
+    """sigtop's main screen."""
+
+    TITLE = "sigtop"
+    CSS = """
+    #header { height: 1; background: $boost; padding: 0 1; }
+    #filter-bar { height: auto; display: none; }
+    #filter-bar.visible { display: block; }
+    #filter-error { color: $error; padding: 0 1; height: auto; }
+    DataTable { height: 1fr; }
+    .proc { padding: 1 0 0 0; }
+    #help { width: 90; height: auto; border: round $accent; padding: 1 2; background: $panel; }
+    HelpScreen { align: center middle; }
+    """
+    BINDINGS = [
+        Binding("q,f10", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("slash,f4", "filter", "Filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("1", "show_table('flows')", "Flows"),
+        Binding("2", "show_table('signalfd')", "Signalfd"),
+        Binding("3", "show_table('sigreturn')", "Sigreturn"),
+        Binding("less_than_sign", "sort_column(-1)", "Sort <"),
+        Binding("greater_than_sign", "sort_column(1)", "Sort >"),
+        Binding("I", "invert_sort", "Invert"),
+        Binding("space,p", "pause", "Pause"),
+        Binding("c", "clear", "Clear"),
+    ]
+
+    def __init__(self, source: Source, flow_filter: FlowFilter | None = None, refresh_s: float = 1.0) -> None:
+        super().__init__()
+        self.source = source
+        self.model = SignalModel()
+        self.flow_filter = flow_filter or FlowFilter()
+        self.refresh_s = refresh_s
+        self.paused = False
+        self.queue = BatchQueue()
+        self.sort = {name: (spec.default_sort, True) for name, spec in TABLES.items()}
+        self.active = "flows"
+        self.frames = 0  # tables rendered: a benchmark reads it
+        self._rows: dict[str, dict[str, Any]] = {}
+
+    # ---- layout ------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="header")
+        with TabbedContent(initial="flows", id="tabs"):
+            for name, spec in TABLES.items():
+                with TabPane(spec.title, id=name):
+                    yield DataTable(id=f"table-{name}", cursor_type="row", zebra_stripes=True)
+        with Static(id="filter-bar"):
+            yield Input(placeholder="pid:1234 comm:nginx sig:TERM   (Enter applies, Esc clears)", id="filter")
+            yield Static(id="filter-error")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for name, spec in TABLES.items():
+            table = self.query_one(f"#table-{name}", DataTable)
+            for i, column in enumerate(spec.columns):
+                table.add_column(column.label + "  ", key=str(i))  # room for the sort marker
+        self._label_sort_columns()
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGTERM, self.exit)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread (tests): nothing to hook
+        self.source.start(loop, self.queue.put)
+        self.set_interval(self.refresh_s, self.refresh_view)
+        self.refresh_view()
+        self.query_one("#table-flows", DataTable).focus()
+
+    def on_unmount(self) -> None:
+        self.source.stop()
+
+    # ---- data --------------------------------------------------------------
+
+    def refresh_view(self) -> None:
+        """Fold every batch that arrived; re-render unless paused."""
+        for batch in self.queue.get_all():
+            self.ingest(batch)
+        self.render_header()
+        if not self.paused:
+            self.render_table(self.active)
+
+    def ingest(self, batch: Batch) -> None:
+        self.model.apply(batch)
+        error = getattr(self.source, "error", None)
+        if batch.final and error:
+            self.notify(error, severity="error", timeout=30)
+
+    def render_header(self) -> None:
+        m = self.model
+        text = Text()
+        text.append("sigtop ", style="bold")
+        text.append(f"{m.signals_per_sec:,.0f} sig/s  total {m.total_signals:,}  flows {len(m.flows):,}  ")
+        text.append(f"lost {m.stats.events_lost:,}", style="bold red" if m.stats.events_lost else "")
+        text.append(f"  filter {self.flow_filter.describe() or '-'}  ")
+        state = "PAUSED" if self.paused else ("LIVE" if getattr(self.source, "live", False) else "REPLAY")
+        if m.finished and not getattr(self.source, "live", False):
+            state = "REPLAY END"
+        text.append(state, style="bold yellow" if self.paused else "bold green")
+        text.append(f"  every {self.refresh_s:g}s  {getattr(self.source, 'name', '')}")
+        self.query_one("#header", Static).update(text)
+
+    def render_table(self, name: str) -> None:
+        spec = TABLES[name]
+        table = self.query_one(f"#table-{name}", DataTable)
+        column, descending = self.sort[name]
+        rows = sorted_rows(spec, self.model, self.flow_filter, column, descending, MAX_TABLE_ROWS)
+        now = self.model.last_ts
+        self._rows[name] = dict(rows)
+        wanted = [key for key, _ in rows]
+        current = [rk.value for rk in table.rows]
+        with self.batch_update():
+            if wanted == current:
+                # Same rows in the same order: touch only the cells that changed.
+                for key, row in rows:
+                    for i, value in enumerate(cells(spec, row, now)):
+                        if table.get_cell(key, str(i)) != value:
+                            table.update_cell(key, str(i), value)
+            else:
+                cursor_key = current[table.cursor_row] if current and table.cursor_row < len(current) else None
+                table.clear()
+                for key, row in rows:
+                    table.add_row(*cells(spec, row, now), key=key)
+                if cursor_key in self._rows[name]:
+                    table.move_cursor(row=wanted.index(cursor_key), animate=False)
+        self.frames += 1
+
+    def _label_sort_columns(self) -> None:
+        for name, spec in TABLES.items():
+            table = self.query_one(f"#table-{name}", DataTable)
+            column, descending = self.sort[name]
+            for i, (col, shown) in enumerate(zip(spec.columns, table.columns.values(), strict=False)):
+                marker = (" ▼" if descending else " ▲") if i == column else ""
+                shown.label = Text(col.label + marker, style="bold underline" if i == column else "")
+            table.refresh()
+
+    # ---- actions -----------------------------------------------------------
+
+    def action_show_table(self, name: str) -> None:
+        """Show the flows, signalfd or sigreturn table."""
+        self.query_one("#tabs", TabbedContent).active = name
+
+    @on(TabbedContent.TabActivated)
+    def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
+        self.active = event.pane.id or "flows"
+        self.render_table(self.active)
+        self.query_one(f"#table-{self.active}", DataTable).focus()
+
+    def _set_sort(self, column: int, descending: bool) -> None:
+        self.sort[self.active] = (column, descending)
+        self._label_sort_columns()
+        self.render_table(self.active)
+
+    def action_sort_column(self, step: int) -> None:
+        """Sort by the column left or right of the current one."""
+        column, descending = self.sort[self.active]
+        self._set_sort((column + step) % len(TABLES[self.active].columns), descending)
+
+    def action_invert_sort(self) -> None:
+        """Invert the sort order."""
+        column, descending = self.sort[self.active]
+        self._set_sort(column, not descending)
+
+    @on(DataTable.HeaderSelected)
+    def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
+        column, descending = self.sort[self.active]
+        clicked = event.column_index
+        self._set_sort(clicked, not descending if clicked == column else True)
+
+    def action_pause(self) -> None:
+        """Freeze the view (counting goes on)."""
+        self.paused = not self.paused
+        self.refresh_view()
+
+    def action_clear(self) -> None:
+        """Forget all counts so far."""
+        self.model.clear()
+        self.refresh_view()
+        self.render_table(self.active)
+
+    def action_help(self) -> None:
+        """Show the keys."""
+        seen = []
+        for binding in self.BINDINGS:
+            if isinstance(binding, Binding) and binding.show:
+                seen.append(
+                    (
+                        binding.key.replace("question_mark", "?")
+                        .replace("slash", "/")
+                        .replace("less_than_sign", "<")
+                        .replace("greater_than_sign", ">")
+                        .replace("space", "space"),
+                        binding.description,
+                    )
+                )
+        seen += [("enter", "Details of the row"), ("esc", "Back / clear filter"), ("click header", "Sort")]
+        self.push_screen(HelpScreen(seen))
+
+    def action_filter(self) -> None:
+        """Filter by pid, comm or signal."""
+        bar = self.query_one("#filter-bar")
+        bar.add_class("visible")
+        box = self.query_one("#filter", Input)
+        box.value = self.flow_filter.describe()
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        """Clear the filter."""
+        self._close_filter()
+        self.flow_filter = FlowFilter()
+        self.refresh_view()
+
+    def _close_filter(self) -> None:
+        self.query_one("#filter-bar").remove_class("visible")
+        self.query_one("#filter-error", Static).update("")
+        self.query_one(f"#table-{self.active}", DataTable).focus()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        try:
+            self.flow_filter = FlowFilter.parse(event.value)
+        except FilterError as exc:
+            self.query_one("#filter-error", Static).update(Text(f"invalid filter: {exc}"))
+            return
+        self._close_filter()
+        self.refresh_view()
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        name = (event.data_table.id or "").removeprefix("table-")
+        row = self._rows.get(name, {}).get(event.row_key.value)
+        if row is not None:
+            self.push_screen(detail_screen(self.model, name, row))

@@ -1,0 +1,222 @@
+"""Drill-down and help screens. They read the model; they never change it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Sparkline, Static
+
+from sigtop.model import FlowRow, SignalfdRow, SignalModel, SigreturnRow
+from sigtop.names import (
+    EventKind,
+    Result,
+    Syscall,
+    errno_name,
+    pidfd_flag_names,
+    printable,
+    sfd_flag_names,
+    si_code_name,
+    signal_mask_names,
+    signame,
+)
+from sigtop.records import SignalEvent
+from sigtop.views import clock
+
+MAX_DETAIL_EVENTS = 200
+MAX_CMDLINE = 300
+
+
+def process_text(model: SignalModel, pid: int, label: str) -> Text:
+    """A process's /proc details, as plain text (cmdline and comm are the process's own)."""
+    text = Text(f"{label}: ", style="bold")
+    if pid == 0:
+        return text.append("the kernel (no sending process)")
+    if pid < 0:
+        return text.append(f"process group {-pid}")
+    info = model.procs.get(pid)
+    if info is None:
+        return text.append(f"pid {pid} (gone before sigtop could read /proc)")
+    text.append(f"pid {pid}  comm {printable(info.comm)}  user {info.user or '?'}\n")
+    cmdline = printable(info.cmdline)
+    text.append(f"  cmdline: {cmdline[:MAX_CMDLINE] + '...' if len(cmdline) > MAX_CMDLINE else cmdline or '-'}\n")
+    chain = " <- ".join(f"{p} {printable(c)}" for p, c in info.parents) or "-"
+    text.append(f"  parents: {chain}\n")
+    text.append(f"  cgroup:  {info.cgroup or '-'}")
+    return text
+
+
+def syscall_args(e: SignalEvent) -> str:
+    sc = Syscall(e.syscall) if e.syscall in Syscall._value2member_map_ else None
+    if sc is None or sc == Syscall.kernel:
+        return "kernel"
+    if sc in (Syscall.kill, Syscall.rt_sigqueueinfo):
+        args = f"{e.arg_pid}, {signame(e.sig)}"
+    elif sc == Syscall.tkill:
+        args = f"{e.arg_tid}, {signame(e.sig)}"
+    elif sc in (Syscall.tgkill, Syscall.rt_tgsigqueueinfo):
+        args = f"{e.arg_pid}, {e.arg_tid}, {signame(e.sig)}"
+    elif sc == Syscall.pidfd_send_signal:
+        flags = "|".join(pidfd_flag_names(e.flags)) or "0"
+        args = f"pidfd {e.arg_pid}, {signame(e.sig)}, {'info' if e.has_info else 'NULL'}, {flags}"
+    else:
+        args = str(e.arg_pid)
+    return f"{sc.name}({args})"
+
+
+def result_text(e: SignalEvent) -> str:
+    if e.kind == EventKind.send_done:
+        return f"failed {errno_name(-e.ret)}" if e.ret < 0 else "no signal (probe)"
+    return Result(e.result).name if e.result in Result._value2member_map_ else str(e.result)
+
+
+class DetailScreen(Screen[None]):
+    """Base of the drill-down screens: Esc goes back."""
+
+    BINDINGS = [
+        Binding("escape,backspace", "app.pop_screen", "Back"),
+        Binding("q,f10", "app.quit", "Quit"),
+    ]
+
+    def __init__(self, model: SignalModel) -> None:
+        super().__init__()
+        self.model = model
+
+
+class FlowDetail(DetailScreen):
+    def __init__(self, model: SignalModel, row: FlowRow) -> None:
+        super().__init__(model)
+        self.row = row
+
+    def compose(self) -> ComposeResult:
+        r = self.row
+        k = r.key
+        head = Text()
+        head.append("Flow  ", style="bold")
+        head.append(f"{k.sender_pid or 'kernel'} {printable(r.sender_comm)} -> ")
+        head.append(f"{k.target_pid} {printable(r.target_comm)}  ")
+        head.append(f"{signame(k.sig)} via {k.via}\n")
+        breakdown = "  ".join(f"{res.name} {r.results[res]}" for res in Result if r.results[res])
+        head.append(f"count {r.count}  attempts {r.attempts}  {breakdown}\n")
+        codes = ", ".join(f"{si_code_name(k.sig, c)}:{n}" for c, n in r.codes.items())
+        head.append(f"si_code: {codes or '-'}   first {clock(r.first_ts)}  last {clock(r.last_ts)}")
+        with VerticalScroll():
+            yield Static(head, id="flow-head")
+            yield Static(process_text(self.model, k.sender_pid, "sender"), classes="proc")
+            yield Static(process_text(self.model, k.target_pid, "target"), classes="proc")
+            yield DataTable(id="events", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#events", DataTable)
+        table.add_columns("TIME", "SENDER TID", "TARGET TID", "CALL", "SI_CODE", "SI_VALUE", "RESULT", "LATENCY")
+        events = list(self.row.events)[-MAX_DETAIL_EVENTS:]
+        for e in reversed(events):
+            table.add_row(
+                clock(e.ts),
+                str(e.sender_tid) if e.syscall else "-",
+                str(e.target_pid),
+                syscall_args(e),
+                si_code_name(e.sig, e.code),
+                f"{e.info_value:#x}" if e.has_info else "-",
+                result_text(e),
+                f"{e.latency_ns / 1000:.1f} us" if e.latency_ns is not None else "-",
+            )
+        if not events:
+            table.add_row("no detail events for this flow (lost, or captured without details)", *[""] * 7)
+        table.focus()
+
+
+class SignalfdDetail(DetailScreen):
+    def __init__(self, model: SignalModel, row: SignalfdRow) -> None:
+        super().__init__(model)
+        self.row = row
+
+    def compose(self) -> ComposeResult:
+        r = self.row
+        head = Text()
+        head.append("signalfd  ", style="bold")
+        head.append(f"pid {r.pid} {printable(r.comm)}  fd {r.fd}  flags {' '.join(sfd_flag_names(r.flags)) or '-'}  ")
+        head.append(f"calls {r.calls}  created {clock(r.created_ts) if r.created_ts else 'before tracing'}\n")
+        head.append(f"mask now: {' '.join(signal_mask_names(r.mask)) or '-'}")
+        with VerticalScroll():
+            yield Static(head)
+            yield Static(process_text(self.model, r.pid, "process"), classes="proc")
+            yield DataTable(id="history", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#history", DataTable)
+        table.add_columns("TIME", "MASK")
+        for ts, mask in reversed(self.row.history):
+            table.add_row(clock(ts), " ".join(signal_mask_names(mask)) or "-")
+        table.focus()
+
+
+class SigreturnDetail(DetailScreen):
+    def __init__(self, model: SignalModel, row: SigreturnRow) -> None:
+        super().__init__(model)
+        self.row = row
+
+    def compose(self) -> ComposeResult:
+        r = self.row
+        head = Text()
+        head.append("rt_sigreturn  ", style="bold")
+        head.append(f"pid {r.pid} {printable(r.comm)}  total {r.sigreturns}  now {r.rate:.1f}/s  ")
+        head.append(f"handler deliveries {r.handler_deliveries}  balance {r.balance}\n")
+        if r.unmatched:
+            head.append(
+                f"{r.unmatched} rt_sigreturn with no handler frame outstanding: SROP, "
+                "a fork inside a handler, or a handler entered before tracing began",
+                style="bold red",
+            )
+        else:
+            head.append("every rt_sigreturn matched a handler delivery")
+        with VerticalScroll():
+            yield Static(head)
+            yield Static("rt_sigreturn per interval (oldest left):")
+            yield Sparkline(list(r.history) or [0], id="rate")
+            yield Static(process_text(self.model, r.pid, "process"), classes="proc")
+            yield DataTable(id="unmatched", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#unmatched", DataTable)
+        table.add_columns("TIME", "TID", "COMM", "EVENT")
+        for e in reversed(self.row.events):
+            table.add_row(clock(e.ts), str(e.sender_tid), Text(printable(e.comm)), "unmatched rt_sigreturn")
+
+
+FILTER_HELP = """\
+Filter (/ or F4): pid:1234  comm:nginx  sig:TERM  (bare words work: 1234, TERM, nginx)
+  terms of one kind match any; kinds combine with AND. Esc clears.
+Results: DELIV queued, IGN discarded (ignored), MERGED already pending (lost merge),
+  LOST realtime queue overflow, FAILED the call failed (errno).
+VIA: the syscall, or for kernel-raised signals: fault, child, timer, io, pipe, kernel.
+Sigreturn BALANCE: handler deliveries minus rt_sigreturns; UNMATCHED: returns with
+  no handler frame outstanding (how SROP starts)."""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark,f1", "app.pop_screen", "Close")]
+
+    def __init__(self, bindings: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.bindings_help = bindings
+
+    def compose(self) -> ComposeResult:
+        text = Text("sigtop keys\n\n", style="bold")
+        for keys, description in self.bindings_help:
+            text.append(f"  {keys:<16}", style="bold cyan")
+            text.append(f"{description}\n")
+        text.append("\n" + FILTER_HELP)
+        yield Static(text, id="help")
+
+
+def detail_screen(model: SignalModel, table: str, row: Any) -> DetailScreen:
+    screens = {"flows": FlowDetail, "signalfd": SignalfdDetail, "sigreturn": SigreturnDetail}
+    return screens[table](model, row)

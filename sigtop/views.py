@@ -1,0 +1,179 @@
+"""What each table shows: columns, how a model row becomes cells, how it sorts.
+
+No widgets here, so the tables' content is testable without a terminal.
+Every string a process controls becomes `rich.text.Text`: never markup.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+
+from sigtop.filters import FlowFilter
+from sigtop.model import FlowRow, SignalfdRow, SignalModel, SigreturnRow
+from sigtop.names import Result, errno_name, printable, sfd_flag_names, signal_mask_names, signame
+
+
+class SortableNumber(Text):
+    """A right-aligned cell that remembers the number it shows."""
+
+    def __init__(self, value: float, text: str | None = None, style: str = "") -> None:
+        super().__init__(text if text is not None else _fmt(value), style=style, justify="right")
+        self.value = value
+
+
+def _fmt(value: float) -> str:
+    if isinstance(value, int) or float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.1f}"
+
+
+def age(now: float, ts: float) -> str:
+    if not ts:
+        return "-"
+    seconds = max(0.0, now - ts)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.0f}h"
+
+
+def clock(ts: float) -> str:
+    if not ts:
+        return "-"
+    return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
+
+
+@dataclass(frozen=True)
+class Column:
+    label: str
+    sort_key: Callable[[Any], Any]
+    cell: Callable[[Any, float], Text | str]
+    numeric: bool = False
+
+
+def _num(get: Callable[[Any], float], style: Callable[[Any], str] | None = None) -> Callable[[Any, float], Text]:
+    return lambda row, _now: SortableNumber(get(row), style=style(row) if style else "")
+
+
+def _sender(row: FlowRow) -> str:
+    return str(row.key.sender_pid) if row.key.sender_pid else "-"
+
+
+def _target(row: FlowRow) -> str:
+    k = row.key
+    if k.pidfd >= 0:
+        return f"pidfd {k.pidfd}"
+    if k.target_pid < 0:
+        return f"pgrp {-k.target_pid}"
+    return str(k.target_pid)
+
+
+def _failed(row: FlowRow) -> str:
+    return " ".join(f"{errno_name(e)}:{n}" for e, n in sorted(row.errors.items()))
+
+
+FLOW_COLUMNS = [
+    Column("SENDER", lambda r: r.key.sender_pid, lambda r, _n: Text(_sender(r), justify="right"), True),
+    Column(
+        "COMM",
+        lambda r: r.sender_comm if r.key.sender_pid else "",
+        lambda r, _n: Text(printable(r.sender_comm)) if r.key.sender_pid else Text("[kernel]", style="italic"),
+    ),
+    Column("TARGET", lambda r: r.key.target_pid, lambda r, _n: Text(_target(r), justify="right"), True),
+    Column("COMM", lambda r: r.target_comm, lambda r, _n: Text(printable(r.target_comm))),
+    Column("SIGNAL", lambda r: r.key.sig, lambda r, _n: signame(r.key.sig)),
+    Column("VIA", lambda r: r.key.via, lambda r, _n: r.key.via),
+    Column("COUNT", lambda r: r.count, _num(lambda r: r.count), True),
+    Column("RATE/s", lambda r: r.rate, _num(lambda r: r.rate), True),
+    Column("LAST", lambda r: r.last_ts, lambda r, now: Text(age(now, r.last_ts), justify="right"), True),
+    Column(
+        "DELIV",
+        lambda r: r.results[Result.delivered] + r.results[Result.lose_info],
+        _num(lambda r: r.results[Result.delivered] + r.results[Result.lose_info]),
+        True,
+    ),
+    Column("IGN", lambda r: r.results[Result.ignored], _num(lambda r: r.results[Result.ignored]), True),
+    Column(
+        "MERGED", lambda r: r.results[Result.already_pending], _num(lambda r: r.results[Result.already_pending]), True
+    ),
+    Column(
+        "LOST",
+        lambda r: r.results[Result.overflow_fail],
+        _num(lambda r: r.results[Result.overflow_fail], lambda r: "red" if r.results[Result.overflow_fail] else ""),
+        True,
+    ),
+    Column("FAILED", lambda r: r.failed, lambda r, _n: Text(_failed(r), style="red"), True),
+]
+
+SIGNALFD_COLUMNS = [
+    Column("PID", lambda r: r.pid, _num(lambda r: r.pid), True),
+    Column("COMM", lambda r: r.comm, lambda r, _n: Text(printable(r.comm))),
+    Column("FD", lambda r: r.fd, _num(lambda r: r.fd), True),
+    Column("MASK", lambda r: r.mask, lambda r, _n: " ".join(signal_mask_names(r.mask)) or "-"),
+    Column("FLAGS", lambda r: r.flags, lambda r, _n: " ".join(sfd_flag_names(r.flags)) or "-"),
+    Column("CALLS", lambda r: r.calls, _num(lambda r: r.calls), True),
+    Column("LAST CHANGE", lambda r: r.last_ts, lambda r, now: Text(age(now, r.last_ts), justify="right"), True),
+]
+
+SIGRETURN_COLUMNS = [
+    Column("PID", lambda r: r.pid, _num(lambda r: r.pid), True),
+    Column("COMM", lambda r: r.comm, lambda r, _n: Text(printable(r.comm))),
+    Column("SIGRET/s", lambda r: r.rate, _num(lambda r: r.rate), True),
+    Column("TOTAL", lambda r: r.sigreturns, _num(lambda r: r.sigreturns), True),
+    Column("HANDLED/s", lambda r: r.handler_rate, _num(lambda r: r.handler_rate), True),
+    Column("BALANCE", lambda r: r.balance, _num(lambda r: r.balance, lambda r: "red" if r.balance < 0 else ""), True),
+    Column(
+        "UNMATCHED",
+        lambda r: r.unmatched,
+        _num(lambda r: r.unmatched, lambda r: "bold red" if r.unmatched else ""),
+        True,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    title: str
+    columns: list[Column]
+    default_sort: int
+    rows: Callable[[SignalModel, FlowFilter], list[tuple[str, Any]]]
+
+
+def _flow_rows(model: SignalModel, flt: FlowFilter) -> list[tuple[str, FlowRow]]:
+    return [(repr(k), r) for k, r in model.flows.items() if not flt or flt.matches_flow(r)]
+
+
+def _signalfd_rows(model: SignalModel, flt: FlowFilter) -> list[tuple[str, SignalfdRow]]:
+    return [(f"{k[0]}:{k[1]}", r) for k, r in model.signalfds.items() if not flt or flt.matches_pid_comm(r.pid, r.comm)]
+
+
+def _sigreturn_rows(model: SignalModel, flt: FlowFilter) -> list[tuple[str, SigreturnRow]]:
+    return [(str(k), r) for k, r in model.sigreturns.items() if not flt or flt.matches_pid_comm(r.pid, r.comm)]
+
+
+TABLES = {
+    "flows": TableSpec("flows", "Flows", FLOW_COLUMNS, 6, _flow_rows),
+    "signalfd": TableSpec("signalfd", "Signalfd", SIGNALFD_COLUMNS, 6, _signalfd_rows),
+    "sigreturn": TableSpec("sigreturn", "Sigreturn", SIGRETURN_COLUMNS, 3, _sigreturn_rows),
+}
+
+
+def sorted_rows(
+    spec: TableSpec, model: SignalModel, flt: FlowFilter, column: int, descending: bool, limit: int
+) -> list[tuple[str, Any]]:
+    """The rows to show, sorted; only the top `limit` (the model keeps the rest)."""
+    rows = spec.rows(model, flt)
+    key = spec.columns[column].sort_key
+    rows.sort(key=lambda item: (key(item[1]), item[0]), reverse=descending)
+    return rows[:limit]
+
+
+def cells(spec: TableSpec, row: Any, now: float) -> list[Text | str]:
+    return [c.cell(row, now) for c in spec.columns]

@@ -1,0 +1,204 @@
+"""The real app, driven with Textual's Pilot over a real recording (tests/data/recording.jsonl,
+captured by scripts/screenshots.py from scripts/workload.py)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from textual.widgets import DataTable, Static
+
+from sigtop.app import SigtopApp
+from sigtop.filters import FlowFilter
+from sigtop.recording import ReplaySource, read_recording
+from sigtop.screens import FlowDetail, HelpScreen, SigreturnDetail
+from tests.conftest import RECORDING, open_fds
+
+SIZE = (160, 42)
+
+
+@pytest.fixture(scope="module")
+def batches():
+    _, batches = read_recording(RECORDING)
+    return batches
+
+
+def make_app(batches, **kwargs) -> SigtopApp:
+    return SigtopApp(ReplaySource(copy.deepcopy(batches), speed=0, name="recording.jsonl"), **kwargs)
+
+
+async def loaded(pilot) -> None:
+    await pilot.pause()
+    pilot.app.refresh_view()
+    await pilot.pause()
+
+
+def visible(app: SigtopApp, name: str = "flows") -> list[list[str]]:
+    table = app.query_one(f"#table-{name}", DataTable)
+    return [[str(getattr(c, "plain", c)) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def header(app: SigtopApp) -> str:
+    return str(app.query_one("#header", Static).render())
+
+
+async def test_tables_switch_with_number_keys(batches):
+    app = make_app(batches)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        assert app.active == "flows"
+        assert len(visible(app)) == len(app.model.flows) > 5
+        await pilot.press("2")
+        assert app.active == "signalfd"
+        rows = visible(app, "signalfd")
+        assert any("SIGTERM" in r[3] and "SIGCHLD" in r[3] and "SFD_CLOEXEC" in r[4] for r in rows)
+        await pilot.press("3")
+        assert app.active == "sigreturn"
+        assert len(visible(app, "sigreturn")) == len(app.model.sigreturns)
+        await pilot.press("1")
+        assert app.active == "flows"
+
+
+async def test_sort_numbers_as_numbers_and_text_as_text(batches):
+    app = make_app(batches)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        counts = [int(r[6].replace(",", "")) for r in visible(app)]
+        assert counts == sorted(counts, reverse=True)  # default: COUNT, descending
+        await pilot.press("I")
+        counts = [int(r[6].replace(",", "")) for r in visible(app)]
+        assert counts == sorted(counts)
+        await pilot.press("less_than_sign", "less_than_sign", "less_than_sign")  # COUNT -> TARGET COMM
+        assert app.sort["flows"] == (3, False)
+        comms = [r[3] for r in visible(app)]
+        assert comms == sorted(comms)
+        await pilot.press("greater_than_sign")  # SIGNAL: by number, not name
+        signals = [r[4] for r in visible(app)]
+        assert signals.index("SIGUSR1") < signals.index("SIGTERM")  # 10 before 15
+        table = app.query_one("#table-flows", DataTable)
+        assert "▲" in str(list(table.columns.values())[4].label)
+
+
+async def test_filter_by_pid_and_invalid_input(batches):
+    app = make_app(batches)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        top = max(app.model.flows.values(), key=lambda r: r.count)
+        pid = top.key.target_pid
+        await pilot.press("slash", *f"pid:{pid}", "enter")
+        rows = visible(app)
+        assert rows
+        assert all(str(pid) in (r[0], r[2]) for r in rows)
+        assert len(rows) < len(app.model.flows)
+        assert f"pid:{pid}" in header(app)
+        await pilot.press("slash", "ctrl+a", *"pid:abc", "enter")
+        error = str(app.query_one("#filter-error", Static).render())
+        assert "not a pid" in error
+        assert app.flow_filter.pids == {pid}  # the old filter stays
+        await pilot.press("escape")
+        assert not app.flow_filter
+        assert len(visible(app)) == len(app.model.flows)
+
+
+async def test_comm_filter_from_the_command_line(batches):
+    app = make_app(batches, flow_filter=FlowFilter.parse("comm:crasher"))
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        rows = visible(app)
+        assert [(r[4], r[5]) for r in rows] == [("SIGSEGV", "fault")]
+
+
+async def test_drill_down_and_back(batches):
+    app = make_app(batches)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("enter")
+        assert isinstance(app.screen, FlowDetail)
+        events = app.screen.query_one("#events", DataTable)
+        assert events.row_count == min(len(app.screen.row.events), 200) > 0
+        first = [str(getattr(c, "plain", c)) for c in events.get_row_at(0)]
+        assert first[3].startswith("kill(")
+        await pilot.press("escape")
+        assert not isinstance(app.screen, FlowDetail)
+        await pilot.press("3", "enter")
+        assert isinstance(app.screen, SigreturnDetail)
+
+
+async def test_pause_freezes_view_but_keeps_counting(batches):
+    app = SigtopApp(ReplaySource(copy.deepcopy(batches[:2]), speed=0))
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        before = visible(app)
+        await pilot.press("space")
+        assert "PAUSED" in header(app)
+        for batch in copy.deepcopy(batches[2:]):
+            app.queue.put(batch)
+        app.refresh_view()
+        assert visible(app) == before
+        counted = app.model.total_signals
+        assert counted > sum(int(r[6].replace(",", "")) for r in before)
+        await pilot.press("p")
+        assert visible(app) != before
+
+
+async def test_clear_help_and_quit(batches):
+    app = make_app(batches)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("c")
+        assert visible(app) == []
+        assert app.model.total_signals == 0
+        await pilot.press("q")
+    assert app.return_code in (0, None)
+
+
+async def test_process_chosen_names_show_literally(batches):
+    app = make_app(batches)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        assert any(r[3] == "[red]x" for r in visible(app))  # markup is not interpreted
+
+
+def test_snapshot_main_screen(batches, snap_compare):
+    assert snap_compare(make_app(batches), terminal_size=SIZE, run_before=loaded)
+
+
+def test_snapshot_flow_detail(batches, snap_compare):
+    async def drill(pilot):
+        await loaded(pilot)
+        await pilot.press("enter")
+        await pilot.pause()
+
+    assert snap_compare(make_app(batches), terminal_size=SIZE, run_before=drill)
+
+
+@pytest.mark.bpf
+async def test_live_app_shows_real_signals_then_detaches(bpf_ready, spawn):
+    from sigtop.collector import BpfSource, TraceConfig
+
+    target = spawn()
+    sender = spawn()
+    target.ask("ignore SIGUSR2")
+    bpf_fds = open_fds("bpf-prog")
+    source = BpfSource(TraceConfig(interval_s=0.2))
+    source.attach()
+    assert open_fds("bpf-prog") > bpf_fds
+    app = SigtopApp(source, refresh_s=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert sender.ask(f"kill {target.pid} SIGUSR2 17") == "ok"
+        for _ in range(50):
+            await pilot.pause(0.1)
+            rows = [r for r in visible(app) if r[0] == str(sender.pid) and r[2] == str(target.pid)]
+            if rows and rows[0][6] == "17":
+                break
+        assert rows, visible(app)
+        assert (rows[0][4], rows[0][5], rows[0][6], rows[0][10]) == ("SIGUSR2", "kill", "17", "17")
+        await pilot.press("q")
+    source.detach()
+    assert open_fds("bpf-prog") == bpf_fds
+    assert source.bpf is None
