@@ -44,6 +44,7 @@ POLL_TIMEOUT_MS = 100
 STALE_FLOW_S = 60.0
 PROC_REFRESH_S = 30.0
 QUEUE_BATCHES = 32
+MAX_EVENTS_PER_INTERVAL = 10_000  # detail events decoded per interval
 # BPF map sizes, as in the C: evict stale entries before they fill up.
 FLOW_ENTRIES = 16384
 THREAD_ENTRIES = 16384
@@ -347,8 +348,8 @@ class BpfSource:
         batch.flows = self._collect_flows()
         batch.threads = self._collect_threads()
         batch.signalfds = self._collect_signalfds()
-        batch.events = self._decode_events()
         batch.stats = self._collect_stats()
+        batch.events = self._decode_events(batch.stats)
         batch.procs = self._resolve_procs(batch)
         return batch
 
@@ -459,10 +460,15 @@ class BpfSource:
         self._prev_stats = now
         return KernelStats(**dict(zip(STAT_NAMES, delta, strict=False)))
 
-    def _decode_events(self) -> list[SignalEvent]:
+    def _decode_events(self, stats: KernelStats) -> list[SignalEvent]:
         raw, self._raw_events = self._raw_events, []
         if not raw or self._event_struct is None:
             return []
+        if len(raw) > MAX_EVENTS_PER_INTERVAL:
+            # A storm: keep the newest for drill-down; decoding them all would
+            # stall the view. The counts never depend on events.
+            stats.events_dropped += len(raw) - MAX_EVENTS_PER_INTERVAL
+            raw = raw[-MAX_EVENTS_PER_INTERVAL:]
         layout, names = self._event_struct
         events = []
         wall = self._mono_to_wall

@@ -1,0 +1,206 @@
+"""sigtop's benchmark: overhead and exactness against bare, the BPF floor and bpftrace.
+
+One run, rounds interleaved (every configuration once per round), medians
+over rounds, ratios to bare measured in the same run. Prints a table and
+writes bench/results/latest.json.
+
+    make bench                       # default sizes
+    make bench ARGS="--rounds 5"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PY = sys.executable
+LOADS = {"handled": 200_000, "ignored": 400_000, "getppid": 2_000_000}
+
+BPFTRACE = """
+tracepoint:signal:signal_generate, tracepoint:signal:signal_deliver,
+tracepoint:syscalls:sys_enter_kill, tracepoint:syscalls:sys_exit_kill,
+tracepoint:syscalls:sys_enter_tkill, tracepoint:syscalls:sys_exit_tkill,
+tracepoint:syscalls:sys_enter_tgkill, tracepoint:syscalls:sys_exit_tgkill,
+tracepoint:syscalls:sys_enter_rt_sigqueueinfo, tracepoint:syscalls:sys_exit_rt_sigqueueinfo,
+tracepoint:syscalls:sys_enter_rt_tgsigqueueinfo, tracepoint:syscalls:sys_exit_rt_tgsigqueueinfo,
+tracepoint:syscalls:sys_enter_pidfd_send_signal, tracepoint:syscalls:sys_exit_pidfd_send_signal,
+tracepoint:syscalls:sys_enter_signalfd, tracepoint:syscalls:sys_exit_signalfd,
+tracepoint:syscalls:sys_enter_signalfd4, tracepoint:syscalls:sys_exit_signalfd4,
+tracepoint:syscalls:sys_enter_rt_sigreturn
+{ @[probe, pid, comm] = count(); }
+"""
+
+
+def build_loads() -> Path:
+    out = Path(tempfile.gettempdir()) / "sigtop-bench-loads"
+    subprocess.run(["gcc", "-O2", "-o", str(out), str(HERE / "loads.c")], check=True)
+    return out
+
+
+class Tracer:
+    """A configuration: a process started before the loads, stopped after."""
+
+    def __init__(self, name: str, argv: list[str] | None, ready: str = "Tracing") -> None:
+        self.name, self.argv, self.ready = name, argv, ready
+        self.proc: subprocess.Popen | None = None
+        self.attach_s = 0.0
+        self.cpu_start = 0.0
+
+    def start(self) -> None:
+        if self.argv is None:
+            return
+        started = time.monotonic()
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        while True:
+            line = self.proc.stderr.readline() if self.name != "bpftrace" else self.proc.stdout.readline()
+            if not line:
+                raise SystemExit(f"{self.name} failed to start: {self.proc.stderr.read()}")
+            if self.ready in line:
+                break
+        self.attach_s = time.monotonic() - started
+        time.sleep(0.3)
+        self.cpu_start = self.cpu()
+
+    def cpu(self) -> float:
+        if not self.proc:
+            return 0.0
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> tuple[str, dict]:
+        if not self.proc:
+            return "", {}
+        facts = {"cpu_s": self.cpu() - self.cpu_start, "rss_mb": self.rss_mb(), "attach_s": self.attach_s}
+        self.proc.send_signal(signal.SIGINT)
+        out, _ = self.proc.communicate(timeout=60)
+        self.proc = None
+        return out, facts
+
+
+def configurations() -> list[Tracer]:
+    sigtop = [PY, "-m", "sigtop.cli"]
+    return [
+        Tracer("bare", None),
+        Tracer("floor", [PY, str(HERE / "floor.py")]),
+        Tracer("bpftrace", ["bpftrace", "-e", BPFTRACE], ready="Attaching"),
+        Tracer("sigtop-batch", [*sigtop, "batch", "--json"]),
+        Tracer("sigtop-tui", [PY, str(HERE / "tui_headless.py")]),
+    ]
+
+
+def run_load(binary: Path, mode: str, n: int) -> tuple[float, int, float]:
+    started = time.monotonic()
+    out = subprocess.run([str(binary), mode, str(n)], capture_output=True, text=True, check=True).stdout.split()
+    return float(out[2]), int(out[3]), time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the loads' sizes")
+    args = parser.parse_args()
+    binary = build_loads()
+    loads = {m: int(n * args.scale) for m, n in LOADS.items()}
+    configs = configurations()
+    ns: dict[str, dict[str, list[float]]] = {c.name: {m: [] for m in loads} for c in configs}
+    facts: dict[str, list[dict]] = {c.name: [] for c in configs}
+    exact: list[tuple[int, int]] = []
+    for round_no in range(args.rounds):
+        for config in configs:
+            config.start()
+            pids = {}
+            wall = 0.0
+            for mode, n in loads.items():
+                per_op, pid, took = run_load(binary, mode, n)
+                ns[config.name][mode].append(per_op)
+                pids[mode] = pid
+                wall += took
+            out, f = config.stop()
+            if f:
+                f["cpu_per_s"] = f["cpu_s"] / wall if wall else 0.0
+                facts[config.name].append(f)
+            if config.name == "sigtop-batch":
+                doc = json.loads(out)
+                for mode in ("handled", "ignored"):
+                    counted = sum(
+                        x["count"]
+                        for x in doc["flows"]
+                        if x["sender_pid"] == pids[mode] and x["target_pid"] == pids[mode]
+                    )
+                    exact.append((loads[mode], counted))
+            if config.name == "sigtop-tui":
+                facts[config.name][-1].update(json.loads(out.strip().splitlines()[-1]))
+        print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
+
+    med = {c: {m: statistics.median(v) for m, v in per.items()} for c, per in ns.items()}
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.node()} {os.uname().release} {os.cpu_count()} cpus",
+        "rounds": args.rounds,
+        "loads": loads,
+        "ns_per_op": med,
+        "ratio_to_bare": {c: {m: med[c][m] / med["bare"][m] for m in loads} for c in med},
+        "exact": [{"sent": s, "counted": c, "equal": s == c} for s, c in exact],
+        "tracers": {
+            c: {
+                k: statistics.median(f[k] for f in fs)
+                for k in fs[0]
+                if all(isinstance(f.get(k), (int, float)) for f in fs)
+            }
+            for c, fs in facts.items()
+            if fs
+        },
+    }
+    outdir = HERE / "results"
+    outdir.mkdir(exist_ok=True)
+    (outdir / "latest.json").write_text(json.dumps(result, indent=1))
+    print(render(result))
+
+
+def render(r: dict) -> str:
+    lines = [f"sigtop bench {r['date']} on {r['machine']}, {r['rounds']} rounds interleaved, medians", ""]
+    lines.append(f"| config | {' | '.join(f'{m} ns/op (x bare)' for m in r['loads'])} |")
+    lines.append("|---" * (len(r["loads"]) + 1) + "|")
+    for c, per in r["ns_per_op"].items():
+        cells = [f"{per[m]:.0f} ({r['ratio_to_bare'][c][m]:.2f}x)" for m in r["loads"]]
+        lines.append(f"| {c} | {' | '.join(cells)} |")
+    lines.append("")
+    lines.append("| tracer | attach s | CPU s per s of load | peak RSS MB | extra |")
+    lines.append("|---|---|---|---|---|")
+    for c, f in r["tracers"].items():
+        extra = ""
+        if "frame_ms_median" in f:
+            extra = (
+                f"frame {f['frame_ms_median']:.1f} ms median, {f['frame_ms_max']:.1f} max; "
+                f"key {f['key_ms_max']:.0f} ms max; detail events sent {f['events_sent']:.0f}, "
+                f"lost in kernel {f['events_lost']:.0f}, not decoded {f['events_dropped_in_userspace']:.0f}"
+            )
+        lines.append(f"| {c} | {f['attach_s']:.2f} | {f['cpu_per_s']:.2f} | {f['rss_mb']:.0f} | {extra} |")
+    ok = all(e["equal"] for e in r["exact"])
+    lines.append("")
+    lines.append(
+        f"exactness: {sum(e['equal'] for e in r['exact'])}/{len(r['exact'])} runs counted every signal sent"
+        + ("" if ok else f" MISMATCH {r['exact']}")
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

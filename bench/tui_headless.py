@@ -1,0 +1,61 @@
+"""The live TUI, headless at 160x50, for the benchmark: prints frame times and detail-event stats at exit."""
+
+import asyncio
+import json
+import signal
+import statistics
+import sys
+import time
+
+from sigtop.app import SigtopApp
+from sigtop.collector import BpfSource, TraceConfig
+
+
+async def main() -> None:
+    source = BpfSource(TraceConfig(interval_s=1.0))
+    source.attach()
+    app = SigtopApp(source, refresh_s=1.0)
+    frames: list[float] = []
+    render = app.refresh_view
+
+    def timed() -> None:
+        start = time.perf_counter()
+        render()
+        frames.append(time.perf_counter() - start)
+
+    app.refresh_view = timed
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for s in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(s, stop.set)
+    key_latency = []
+    async with app.run_test(size=(160, 50)) as pilot:
+        print("Tracing", file=sys.stderr, flush=True)
+        presses = 0
+        while not stop.is_set():
+            await asyncio.sleep(0.5)
+            start = time.perf_counter()
+            await pilot.press("I")  # a key press, answered once the app has processed it
+            presses += 1
+            if presses > 2:  # not the start-up frames
+                key_latency.append(time.perf_counter() - start)
+        await pilot.press("q")
+    await asyncio.sleep(0)  # the collector's last batch, posted as it stopped
+    for batch in app.queue.get_all():
+        app.model.apply(batch)
+    source.detach()
+    print(
+        json.dumps(
+            {
+                "frame_ms_median": statistics.median(frames) * 1000 if frames else None,
+                "frame_ms_max": max(frames) * 1000 if frames else None,
+                "key_ms_max": max(key_latency) * 1000 if key_latency else None,
+                "events_sent": app.model.stats.events_sent,
+                "events_lost": app.model.stats.events_lost,
+                "events_dropped_in_userspace": app.model.stats.events_dropped,
+            }
+        )
+    )
+
+
+asyncio.run(main())
