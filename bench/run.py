@@ -115,7 +115,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the loads' sizes")
+    parser.add_argument("--show", action="store_true", help="print the table of the last run")
     args = parser.parse_args()
+    if args.show:
+        print(render(json.loads((HERE / "results" / "latest.json").read_text())))
+        return
     binary = build_loads()
     loads = {m: int(n * args.scale) for m, n in LOADS.items()}
     configs = configurations()
@@ -187,10 +191,11 @@ def render(r: dict) -> str:
     for c, f in r["tracers"].items():
         extra = ""
         if "frame_ms_median" in f:
+            key = f"key {f['key_ms_max']:.0f} ms max; " if "key_ms_max" in f else ""
             extra = (
-                f"frame {f['frame_ms_median']:.1f} ms median, {f['frame_ms_max']:.1f} max; "
-                f"key {f['key_ms_max']:.0f} ms max; detail events sent {f['events_sent']:.0f}, "
-                f"lost in kernel {f['events_lost']:.0f}, not decoded {f['events_dropped_in_userspace']:.0f}"
+                f"frame {f['frame_ms_median']:.1f} ms median, {f['frame_ms_max']:.1f} max; {key}"
+                f"detail events sent {f['events_sent']:.0f}, lost in kernel {f['events_lost']:.0f}, "
+                f"not decoded {f.get('events_dropped_in_userspace', 0):.0f}"
             )
         lines.append(f"| {c} | {f['attach_s']:.2f} | {f['cpu_per_s']:.2f} | {f['rss_mb']:.0f} | {extra} |")
     ok = all(e["equal"] for e in r["exact"])
