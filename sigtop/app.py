@@ -16,6 +16,7 @@ from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
 from sigtop.collector import BatchQueue
@@ -95,8 +96,10 @@ class SigtopApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
+        # The main screen's widgets, also while a detail screen is on top.
+        self._main = self.screen
         for name, spec in TABLES.items():
-            table = self.query_one(f"#table-{name}", DataTable)
+            table = self._main.query_one(f"#table-{name}", DataTable)
             for i, column in enumerate(spec.columns):
                 table.add_column(column.label + "  ", key=str(i))  # room for the sort marker
         self._label_sort_columns()
@@ -108,7 +111,7 @@ class SigtopApp(App[int]):
         self.source.start(loop, self.queue.put)
         self.set_interval(self.refresh_s, self.refresh_view)
         self.refresh_view()
-        self.query_one("#table-flows", DataTable).focus()
+        self._main.query_one("#table-flows", DataTable).focus()
 
     def on_unmount(self) -> None:
         self.source.stop()
@@ -119,9 +122,12 @@ class SigtopApp(App[int]):
         """Fold every batch that arrived; re-render unless paused."""
         for batch in self.queue.get_all():
             self.ingest(batch)
-        self.render_header()
-        if not self.paused:
-            self.render_table(self.active)
+        try:
+            self.render_header()
+            if not self.paused:
+                self.render_table(self.active)
+        except NoMatches:  # a timer tick while the app shuts down
+            pass
 
     def ingest(self, batch: Batch) -> None:
         self.model.apply(batch)
@@ -141,11 +147,11 @@ class SigtopApp(App[int]):
             state = "REPLAY END"
         text.append(state, style="bold yellow" if self.paused else "bold green")
         text.append(f"  every {self.refresh_s:g}s  {getattr(self.source, 'name', '')}")
-        self.query_one("#header", Static).update(text)
+        self._main.query_one("#header", Static).update(text)
 
     def render_table(self, name: str) -> None:
         spec = TABLES[name]
-        table = self.query_one(f"#table-{name}", DataTable)
+        table = self._main.query_one(f"#table-{name}", DataTable)
         column, descending = self.sort[name]
         rows = sorted_rows(spec, self.model, self.flow_filter, column, descending, MAX_TABLE_ROWS)
         now = self.model.last_ts
@@ -170,7 +176,7 @@ class SigtopApp(App[int]):
 
     def _label_sort_columns(self) -> None:
         for name, spec in TABLES.items():
-            table = self.query_one(f"#table-{name}", DataTable)
+            table = self._main.query_one(f"#table-{name}", DataTable)
             column, descending = self.sort[name]
             for i, (col, shown) in enumerate(zip(spec.columns, table.columns.values(), strict=False)):
                 marker = (" ▼" if descending else " ▲") if i == column else ""
@@ -181,13 +187,13 @@ class SigtopApp(App[int]):
 
     def action_show_table(self, name: str) -> None:
         """Show the flows, signalfd or sigreturn table."""
-        self.query_one("#tabs", TabbedContent).active = name
+        self._main.query_one("#tabs", TabbedContent).active = name
 
     @on(TabbedContent.TabActivated)
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
         self.active = event.pane.id or "flows"
         self.render_table(self.active)
-        self.query_one(f"#table-{self.active}", DataTable).focus()
+        self._main.query_one(f"#table-{self.active}", DataTable).focus()
 
     def _set_sort(self, column: int, descending: bool) -> None:
         self.sort[self.active] = (column, descending)
@@ -241,9 +247,9 @@ class SigtopApp(App[int]):
 
     def action_filter(self) -> None:
         """Filter by pid, comm or signal."""
-        bar = self.query_one("#filter-bar")
+        bar = self._main.query_one("#filter-bar")
         bar.add_class("visible")
-        box = self.query_one("#filter", Input)
+        box = self._main.query_one("#filter", Input)
         box.value = self.flow_filter.describe()
         box.focus()
 
@@ -254,16 +260,16 @@ class SigtopApp(App[int]):
         self.refresh_view()
 
     def _close_filter(self) -> None:
-        self.query_one("#filter-bar").remove_class("visible")
-        self.query_one("#filter-error", Static).update("")
-        self.query_one(f"#table-{self.active}", DataTable).focus()
+        self._main.query_one("#filter-bar").remove_class("visible")
+        self._main.query_one("#filter-error", Static).update("")
+        self._main.query_one(f"#table-{self.active}", DataTable).focus()
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
         try:
             self.flow_filter = FlowFilter.parse(event.value)
         except FilterError as exc:
-            self.query_one("#filter-error", Static).update(Text(f"invalid filter: {exc}"))
+            self._main.query_one("#filter-error", Static).update(Text(f"invalid filter: {exc}"))
             return
         self._close_filter()
         self.refresh_view()

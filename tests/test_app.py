@@ -118,6 +118,7 @@ async def test_drill_down_and_back(batches):
         assert events.row_count == min(len(app.screen.row.events), 200) > 0
         first = [str(getattr(c, "plain", c)) for c in events.get_row_at(0)]
         assert first[3].startswith("kill(")
+        app.refresh_view()  # a refresh tick while the detail screen is on top
         await pilot.press("escape")
         assert not isinstance(app.screen, FlowDetail)
         await pilot.press("3", "enter")
