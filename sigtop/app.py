@@ -79,7 +79,6 @@ class SigtopApp(App[int]):
         self.queue = BatchQueue()
         self.sort = {name: (spec.default_sort, True) for name, spec in TABLES.items()}
         self.active = "flows"
-        self.frames = 0  # tables rendered: a benchmark reads it
         self._rows: dict[str, dict[str, Any]] = {}
 
     # ---- layout ------------------------------------------------------------
@@ -172,7 +171,6 @@ class SigtopApp(App[int]):
                     table.add_row(*cells(spec, row, now), key=key)
                 if cursor_key in self._rows[name]:
                     table.move_cursor(row=wanted.index(cursor_key), animate=False)
-        self.frames += 1
 
     def _label_sort_columns(self) -> None:
         for name, spec in TABLES.items():
@@ -229,19 +227,11 @@ class SigtopApp(App[int]):
 
     def action_help(self) -> None:
         """Show the keys."""
-        seen = []
-        for binding in self.BINDINGS:
-            if isinstance(binding, Binding) and binding.show:
-                seen.append(
-                    (
-                        binding.key.replace("question_mark", "?")
-                        .replace("slash", "/")
-                        .replace("less_than_sign", "<")
-                        .replace("greater_than_sign", ">")
-                        .replace("space", "space"),
-                        binding.description,
-                    )
-                )
+        seen = [
+            (" ".join(self.get_key_display(Binding(key, "")) for key in binding.key.split(",")), binding.description)
+            for binding in self.BINDINGS
+            if isinstance(binding, Binding) and binding.show
+        ]
         seen += [("enter", "Details of the row"), ("esc", "Back / clear filter"), ("click header", "Sort")]
         self.push_screen(HelpScreen(seen))
 

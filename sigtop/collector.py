@@ -277,9 +277,6 @@ class BpfSource:
             bpf, self.bpf = self.bpf, None
             bpf.cleanup()
 
-    def attached_tracepoints(self) -> int:
-        return len(self.bpf.tracepoint_fds) if self.bpf else 0
-
     # ---- the poller thread -----------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[Batch], None]) -> None:

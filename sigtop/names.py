@@ -32,9 +32,6 @@ class Syscall(IntEnum):
     signalfd4 = 8
 
 
-SEND_SYSCALLS = tuple(s for s in Syscall if s.name not in ("signalfd", "signalfd4"))
-
-
 class Result(IntEnum):
     """Outcome of one send: the kernel's TRACE_SIGNAL_* and two of ours."""
 

@@ -18,14 +18,6 @@ from sigtop.model import FlowRow, SignalfdRow, SignalModel, SigreturnRow
 from sigtop.names import Result, errno_name, printable, sfd_flag_names, signal_mask_names, signame
 
 
-class SortableNumber(Text):
-    """A right-aligned cell that remembers the number it shows."""
-
-    def __init__(self, value: float, text: str | None = None, style: str = "") -> None:
-        super().__init__(text if text is not None else _fmt(value), style=style, justify="right")
-        self.value = value
-
-
 def _fmt(value: float) -> str:
     if isinstance(value, int) or float(value).is_integer():
         return f"{int(value):,}"
@@ -58,7 +50,8 @@ class Column:
 
 
 def _num(get: Callable[[Any], float], style: Callable[[Any], str] | None = None) -> Callable[[Any, float], Text]:
-    return lambda row, _now: SortableNumber(get(row), style=style(row) if style else "")
+    # Sorting reads the model's numbers (Column.sort_key), never the cell text.
+    return lambda row, _now: Text(_fmt(get(row)), style=style(row) if style else "", justify="right")
 
 
 def _sender(row: FlowRow) -> str:
