@@ -10,8 +10,14 @@
 //
 // Compile-time switches (cflags): SELF_TGID (excluded), DETAILS (emit detail
 // events), FILTER_PIDS (only pids in pid_filter), SIG_MASK (bit n-1 = sig n).
-#include <linux/signal.h>
-#include <linux/sched.h>
+
+// No kernel header beyond BCC's own: <linux/signal.h> and <linux/sched.h>
+// cost most of the compile (and so of the time to attach). The syscall
+// tracepoints' generated args name these two types only behind pointers.
+typedef struct { unsigned long sig[1]; } sigset_t;
+typedef struct siginfo siginfo_t;
+#define SIGKILL 9
+#define SIGSTOP 19
 
 #ifndef SELF_TGID
 #define SELF_TGID 0
