@@ -116,13 +116,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the loads' sizes")
     parser.add_argument("--show", action="store_true", help="print the table of the last run")
+    parser.add_argument("--configs", help="comma-separated subset of configurations (bare is always run)")
+    parser.add_argument("--loads", help="comma-separated subset of loads")
     args = parser.parse_args()
     if args.show:
         print(render(json.loads((HERE / "results" / "latest.json").read_text())))
         return
     binary = build_loads()
-    loads = {m: int(n * args.scale) for m, n in LOADS.items()}
-    configs = configurations()
+    loads = {m: int(n * args.scale) for m, n in LOADS.items() if not args.loads or m in args.loads.split(",")}
+    configs = [c for c in configurations() if c.name == "bare" or not args.configs or c.name in args.configs.split(",")]
     ns: dict[str, dict[str, list[float]]] = {c.name: {m: [] for m in loads} for c in configs}
     facts: dict[str, list[dict]] = {c.name: [] for c in configs}
     exact: list[tuple[int, int]] = []
@@ -142,7 +144,7 @@ def main() -> None:
                 facts[config.name].append(f)
             if config.name == "sigtop-batch":
                 doc = json.loads(out)
-                for mode in ("handled", "ignored"):
+                for mode in [m for m in ("handled", "ignored") if m in loads]:
                     counted = sum(
                         x["count"]
                         for x in doc["flows"]

@@ -9,7 +9,12 @@
 //     full the event is dropped and stats[STAT_EVENTS_LOST] says so.
 //
 // Compile-time switches (cflags): SELF_TGID (excluded), DETAILS (emit detail
-// events), FILTER_PIDS (only pids in pid_filter), SIG_MASK (bit n-1 = sig n).
+// events), FILTER_PIDS (only pids in pid_filter), SIG_MASK (bit n-1 = sig n),
+// TASK_STORAGE (keep in-flight syscalls in task-local storage, needs BTF).
+//
+// Every program here runs on the hot path of the process it watches (a
+// handled signal costs five of them), so each one reads the clock, the comm
+// and the maps only where the answer needs it: see bench/ for the price.
 
 // No kernel header beyond BCC's own: <linux/signal.h> and <linux/sched.h>
 // cost most of the compile (and so of the time to attach). The syscall
@@ -30,6 +35,9 @@ typedef struct siginfo siginfo_t;
 #endif
 #ifndef SIG_MASK
 #define SIG_MASK 0xffffffffffffffffULL
+#endif
+#ifndef TASK_STORAGE
+#define TASK_STORAGE 0
 #endif
 #ifndef RINGBUF_PAGES
 #define RINGBUF_PAGES 2048
@@ -58,9 +66,9 @@ enum stat_id {
 #define SI_USER 0
 #define SI_TKILL -6
 
-// A signal syscall between its sys_enter and sys_exit, per thread.
+// A signal syscall between its sys_enter and sys_exit, per thread;
+// syscall == SC_KERNEL (0) when none is.
 struct inflight {
-    u64 ts;
     u64 info_value;
     u64 mask;          // signalfd: the mask read at entry
     s32 arg_pid;       // kill/tkill pid, tg* tgid, pidfd, signalfd ufd
@@ -88,19 +96,21 @@ struct flow_key {
     u8 pad;
 };
 
+// Last-seen times are stamped by user space when a count moves: a clock
+// read per signal is a tenth of what a flow costs to count.
 struct flow_val {
     u64 count;
     u64 first_ts;
-    u64 last_ts;
     char sender_comm[16];
     char target_comm[16];
 };
 
+// Written only by the thread itself (deliver and rt_sigreturn run on it),
+// so plain increments are exact.
 struct thread_val {
     u64 sigreturns;
     u64 handler_deliveries;  // signal_deliver with a real handler
     u64 deliveries;          // every signal_deliver (default actions too)
-    u64 last_ts;
     u32 tgid;
     u32 pad;
     char comm[16];
@@ -144,11 +154,67 @@ struct event {
     u16 syscall;
     u8 has_info;
     u8 pad;
-    char comm[16];         // current task
-    char target_comm[16];
+    char comm[16];         // current task (send_done, signalfd, unmatched sigreturn)
+    char target_comm[16];  // unused on the hot paths: the flow row carries it
 };
 
+#if TASK_STORAGE
+// Task-local storage: no hashing, no LRU bookkeeping, freed with the task.
+// An LRU hash update alone cost more than the rest of a send's probes.
+BPF_TASK_STORAGE(inflight, struct inflight);
+
+static __always_inline struct inflight *inflight_begin(u32 tid)
+{
+    struct inflight *f = inflight.task_storage_get((void *)bpf_get_current_task_btf(), 0,
+                                                   BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (f)
+        __builtin_memset(f, 0, sizeof(*f));
+    return f;
+}
+
+static __always_inline struct inflight *inflight_find(u32 tid)
+{
+    struct inflight *f = inflight.task_storage_get((void *)bpf_get_current_task_btf(), 0, 0);
+    return f && f->syscall != SC_KERNEL ? f : 0;
+}
+
+static __always_inline void inflight_end(u32 tid, struct inflight *f)
+{
+    f->syscall = SC_KERNEL;
+}
+
+static __always_inline u32 inflight_key(void)
+{
+    return 0;   // the storage is the current task's own
+}
+#else
+// Kernels without task storage for tracepoint programs: a hash by tid,
+// LRU so that a thread that dies inside a signal syscall cannot leak it.
 BPF_TABLE("lru_hash", u32, struct inflight, inflight, 10240);
+
+static __always_inline struct inflight *inflight_begin(u32 tid)
+{
+    struct inflight zero = {};
+    inflight.update(&tid, &zero);
+    return inflight.lookup(&tid);
+}
+
+static __always_inline struct inflight *inflight_find(u32 tid)
+{
+    return inflight.lookup(&tid);
+}
+
+static __always_inline void inflight_end(u32 tid, struct inflight *f)
+{
+    inflight.delete(&tid);
+}
+
+static __always_inline u32 inflight_key(void)
+{
+    return (u32)bpf_get_current_pid_tgid();
+}
+#endif
+
 BPF_HASH(flows, struct flow_key, struct flow_val, 16384);
 BPF_HASH(threads, u32, struct thread_val, 16384);
 BPF_HASH(signalfds, struct signalfd_key, struct signalfd_val, 4096);
@@ -158,9 +224,9 @@ BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 
 static __always_inline void stat_add(int id)
 {
-    u64 *v = stats.lookup(&id);
+    u64 *v = stats.lookup(&id);   // per CPU: no other writer, no atomics
     if (v)
-        __sync_fetch_and_add(v, 1);
+        (*v)++;
 }
 
 static __always_inline bool pid_wanted(u32 a, u32 b, u32 c)
@@ -209,7 +275,7 @@ static __always_inline void event_submit(struct event *e)
     // fill the buffer before the timer fires.
     int id = STAT_EVENTS_SENT;
     u64 *sent = stats.lookup(&id);
-    u64 n = sent ? __sync_fetch_and_add(sent, 1) : 0;
+    u64 n = sent ? (*sent)++ : 0;
     events.ringbuf_submit(e, (n % WAKEUP_EVERY) == WAKEUP_EVERY - 1 ?
                              BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
@@ -219,8 +285,7 @@ static __always_inline void flow_add(struct flow_key *key, u64 ts, const char *t
     struct flow_val *v = flows.lookup(key);
     if (!v) {
         struct flow_val init = {};
-        init.first_ts = ts;
-        init.last_ts = ts;
+        init.first_ts = ts ? ts : bpf_ktime_get_ns();
         bpf_get_current_comm(&init.sender_comm, sizeof(init.sender_comm));
         if (target_comm)
             bpf_probe_read_kernel(&init.target_comm, sizeof(init.target_comm), target_comm);
@@ -232,8 +297,13 @@ static __always_inline void flow_add(struct flow_key *key, u64 ts, const char *t
         if (!v)
             return;
     }
-    __sync_fetch_and_add(&v->count, 1);
-    v->last_ts = ts;
+    __sync_fetch_and_add(&v->count, 1);   // senders on several CPUs share a flow
+}
+
+// The clock, read only when an event needs it (a flow reads it once, at creation).
+static __always_inline u64 event_clock(void)
+{
+    return DETAILS ? bpf_ktime_get_ns() : 0;
 }
 
 // ---- sends: sys_enter records what was asked ------------------------------
@@ -245,26 +315,26 @@ static __always_inline int send_enter(u16 syscall, s32 pid, s32 tid, int sig,
     u32 tgid = id >> 32, tidself = (u32)id;
     if (tgid == SELF_TGID)
         return 0;
-    struct inflight f = {};
-    f.ts = bpf_ktime_get_ns();
-    f.syscall = syscall;
-    f.arg_pid = pid;
-    f.arg_tid = tid;
-    f.sig = sig;
-    f.flags = flags;
-    f.code = (syscall == SC_TKILL || syscall == SC_TGKILL) ? SI_TKILL : SI_USER;
+    struct inflight *f = inflight_begin(tidself);
+    if (!f)
+        return 0;
+    f->syscall = syscall;
+    f->arg_pid = pid;
+    f->arg_tid = tid;
+    f->sig = sig;
+    f->flags = flags;
+    f->code = (syscall == SC_TKILL || syscall == SC_TGKILL) ? SI_TKILL : SI_USER;
     if (uinfo) {
         // x86_64 siginfo_t: signo, errno, code, then pid, uid, value at 16, 20, 24.
         struct { s32 signo, err, code, pad; s32 pid; u32 uid; u64 value; } si = {};
         if (bpf_probe_read_user(&si, sizeof(si), uinfo) == 0) {
-            f.has_info = 1;
-            f.code = si.code;
-            f.info_pid = si.pid;
-            f.info_uid = si.uid;
-            f.info_value = si.value;
+            f->has_info = 1;
+            f->code = si.code;
+            f->info_pid = si.pid;
+            f->info_uid = si.uid;
+            f->info_value = si.value;
         }
     }
-    inflight.update(&tidself, &f);
     return 0;
 }
 
@@ -307,15 +377,20 @@ TRACEPOINT_PROBE(syscalls, sys_enter_pidfd_send_signal)
 // the only place it is seen. Count it against the pid that was asked for.
 static __always_inline int send_exit(long ret)
 {
-    u64 id = bpf_get_current_pid_tgid();
-    u32 tgid = id >> 32, tid = (u32)id;
-    struct inflight *f = inflight.lookup(&tid);
+    // The common case (a send that generated its signal) ends here, with
+    // the fewest helper calls: on a VM each one costs tens of ns.
+    u32 ikey = inflight_key();
+    struct inflight *f = inflight_find(ikey);
     if (!f)
         return 0;
-    struct inflight c = *f;
-    inflight.delete(&tid);
-    if (c.generated > 0 && ret == 0)
+    if (f->generated > 0 && ret == 0) {
+        inflight_end(ikey, f);
         return 0;   // already counted, per target, at signal_generate
+    }
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32, tid = (u32)id;
+    struct inflight c = *f;
+    inflight_end(ikey, f);
     if (!sig_wanted(c.sig))
         return 0;
     u32 asked = c.arg_pid > 0 ? (u32)c.arg_pid : 0;
@@ -384,7 +459,7 @@ TRACEPOINT_PROBE(signal, signal_generate)
     // `current` is the sender only while one of its signal syscalls is in
     // flight, and only for the signal that syscall asked for: timers raise
     // signals from interrupt context on whatever thread was running.
-    struct inflight *f = inflight.lookup(&tid);
+    struct inflight *f = inflight_find(tid);
     bool by_syscall = f && f->sig == sig && f->code == args->code;
     if (by_syscall && f->syscall >= SC_SIGNALFD)
         by_syscall = false;
@@ -406,7 +481,7 @@ TRACEPOINT_PROBE(signal, signal_generate)
     if (by_syscall)
         f->generated++;
 
-    u64 ts = bpf_ktime_get_ns();
+    u64 ts = event_clock();
     struct flow_key key = {};
     key.sender_tgid = sender;
     key.target_pid = target;
@@ -440,8 +515,8 @@ TRACEPOINT_PROBE(signal, signal_generate)
         e->flags = f->flags;
         e->has_info = f->has_info;
     }
-    bpf_get_current_comm(&e->comm, sizeof(e->comm));
-    bpf_probe_read_kernel(&e->target_comm, sizeof(e->target_comm), args->comm);
+    // No comms: both are on the flow row, and reading them was a fifth of
+    // this program's cost.
     event_submit(e);
     return 0;
 }
@@ -470,18 +545,16 @@ TRACEPOINT_PROBE(signal, signal_deliver)
     int sig = args->sig;
     if (tgid == SELF_TGID || !sig_wanted(sig) || !pid_wanted(tgid, 0, 0))
         return 0;
-    u64 ts = bpf_ktime_get_ns();
     struct thread_val *t = thread_get(tid, tgid);
     if (t) {
-        __sync_fetch_and_add(&t->deliveries, 1);
+        t->deliveries++;
         if (args->sa_handler > 1)   // not SIG_DFL (0) or SIG_IGN (1)
-            __sync_fetch_and_add(&t->handler_deliveries, 1);
-        t->last_ts = ts;
+            t->handler_deliveries++;
     }
     struct event *e = event_reserve();
     if (!e)
         return 0;
-    e->ts = ts;
+    e->ts = bpf_ktime_get_ns();
     e->kind = EV_DELIVER;
     e->sender_tgid = tgid;
     e->sender_tid = tid;
@@ -491,8 +564,7 @@ TRACEPOINT_PROBE(signal, signal_deliver)
     e->code = args->code;
     e->handler = args->sa_handler;
     e->sa_flags = args->sa_flags;
-    bpf_get_current_comm(&e->comm, sizeof(e->comm));
-    event_submit(e);
+    event_submit(e);   // no comm: the target's is on its flow and thread rows
     return 0;
 }
 
@@ -506,15 +578,14 @@ TRACEPOINT_PROBE(syscalls, sys_enter_rt_sigreturn)
     struct thread_val *t = thread_get(tid, tgid);
     if (!t)
         return 0;
-    u64 returns = __sync_fetch_and_add(&t->sigreturns, 1);
-    t->last_ts = bpf_ktime_get_ns();
+    u64 returns = t->sigreturns++;
     // A return with no handler frame outstanding on this thread: the start
     // of sigreturn-oriented programming, or a handler entered before attach.
     if (returns >= t->handler_deliveries) {
         struct event *e = event_reserve();
         if (!e)
             return 0;
-        e->ts = t->last_ts;
+        e->ts = bpf_ktime_get_ns();
         e->kind = EV_UNMATCHED_SIGRETURN;
         e->sender_tgid = tgid;
         e->sender_tid = tid;
@@ -535,15 +606,15 @@ static __always_inline int signalfd_enter(u16 syscall, int ufd, const void *umas
     u32 tgid = id >> 32, tid = (u32)id;
     if (tgid == SELF_TGID || !pid_wanted(tgid, 0, 0))
         return 0;
-    struct inflight f = {};
-    f.ts = bpf_ktime_get_ns();
-    f.syscall = syscall;
-    f.arg_pid = ufd;
-    f.flags = flags;
-    f.sig = -1;   // never matches a signal_generate
-    if (sizemask == 8 && bpf_probe_read_user(&f.mask, sizeof(f.mask), umask) == 0)
-        f.mask_ok = 1;
-    inflight.update(&tid, &f);
+    struct inflight *f = inflight_begin(tid);
+    if (!f)
+        return 0;
+    f->syscall = syscall;
+    f->arg_pid = ufd;
+    f->flags = flags;
+    f->sig = -1;   // never matches a signal_generate
+    if (sizemask == 8 && bpf_probe_read_user(&f->mask, sizeof(f->mask), umask) == 0)
+        f->mask_ok = 1;
     return 0;
 }
 
@@ -562,11 +633,11 @@ static __always_inline int signalfd_exit(long ret)
 {
     u64 id = bpf_get_current_pid_tgid();
     u32 tgid = id >> 32, tid = (u32)id;
-    struct inflight *f = inflight.lookup(&tid);
+    struct inflight *f = inflight_find(tid);
     if (!f)
         return 0;
     struct inflight c = *f;
-    inflight.delete(&tid);
+    inflight_end(tid, f);
     u64 ts = bpf_ktime_get_ns();
     if (ret >= 0) {
         // The kernel ignores SIGKILL and SIGSTOP in the mask.

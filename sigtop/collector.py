@@ -14,23 +14,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import mmap
 import os
 import struct
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sigtop import procfs
+from sigtop import procfs, ringbuf
 from sigtop.names import Result, Syscall
 from sigtop.records import (
+    HOT_FIELDS,
     Batch,
+    EventBlock,
+    EventLayout,
     FlowDelta,
     FlowKey,
     KernelStats,
@@ -45,7 +50,9 @@ POLL_TIMEOUT_MS = 100
 STALE_FLOW_S = 60.0
 PROC_REFRESH_S = 30.0
 QUEUE_BATCHES = 32
-MAX_EVENTS_PER_INTERVAL = 10_000  # detail events decoded per interval
+# Detail events decoded per second of interval; beyond it a storm's older
+# events are skipped (and counted) so that decoding cannot starve the view.
+MAX_EVENTS_PER_S = 150_000
 # BPF map sizes, as in the C: evict stale entries before they fill up.
 FLOW_ENTRIES = 16384
 THREAD_ENTRIES = 16384
@@ -66,10 +73,12 @@ class TraceConfig:
     exclude_self: bool = True
     interval_s: float = 1.0
     ringbuf_pages: int = 2048  # 8 MiB
+    task_storage: bool | None = None  # in-flight syscalls in task storage; None: where BTF exists
 
-    def cflags(self, self_tgid: int) -> list[str]:
+    def cflags(self, self_tgid: int, task_storage: bool = False) -> list[str]:
         flags = [
             f"-DSELF_TGID={self_tgid if self.exclude_self else 0}",
+            f"-DTASK_STORAGE={int(task_storage)}",
             f"-DDETAILS={int(self.details)}",
             f"-DRINGBUF_PAGES={self.ringbuf_pages}",
             "-w",  # the headers of a nearby kernel warn; our code is checked by the verifier
@@ -145,6 +154,13 @@ def kernel_headers_dir() -> Path | None:
     return build if (build / "include").is_dir() else None
 
 
+def bcc_table() -> Any:
+    """BCC's table module (its ctypes view of a map's C types)."""
+    import bcc.table
+
+    return bcc.table
+
+
 def import_bcc() -> Any:
     try:
         import bcc
@@ -173,12 +189,20 @@ class _StderrCapture:
         self.file.close()
 
 
-def _struct_of(ctype: type) -> tuple[struct.Struct, list[str]]:
-    """A struct.Struct that unpacks a BCC ctypes record, derived from its own layout."""
-    fmt = ["<"]
+def _record_struct(ctype: type, wanted: Sequence[str] | None = None) -> tuple[struct.Struct, list[str]]:
+    """A struct.Struct over one ring-buffer record holding a BCC ctypes event.
+
+    Derived from the ctypes class's own layout (which BCC built from the C),
+    with the record's header and tail padding skipped; `wanted` keeps only
+    those fields, the rest becoming padding, so the unpack builds less.
+    """
+    stride = ringbuf.record_size(ctypes.sizeof(ctype))
+    fmt = ["<", f"{ringbuf.HEADER_SIZE}x"]
     names: list[str] = []
     pos = 0
     for name, ftype in ctype._fields_:
+        if wanted is not None and name not in wanted:
+            continue
         desc = getattr(ctype, name)
         if desc.offset > pos:
             fmt.append(f"{desc.offset - pos}x")
@@ -190,13 +214,61 @@ def _struct_of(ctype: type) -> tuple[struct.Struct, list[str]]:
             fmt.append(code if ftype._type_.islower() else code.upper())
         names.append(name)
         pos = desc.offset + desc.size
-    if ctypes.sizeof(ctype) > pos:
-        fmt.append(f"{ctypes.sizeof(ctype) - pos}x")
+    fmt.append(f"{stride - ringbuf.HEADER_SIZE - pos}x")
     return struct.Struct("".join(fmt)), names
+
+
+def event_layout(ctype: type) -> EventLayout:
+    full, names = _record_struct(ctype)
+    c_hot = ["sender_tgid" if n == "sender_pid" else n for n in HOT_FIELDS]
+    hot, hot_names = _record_struct(ctype, c_hot)
+    if hot_names != c_hot:
+        raise CollectorError(f"struct event's fields are not in the order the model reads them: {hot_names}")
+    return EventLayout(full=full, hot=hot, decode=_event_decoder(names))
 
 
 def _comm(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def _event_decoder(names: list[str]) -> Callable[[tuple, float], SignalEvent]:
+    """Turn one unpacked `struct event` into a SignalEvent (each distinct comm decoded once)."""
+    at = {name: i for i, name in enumerate(names)}
+    fields = itemgetter(
+        *(
+            at[n]
+            for n in (
+                "kind", "sender_tgid", "sender_tid", "target_pid", "target_tgid", "sig", "code", "result",
+                "ret", "syscall", "arg_pid", "arg_tid", "info_pid", "info_uid", "info_value",
+            )
+        )
+    )  # fmt: skip
+    i_ts, i_has_info, i_flags, i_group = at["ts"], at["has_info"], at["flags"], at["group"]
+    i_handler, i_sa_flags, i_comm, i_target_comm = at["handler"], at["sa_flags"], at["comm"], at["target_comm"]
+    comms: dict[bytes, str] = {}
+
+    def comm(raw: bytes) -> str:
+        text = comms.get(raw)
+        if text is None:
+            if len(comms) > 4096:
+                comms.clear()
+            text = comms[raw] = _comm(raw)
+        return text
+
+    def decode(t: tuple, mono_to_wall: float) -> SignalEvent:
+        return SignalEvent(
+            mono_to_wall + t[i_ts] / 1e9,
+            *fields(t),
+            bool(t[i_has_info]),
+            t[i_flags],
+            t[i_group],
+            t[i_handler],
+            t[i_sa_flags],
+            comm(t[i_comm]),
+            comm(t[i_target_comm]),
+        )
+
+    return decode
 
 
 class BpfSource:
@@ -209,11 +281,15 @@ class BpfSource:
         self.config = config or TraceConfig()
         self.bpf: Any = None
         self.attach_s = 0.0
+        self.task_storage = False
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._raw_events: list[bytes] = []
-        self._event_struct: tuple[struct.Struct, list[str]] | None = None
-        self._prev_flows: dict[bytes, int] = {}
+        self._reader: ringbuf.RingBufferReader | None = None
+        self._layout: EventLayout | None = None
+        self._chunks: list[bytes] = []  # ring records read this interval
+        self._event_budget = 0
+        self._events_skipped = 0
+        self._prev_flows: dict[bytes, tuple[int, float]] = {}  # count, when it last moved
         self._prev_threads: dict[int, tuple[int, int, int]] = {}
         self._prev_signalfds: dict[tuple[int, int], tuple[int, int]] = {}
         self._prev_stats = [0] * len(STAT_NAMES)
@@ -240,27 +316,46 @@ class BpfSource:
                 "(it links Debian's nearest headers) or install linux-headers"
             )
         bcc = import_bcc()
-        with _StderrCapture() as captured:
-            try:
-                self.bpf = bcc.BPF(text=bpf_source_text().encode(), cflags=self.config.cflags(os.getpid()))
-            except Exception as exc:  # BCC raises bare Exception on compile/load/attach
-                failure = exc
-            else:
-                failure = None
+        # Task-local storage needs BTF (and a kernel that offers it to
+        # tracepoint programs, 5.19 and later); else an LRU hash does.
+        wanted = self.config.task_storage
+        if wanted is None:
+            wanted = Path("/sys/kernel/btf/vmlinux").exists()
+        failure = self._load(bcc, task_storage=wanted)
+        if failure is not None and wanted and self.config.task_storage is None:
+            failure = self._load(bcc, task_storage=False)
         if failure is not None:
-            errors = [line for line in captured.text.splitlines() if "error" in line]
-            detail = errors[0].strip() if errors else str(failure)
-            raise CollectorError(f"could not load the BPF program: {detail}")
+            raise CollectorError(f"could not load the BPF program: {failure}")
         try:
             if self.config.pids:
                 self._fill_pid_filter()
             if self.config.details:
-                self.bpf[b"events"].open_ring_buffer(self._on_event)
+                self._open_events()
         except Exception as exc:
             self.detach()
             raise CollectorError(f"could not set up the BPF maps: {exc}") from None
         self._last_collect = time.monotonic()
         self.attach_s = time.monotonic() - started
+
+    def _load(self, bcc: Any, task_storage: bool) -> str | None:
+        """Compile, load and attach; the first error line on failure."""
+        self.task_storage = task_storage
+        cflags = self.config.cflags(os.getpid(), task_storage=task_storage)
+        # Built in two steps so that a load failing half-way through (some
+        # probes already attached) can be detached before the next try.
+        bpf = bcc.BPF.__new__(bcc.BPF)
+        failure: Exception | None = None
+        with _StderrCapture() as captured:
+            try:
+                bpf.__init__(text=bpf_source_text().encode(), cflags=cflags)
+            except Exception as exc:  # BCC raises bare Exception on compile/load/attach
+                failure = exc
+                bpf.cleanup()
+        if failure is not None:
+            errors = [line for line in captured.text.splitlines() if "error" in line]
+            return errors[0].strip() if errors else str(failure)
+        self.bpf = bpf
+        return None
 
     def _fill_pid_filter(self) -> None:
         """Pids and their threads: the kernel reports a thread-directed target by tid."""
@@ -272,8 +367,32 @@ class BpfSource:
             for tid in ids:
                 table[table.Key(tid)] = table.Leaf(1)
 
+    def _open_events(self) -> None:
+        table = self.bpf[b"events"]
+        ctype = bcc_table()._get_event_class(table)
+        self._layout = event_layout(ctype)
+        size = self.config.ringbuf_pages * mmap.PAGESIZE
+        self._reader = ringbuf.RingBufferReader(table.map_fd, size, ctypes.sizeof(ctype))
+        self._event_budget = int(MAX_EVENTS_PER_S * self.config.interval_s)
+
+    def read_events(self) -> None:
+        """Take what the ring buffer holds, within this interval's budget."""
+        if self._reader is None:
+            return
+        while True:
+            chunk, skipped = self._reader.read(max(0, self._event_budget))
+            self._event_budget -= len(chunk) // self._reader.record_size
+            self._events_skipped += skipped
+            if chunk:
+                self._chunks.append(chunk)
+            elif not skipped:
+                return
+
     def detach(self) -> None:
         """Detach every probe and free the maps. Safe to call twice."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self.bpf is not None:
             bpf, self.bpf = self.bpf, None
             # Each tracepoint detach waits out an RCU grace period (~70 ms
@@ -304,10 +423,10 @@ class BpfSource:
         next_collect = time.monotonic() + interval
         while not self._stop.is_set():
             wait_ms = max(0, min(POLL_TIMEOUT_MS, int((next_collect - time.monotonic()) * 1000)))
-            if self.config.details:
+            if self._reader is not None:
                 # Woken early only when a storm fills the buffer; otherwise drained here.
-                self.bpf.ring_buffer_poll(wait_ms)
-                self.bpf.ring_buffer_consume()
+                self._reader.wait(wait_ms / 1000)
+                self.read_events()
             else:
                 self._stop.wait(wait_ms / 1000)
             if time.monotonic() >= next_collect:
@@ -315,8 +434,7 @@ class BpfSource:
                 if next_collect < time.monotonic():  # fell behind: do not burst
                     next_collect = time.monotonic() + interval
                 self._post(loop, deliver, self.collect())
-        if self.config.details:
-            self.bpf.ring_buffer_consume()
+        self.read_events()
         self._post(loop, deliver, self.collect(final=True))
 
     def _post(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[Batch], None], batch: Batch) -> None:
@@ -332,12 +450,6 @@ class BpfSource:
             self._thread.join()
             self._thread = None
         self.detach()
-
-    def _on_event(self, _ctx: object, data: int, size: int) -> int:
-        self._raw_events.append(ctypes.string_at(data, size))
-        if self._event_struct is None:
-            self._event_struct = _struct_of(type(self.bpf[b"events"].event(data)))
-        return 0
 
     # ---- reading the maps ------------------------------------------------
 
@@ -362,18 +474,19 @@ class BpfSource:
         deltas = []
         seen = set()
         stale: list[Any] = []
-        cutoff_ns = (time.monotonic() - STALE_FLOW_S) * 1e9
+        now = time.monotonic()
+        wall_now = time.time()
         for k, v in table.items_lookup_batch():
             raw = bytes(k)
             seen.add(raw)
-            prev = self._prev_flows.get(raw, 0)
+            prev, moved = self._prev_flows.get(raw, (0, now))
             if v.count == prev:
-                if v.last_ts < cutoff_ns:
+                if now - moved > STALE_FLOW_S:
                     stale.append(k)
                 continue
             # A count below what we saw means the key was evicted and came back.
             delta = v.count - prev if v.count > prev else v.count
-            self._prev_flows[raw] = v.count
+            self._prev_flows[raw] = (v.count, now)
             key = FlowKey(
                 sender_pid=k.sender_tgid,
                 target_pid=k.target_pid,
@@ -389,7 +502,7 @@ class BpfSource:
                     key=key,
                     count=delta,
                     first_ts=self._wall(v.first_ts),
-                    last_ts=self._wall(v.last_ts),
+                    last_ts=wall_now,  # the kernel does not read the clock per signal
                     sender_comm=_comm(bytes(v.sender_comm)),
                     target_comm=_comm(bytes(v.target_comm)),
                 )
@@ -425,7 +538,7 @@ class BpfSource:
                     sigreturns=max(0, now[0] - prev[0]),
                     handler_deliveries=max(0, now[1] - prev[1]),
                     deliveries=max(0, now[2] - prev[2]),
-                    last_ts=self._wall(v.last_ts),
+                    last_ts=time.time(),
                 )
             )
         for tid in self._prev_threads.keys() - seen:
@@ -464,48 +577,15 @@ class BpfSource:
         self._prev_stats = now
         return KernelStats(**dict(zip(STAT_NAMES, delta, strict=False)))
 
-    def _decode_events(self, stats: KernelStats) -> list[SignalEvent]:
-        raw, self._raw_events = self._raw_events, []
-        if not raw or self._event_struct is None:
+    def _decode_events(self, stats: KernelStats) -> Sequence[SignalEvent]:
+        """The interval's events, still packed (the model decodes what it keeps); the budget starts again."""
+        chunks, self._chunks = self._chunks, []
+        stats.events_dropped += self._events_skipped
+        self._events_skipped = 0
+        self._event_budget = int(MAX_EVENTS_PER_S * self.config.interval_s)
+        if not chunks or self._layout is None:
             return []
-        if len(raw) > MAX_EVENTS_PER_INTERVAL:
-            # A storm: keep the newest for drill-down; decoding them all would
-            # stall the view. The counts never depend on events.
-            stats.events_dropped += len(raw) - MAX_EVENTS_PER_INTERVAL
-            raw = raw[-MAX_EVENTS_PER_INTERVAL:]
-        layout, names = self._event_struct
-        events = []
-        wall = self._mono_to_wall
-        for blob in raw:
-            f = dict(zip(names, layout.unpack_from(blob), strict=False))
-            events.append(
-                SignalEvent(
-                    ts=wall + f["ts"] / 1e9,
-                    kind=f["kind"],
-                    sender_pid=f["sender_tgid"],
-                    sender_tid=f["sender_tid"],
-                    target_pid=f["target_pid"],
-                    target_tgid=f["target_tgid"],
-                    sig=f["sig"],
-                    code=f["code"],
-                    result=f["result"],
-                    ret=f["ret"],
-                    syscall=f["syscall"],
-                    arg_pid=f["arg_pid"],
-                    arg_tid=f["arg_tid"],
-                    info_pid=f["info_pid"],
-                    info_uid=f["info_uid"],
-                    info_value=f["info_value"],
-                    has_info=bool(f["has_info"]),
-                    flags=f["flags"],
-                    group=f["group"],
-                    handler=f["handler"],
-                    sa_flags=f["sa_flags"],
-                    comm=_comm(f["comm"]),
-                    target_comm=_comm(f["target_comm"]),
-                )
-            )
-        return events
+        return EventBlock(b"".join(chunks), self._layout, self._mono_to_wall)
 
     def _resolve_procs(self, batch: Batch) -> list[ProcInfo]:
         """Read /proc for every pid seen for the first time (or not lately)."""

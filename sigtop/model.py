@@ -7,6 +7,7 @@ Pure: no bcc, no textual, no /proc. Everything it knows arrives in a
 from __future__ import annotations
 
 from collections import Counter, OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sigtop.names import (
@@ -25,10 +26,10 @@ from sigtop.records import (
     SignalEvent,
     SignalfdState,
     ThreadDelta,
+    hot_events,
 )
 
 EVENTS_PER_ROW = 200
-RECENT_EVENTS = 10_000
 HISTORY_POINTS = 120
 MAX_PROCS = 20_000
 MAX_PENDING_DELIVERIES = 20_000
@@ -108,6 +109,20 @@ class SignalfdRow:
     history: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=HISTORY_POINTS))
 
 
+# Plain ints for the per-event loop (enum members compare slower).
+_GENERATE, _DELIVER = int(EventKind.generate), int(EventKind.deliver)
+_UNMATCHED_SIGRETURN, _DELIVERED = int(EventKind.unmatched_sigreturn), int(Result.delivered)
+_FLOW_EVENTS = frozenset((_GENERATE, int(EventKind.send_done)))
+
+
+# A generated (or kept) event of one batch, as a list for speed:
+# [index in its batch, ts as hot_events gives it, latency in ns or None, the SignalEvent once decoded].
+# Decoded at the batch's end if a row keeps it; its latency set whenever its
+# delivery is seen, maybe batches later.
+_Slot = list
+_INDEX, _TS, _LATENCY, _EVENT = range(4)
+
+
 class SignalModel:
     """Tables of everything seen, with rates over the last interval and bounded memory."""
 
@@ -117,7 +132,6 @@ class SignalModel:
         self.sigreturns: dict[int, SigreturnRow] = {}
         self.signalfds: dict[tuple[int, int], SignalfdRow] = {}
         self.procs: OrderedDict[int, ProcInfo] = OrderedDict()
-        self.recent_events: deque[SignalEvent] = deque(maxlen=RECENT_EVENTS)
         self.stats = KernelStats()
         self.evicted_rows = 0
         self.duration_s = 0.0
@@ -125,9 +139,10 @@ class SignalModel:
         self.total_signals = 0
         self.signals_per_sec = 0.0
         self.batches = 0
+        self.events_received = 0  # detail events decoded (the rest: stats.events_lost, events_dropped)
         self.finished = False
         # generate events waiting for their signal_deliver, by (process, signal)
-        self._pending: OrderedDict[tuple[int, int], deque[SignalEvent]] = OrderedDict()
+        self._pending: OrderedDict[tuple[int, int], deque[_Slot]] = OrderedDict()
         self._rated_flows: set[FlowRowKey] = set()
         self._rated_sigreturns: set[int] = set()
 
@@ -169,8 +184,7 @@ class SignalModel:
         self._apply_threads(batch.threads, interval)
         for state in batch.signalfds:
             self._apply_signalfd(state)
-        for event in batch.events:
-            self._apply_event(event)
+        self._apply_events(batch.events)
         self._evict()
 
     def _remember_proc(self, proc: ProcInfo) -> None:
@@ -262,49 +276,83 @@ class SignalModel:
         row.calls += state.calls
         row.last_ts = state.last_ts
 
-    def _apply_event(self, event: SignalEvent) -> None:
-        self.recent_events.append(event)
-        kind = event.kind
-        if kind in (EventKind.generate, EventKind.send_done):
-            key = FlowKey(
-                sender_pid=event.sender_pid if event.syscall != Syscall.kernel else 0,
-                target_pid=event.target_pid,
-                target_tgid=event.target_tgid,
-                sig=event.sig,
-                code=event.code,
-                err=-event.ret if event.ret < 0 else 0,
-                syscall=event.syscall,
-                result=event.result,
-            )
-            row = self.flows.get(self.row_key(key))
-            if row is not None:
-                row.events.append(event)
-            if kind == EventKind.generate and event.result == Result.delivered:
-                self._expect_delivery(event)
-        elif kind == EventKind.deliver:
-            self._match_delivery(event)
-        elif kind == EventKind.unmatched_sigreturn:
-            row = self.sigreturns.get(event.sender_pid)
-            if row is None:
-                row = self.sigreturns[event.sender_pid] = SigreturnRow(event.sender_pid, event.comm)
-            row.unmatched += 1
-            row.events.append(event)
+    def _apply_events(self, events: Sequence[SignalEvent]) -> None:
+        """Attach events to their rows and match deliveries to generations, for every event.
 
-    def _expect_delivery(self, event: SignalEvent) -> None:
-        target = event.target_tgid or self.process_of(event.target_pid)
-        queue = self._pending.get((target, event.sig))
-        if queue is None:
-            queue = self._pending[(target, event.sig)] = deque(maxlen=1000)
-            if len(self._pending) > MAX_PENDING_DELIVERIES:
-                self._pending.popitem(last=False)
-        queue.append(event)
-
-    def _match_delivery(self, event: SignalEvent) -> None:
-        queue = self._pending.get((event.target_tgid, event.sig))
-        if not queue:
+        A storm brings 100,000 events a second: each is looked at through
+        its HOT_FIELDS tuple, and only those a row keeps (its last
+        EVENTS_PER_ROW) become SignalEvents, once, at the end.
+        """
+        if not events:
             return
-        generated = queue.popleft()
-        generated.latency_ns = max(0, round((event.ts - generated.ts) * 1e9))
+        self.events_received += len(events)
+        # per distinct kernel key: where its events are kept, and the target process
+        rows: dict[tuple, tuple[deque[_Slot] | None, int]] = {}
+        kept: dict[int, tuple[FlowRow | SigreturnRow, deque[_Slot]]] = {}
+        pending = self._pending
+        hots, ns_per_unit = hot_events(events)
+        for index, hot in enumerate(hots):
+            ts, kind, sender, _tid, target_pid, target_tgid, sig, code, result, ret, syscall = hot
+            if kind in _FLOW_EVENTS:
+                ident = (sender, target_pid, target_tgid, sig, code, ret, syscall, result)
+                found = rows.get(ident)
+                if found is None:
+                    row, process = self._event_row(*ident)
+                    found = rows[ident] = (self._kept_for(kept, row) if row else None, process)
+                keep, process = found
+                slot = [index, ts, None, None]
+                if keep is not None:
+                    keep.append(slot)
+                if kind == _GENERATE and result == _DELIVERED:
+                    queue = pending.get((process, sig))
+                    if queue is None:
+                        queue = pending[(process, sig)] = deque(maxlen=1000)
+                        if len(pending) > MAX_PENDING_DELIVERIES:
+                            pending.popitem(last=False)
+                    queue.append(slot)
+            elif kind == _DELIVER:
+                queue = pending.get((target_tgid, sig))
+                if queue:
+                    generated = queue.popleft()
+                    latency = generated[_LATENCY] = max(0, round((ts - generated[_TS]) * ns_per_unit))
+                    if generated[_EVENT] is not None:
+                        generated[_EVENT].latency_ns = latency
+            elif kind == _UNMATCHED_SIGRETURN:
+                srow = self.sigreturns.get(sender)
+                if srow is None:
+                    srow = self.sigreturns[sender] = SigreturnRow(sender)
+                srow.unmatched += 1
+                self._kept_for(kept, srow).append([index, ts, None, None])
+        for row, slots in kept.values():
+            for slot in slots:
+                event = slot[_EVENT] = events[slot[_INDEX]]
+                event.latency_ns = slot[_LATENCY]
+                row.events.append(event)
+            if isinstance(row, SigreturnRow) and not row.comm and slots:
+                row.comm = slots[-1][_EVENT].comm
+
+    @staticmethod
+    def _kept_for(kept: dict, row: FlowRow | SigreturnRow) -> deque[_Slot]:
+        entry = kept.get(id(row))
+        if entry is None:
+            entry = kept[id(row)] = (row, deque(maxlen=EVENTS_PER_ROW))
+        return entry[1]
+
+    def _event_row(
+        self, sender: int, target_pid: int, target_tgid: int, sig: int, code: int, ret: int, syscall: int, result: int
+    ) -> tuple[FlowRow | None, int]:
+        """The flow row an event belongs to, and the process its signal goes to."""
+        key = FlowKey(
+            sender_pid=sender if syscall != Syscall.kernel else 0,
+            target_pid=target_pid,
+            target_tgid=target_tgid,
+            sig=sig,
+            code=code,
+            err=-ret if ret < 0 else 0,
+            syscall=syscall,
+            result=result,
+        )
+        return self.flows.get(self.row_key(key)), target_tgid or self.process_of(target_pid)
 
     def _evict(self) -> None:
         for table in (self.flows, self.sigreturns, self.signalfds):
@@ -323,7 +371,6 @@ class SignalModel:
         self.sigreturns.clear()
         for row in self.signalfds.values():
             row.calls = 0
-        self.recent_events.clear()
         self._pending.clear()
         self._rated_flows.clear()
         self._rated_sigreturns.clear()

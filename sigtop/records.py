@@ -10,11 +10,21 @@ the kernel's monotonic nanoseconds into them.
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 # How many detail events a batch keeps when batches must be merged.
-MAX_EVENTS_PER_BATCH = 50_000
+MAX_EVENTS_PER_BATCH = 200_000
+
+# The fields of an event the model reads from every one of them, in the
+# order of struct event in bpf/sigtop.bpf.c (sender_pid is sender_tgid there).
+# In these tuples ts is on the source's own clock and unit (see hot_events).
+HOT_FIELDS = (
+    "ts", "kind", "sender_pid", "sender_tid", "target_pid", "target_tgid",
+    "sig", "code", "result", "ret", "syscall",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +108,75 @@ class SignalEvent:
     latency_ns: int | None = None  # generate to deliver, filled in by the model
 
 
+def hot_fields(e: SignalEvent) -> tuple:
+    return (
+        e.ts, e.kind, e.sender_pid, e.sender_tid, e.target_pid, e.target_tgid,
+        e.sig, e.code, e.result, e.ret, e.syscall,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EventLayout:
+    """How one kernel's `struct event` is laid out: derived by the collector from BCC."""
+
+    full: struct.Struct  # every field
+    hot: struct.Struct  # HOT_FIELDS only, the rest padding; same size as `full`
+    decode: Callable[[tuple, float], SignalEvent]  # a `full` tuple and mono_to_wall -> event
+
+
+class EventBlock(Sequence[SignalEvent]):
+    """Detail events as the ring buffer held them: packed records, decoded on demand.
+
+    A storm brings 100,000 events a second, and building an object for each
+    would cost more than all the rest of sigtop. The model reads HOT_FIELDS
+    from every record (`hot`, one C call for the block) and builds a
+    SignalEvent only for those it keeps. Indexing and iterating decode.
+    """
+
+    __slots__ = ("data", "layout", "mono_to_wall")
+
+    def __init__(self, data: bytes, layout: EventLayout, mono_to_wall: float) -> None:
+        self.data = data
+        self.layout = layout
+        self.mono_to_wall = mono_to_wall  # the kernel's ns ktime to wall-clock seconds
+
+    def __len__(self) -> int:
+        return len(self.data) // self.layout.full.size
+
+    def __getitem__(self, i: int) -> SignalEvent:  # type: ignore[override]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self.layout.decode(self.layout.full.unpack_from(self.data, i * self.layout.full.size), self.mono_to_wall)
+
+    def __iter__(self) -> Iterator[SignalEvent]:
+        decode, wall = self.layout.decode, self.mono_to_wall
+        return (decode(t, wall) for t in self.layout.full.iter_unpack(self.data))
+
+    def hot(self) -> Iterable[tuple]:
+        """HOT_FIELDS of every event (ts in the kernel's monotonic ns)."""
+        return self.layout.hot.iter_unpack(self.data)
+
+    def tail(self, n: int) -> EventBlock:
+        return EventBlock(self.data[-n * self.layout.full.size :] if n else b"", self.layout, self.mono_to_wall)
+
+    def extended(self, later: EventBlock) -> EventBlock:
+        return EventBlock(self.data + later.data, self.layout, self.mono_to_wall)
+
+
+def hot_events(events: Sequence[SignalEvent]) -> tuple[Iterable[tuple], float]:
+    """HOT_FIELDS of each event (from a block without decoding it), and ns per unit of their ts.
+
+    A block's ts are the kernel's integer ns; a list's, wall-clock seconds
+    (whose float has no room left for nanoseconds, so only differences of
+    them are scaled).
+    """
+    if isinstance(events, EventBlock):
+        return events.hot(), 1
+    return map(hot_fields, events), 1e9
+
+
 @dataclass(slots=True)
 class ProcInfo:
     """What /proc said about a process when it was first seen."""
@@ -139,7 +218,7 @@ class Batch:
     flows: list[FlowDelta] = field(default_factory=list)
     threads: list[ThreadDelta] = field(default_factory=list)
     signalfds: list[SignalfdState] = field(default_factory=list)
-    events: list[SignalEvent] = field(default_factory=list)
+    events: Sequence[SignalEvent] = field(default_factory=list)  # a list, or a live EventBlock
     procs: list[ProcInfo] = field(default_factory=list)
     stats: KernelStats = field(default_factory=KernelStats)
     final: bool = False  # the last batch of a source
@@ -154,15 +233,28 @@ class Batch:
         self.procs.extend(later.procs)
         self.stats.add(later.stats)
         self.stats.batches_merged += 1
-        self.events.extend(later.events)
-        if len(self.events) > MAX_EVENTS_PER_BATCH:
-            excess = len(self.events) - MAX_EVENTS_PER_BATCH
-            del self.events[:excess]
+        if isinstance(self.events, EventBlock) and isinstance(later.events, EventBlock):
+            self.events = self.events.extended(later.events)
+        elif later.events:
+            self.events = [*self.events, *later.events]
+        excess = len(self.events) - MAX_EVENTS_PER_BATCH
+        if excess > 0:
+            if isinstance(self.events, EventBlock):
+                self.events = self.events.tail(MAX_EVENTS_PER_BATCH)
+            else:
+                self.events = list(self.events[excess:])
             self.stats.events_dropped += excess
         self.final = self.final or later.final
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        events = self.events
+        self.events = []
+        try:
+            data = asdict(self)
+        finally:
+            self.events = events
+        data["events"] = [asdict(e) for e in events]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Batch:

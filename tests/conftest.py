@@ -116,13 +116,18 @@ def open_fds(kind: str) -> int:
     return count
 
 
-@pytest.fixture(scope="module")
-def tracer(bpf_ready: None) -> Iterator[object]:
-    """One live BpfSource for a module's tests, polled synchronously by `measure`."""
+@pytest.fixture(scope="module", params=[True, False], ids=["task-storage", "lru-hash"])
+def tracer(bpf_ready: None, request: pytest.FixtureRequest) -> Iterator[object]:
+    """One live BpfSource for a module's tests, polled synchronously by `measure`.
+
+    Twice: with in-flight syscalls in task storage (kernels with BTF) and in
+    the LRU hash that older kernels fall back to; both must count exactly.
+    """
     from sigtop.collector import BpfSource, TraceConfig
 
-    source = BpfSource(TraceConfig(exclude_self=False, details=True))
+    source = BpfSource(TraceConfig(exclude_self=False, details=True, task_storage=request.param))
     source.attach()
+    assert source.task_storage is request.param
     try:
         yield source
     finally:
@@ -135,11 +140,11 @@ def measure(tracer: object) -> Callable[[Callable[[], None]], object]:
     from sigtop.model import SignalModel
 
     def run(workload: Callable[[], None]) -> SignalModel:
-        tracer.bpf.ring_buffer_consume()  # type: ignore[attr-defined]
+        tracer.read_events()  # type: ignore[attr-defined]
         tracer.collect()  # type: ignore[attr-defined]  # forget what came before
         workload()
         model = SignalModel()
-        tracer.bpf.ring_buffer_consume()  # type: ignore[attr-defined]
+        tracer.read_events()  # type: ignore[attr-defined]
         model.apply(tracer.collect())  # type: ignore[attr-defined]
         return model
 

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import ctypes
 import signal
 
+from sigtop.collector import event_layout
 from sigtop.filters import FlowFilter
-from sigtop.model import SignalModel
+from sigtop.model import EVENTS_PER_ROW, SignalModel
 from sigtop.names import EventKind, Result, Syscall
-from sigtop.records import Batch, FlowDelta, FlowKey, ProcInfo, SignalEvent, SignalfdState, ThreadDelta
+from sigtop.records import (
+    Batch,
+    EventBlock,
+    FlowDelta,
+    FlowKey,
+    ProcInfo,
+    SignalEvent,
+    SignalfdState,
+    ThreadDelta,
+)
 from sigtop.report import to_json
 
 
@@ -157,3 +168,80 @@ def test_filter_parse_and_match():
     assert [(r.key.target_pid, r.key.sig) for r in shown] == [(200, 15)]
     assert FlowFilter.parse("nginx").comms == ("nginx",)
     assert FlowFilter.parse("USR1").signals == {10}
+
+
+class CEvent(ctypes.Structure):
+    """bpf/sigtop.bpf.c's struct event, as BCC hands its ctypes class to the collector."""
+
+    _fields_ = [
+        ("ts", ctypes.c_ulonglong),
+        ("info_value", ctypes.c_ulonglong),
+        ("handler", ctypes.c_ulonglong),
+        ("sa_flags", ctypes.c_ulonglong),
+        *((n, ctypes.c_uint) for n in ("kind", "sender_tgid", "sender_tid")),
+        *((n, ctypes.c_int) for n in ("target_pid",)),
+        ("target_tgid", ctypes.c_uint),
+        *((n, ctypes.c_int) for n in ("sig", "code", "result", "ret", "arg_pid", "arg_tid", "info_pid")),
+        *((n, ctypes.c_uint) for n in ("info_uid", "flags", "group")),
+        ("syscall", ctypes.c_ushort),
+        ("has_info", ctypes.c_ubyte),
+        ("pad", ctypes.c_ubyte),
+        ("comm", ctypes.c_char * 16),
+        ("target_comm", ctypes.c_char * 16),
+    ]
+
+
+def packed(events: list[SignalEvent], layout, wall: float) -> bytes:
+    """Ring-buffer records for events, as the kernel would write them."""
+    out = []
+    for e in events:
+        fields = {
+            **{n: getattr(e, n) for n, _ in CEvent._fields_ if hasattr(e, n)},
+            "ts": round((e.ts - wall) * 1e9),
+            "sender_tgid": e.sender_pid,
+            "pad": 0,
+            "comm": e.comm.encode(),
+            "target_comm": e.target_comm.encode(),
+        }
+        out.append(layout.full.pack(*(fields[n] for n, _ in CEvent._fields_)))
+    return b"".join(out)
+
+
+def test_packed_events_fold_like_decoded_ones():
+    """A live EventBlock (decoded only where kept) and the same events as objects give the same model."""
+    layout = event_layout(CEvent)
+    wall = 1_000.0
+    k = key(target=200, tgid=200)
+    gens = [
+        SignalEvent(wall + i / 1000, EventKind.generate, 100, 101, 200, 200, 15, 0, 0, 0, int(Syscall.kill), comm="s")
+        for i in range(EVENTS_PER_ROW + 50)
+    ]
+    dlvs = [SignalEvent(g.ts + 0.00025, EventKind.deliver, 200, 200, 200, 200, 15, 0, 0, 0, 0) for g in gens]
+    first = [e for pair in zip(gens, dlvs, strict=True) for e in pair][:-1]  # the last delivery comes a batch later
+    last = [dlvs[-1]]
+    models = []
+    for as_block in (False, True):
+        model = SignalModel()
+        for n, objects in enumerate((first, last)):
+            events = EventBlock(packed(objects, layout, wall), layout, wall) if as_block else objects
+            model.apply(Batch(ts=n, interval_s=1, flows=[delta(k, len(gens) if n == 0 else 0)], events=events))
+        models.append(model)
+    (plain,), (block,) = (list(m.flows.values()) for m in models)
+    assert len(block.events) == EVENTS_PER_ROW
+    assert [(e.ts, e.sender_tid, e.comm) for e in block.events] == [(e.ts, e.sender_tid, e.comm) for e in plain.events]
+    # kernel ns against float wall-clock seconds: equal to the rounding of the latter
+    assert all(abs(a.latency_ns - b.latency_ns) <= 1 for a, b in zip(block.events, plain.events, strict=True))
+    assert all(abs(e.latency_ns - 250_000) <= 1 for e in block.events)  # the cross-batch one included
+    assert models[1].events_received == len(first) + len(last)
+
+
+def test_event_blocks_merge_and_serialise():
+    layout = event_layout(CEvent)
+    gen = SignalEvent(10.0, EventKind.generate, 100, 100, 200, 0, 15, 0, 0, 0, 1, comm="[red]x")
+    block = EventBlock(packed([gen], layout, 0.0), layout, 0.0)
+    batch = Batch(ts=1, interval_s=1, events=block)
+    batch.merge(Batch(ts=2, interval_s=1, events=EventBlock(packed([gen], layout, 0.0), layout, 0.0)))
+    assert isinstance(batch.events, EventBlock)
+    assert len(batch.events) == 2
+    again = Batch.from_json(batch.to_json())
+    assert again.events == [gen, gen]

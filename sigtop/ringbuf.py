@@ -1,0 +1,117 @@
+"""A BPF ring buffer read straight from its mmap, many records per copy.
+
+BCC's `ring_buffer_poll` calls back into Python once per record through
+ctypes: about a microsecond each before any decoding, which at 100,000
+events a second is a tenth of a core just to be handed the bytes. The
+kernel's layout (kernel/bpf/ringbuf.c, as libbpf reads it) is simple enough
+to read here instead:
+
+* page 0, read-write: the consumer position, which we advance;
+* page 1, read-only: the producer position; then the data pages, mapped
+  twice in a row so that a run of records that wraps is still contiguous.
+
+Every record is an 8-byte header (length with BUSY and DISCARD bits, page
+offset) and the sample, rounded up to 8 bytes. sigtop's program only ever
+reserves one fixed-size event, so a run of committed records is a packed
+array that `struct.iter_unpack` decodes in C.
+
+Ordering: a producer fills its sample and then clears BUSY in the header
+(a release store). The headers of a run are read first, one by one in
+order, and the samples copied after, so on x86's ordered loads every sample
+copied is complete.
+"""
+
+from __future__ import annotations
+
+import mmap
+import select
+import struct
+
+BUSY_BIT = 1 << 31
+DISCARD_BIT = 1 << 30
+HEADER_SIZE = 8
+
+
+class RingBufferError(Exception):
+    pass
+
+
+class RingBufferReader:
+    """Consumer of one BPF_MAP_TYPE_RINGBUF map whose samples all have one size."""
+
+    def __init__(self, map_fd: int, data_size: int, sample_size: int) -> None:
+        if data_size <= 0 or data_size & (data_size - 1):
+            raise RingBufferError(f"ring buffer size {data_size} is not a power of two")
+        page = mmap.PAGESIZE
+        self.mask = data_size - 1
+        self.sample_size = sample_size
+        self.record_size = record_size(sample_size)
+        self._consumer = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+        self._producer = mmap.mmap(map_fd, page + 2 * data_size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        self._data = memoryview(self._producer)[page:]
+        self._pos = struct.Struct("<Q")
+        self._poll = select.epoll()
+        self._poll.register(map_fd, select.EPOLLIN)
+
+    def wait(self, timeout_s: float) -> None:
+        """Sleep until the kernel wakes us (a storm filling up) or the timeout."""
+        self._poll.poll(timeout_s)
+
+    def pending(self) -> int:
+        """Bytes between the consumer and the producer."""
+        return self._producer_pos() - self._consumer_pos()
+
+    def _consumer_pos(self) -> int:
+        return self._pos.unpack_from(self._consumer, 0)[0]
+
+    def _producer_pos(self) -> int:
+        return self._pos.unpack_from(self._producer, 0)[0]
+
+    def read(self, limit: int) -> tuple[bytes, int]:
+        """Up to `limit` committed records, newest kept, and how many older ones were skipped.
+
+        The records come back as they lie in the ring (header, sample,
+        padding: `record_size` bytes each). Skipped records are consumed
+        too: they are the reader's drops, for the caller to count.
+        """
+        cons = self._consumer_pos()
+        prod = self._producer_pos()
+        if prod <= cons:
+            return b"", 0
+        if (prod - cons) % self.record_size:
+            raise RingBufferError("ring buffer holds records of another size")
+        n = (prod - cons) // self.record_size
+        off = cons & self.mask
+        run = self._data[off : off + n * self.record_size]
+        headers = run.cast("I")[:: self.record_size // 4].tolist()
+        committed = n
+        discarded = False
+        for i, length in enumerate(headers):
+            if length & BUSY_BIT:
+                committed = i  # reserved, not yet submitted: stop here, read it next time
+                break
+            discarded = discarded or bool(length & DISCARD_BIT)
+            if length & ~DISCARD_BIT != self.sample_size:
+                raise RingBufferError(f"ring buffer record of {length & ~DISCARD_BIT} bytes, not {self.sample_size}")
+        skipped = max(0, committed - limit)
+        size = self.record_size
+        if discarded:
+            chunk = b"".join(
+                run[i * size : (i + 1) * size] for i in range(skipped, committed) if not headers[i] & DISCARD_BIT
+            )
+        else:
+            chunk = bytes(run[skipped * size : committed * size])
+        run.release()
+        self._pos.pack_into(self._consumer, 0, cons + committed * size)
+        return chunk, skipped
+
+    def close(self) -> None:
+        self._poll.close()
+        self._data.release()
+        self._producer.close()
+        self._consumer.close()
+
+
+def record_size(sample_size: int) -> int:
+    """A record's stride in the ring: header and sample, rounded up to 8 bytes."""
+    return (HEADER_SIZE + sample_size + 7) & ~7
