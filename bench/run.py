@@ -26,6 +26,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PY = sys.executable
 LOADS = {"handled": 200_000, "ignored": 400_000, "getppid": 2_000_000}
+# The detail-event target: a sustained storm at this rate, for this long, under the live TUI.
+SUSTAINED_RATE, SUSTAINED_S = 100_000, 5
 
 BPFTRACE = """
 tracepoint:signal:signal_generate, tracepoint:signal:signal_deliver,
@@ -105,10 +107,23 @@ def configurations() -> list[Tracer]:
     ]
 
 
-def run_load(binary: Path, mode: str, n: int) -> tuple[float, int, float]:
+def run_load(binary: Path, mode: str, n: int, *extra: str) -> tuple[float, int, float]:
     started = time.monotonic()
-    out = subprocess.run([str(binary), mode, str(n)], capture_output=True, text=True, check=True).stdout.split()
+    argv = [str(binary), mode, str(n), *extra]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split()
     return float(out[2]), int(out[3]), time.monotonic() - started
+
+
+def run_sustained(binary: Path, rate: int, seconds: float) -> dict:
+    """The live TUI under a paced storm of ignored kill()s: one detail event each."""
+    tui = Tracer("sigtop-tui", [PY, str(HERE / "tui_headless.py")])
+    tui.start()
+    per_op, _pid, took = run_load(binary, "paced", int(rate * seconds), str(rate))
+    out, facts = tui.stop()
+    facts.update(json.loads(out.strip().splitlines()[-1]))
+    facts["cpu_per_s"] = facts["cpu_s"] / took
+    facts["rate_per_s"] = 1e9 / per_op
+    return facts
 
 
 def main() -> None:
@@ -153,6 +168,8 @@ def main() -> None:
                     exact.append((loads[mode], counted))
             if config.name == "sigtop-tui":
                 facts[config.name][-1].update(json.loads(out.strip().splitlines()[-1]))
+                name = f"sigtop-tui @{SUSTAINED_RATE // 1000}k/s"
+                facts.setdefault(name, []).append(run_sustained(binary, SUSTAINED_RATE, SUSTAINED_S))
         print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
 
     med = {c: {m: statistics.median(v) for m, v in per.items()} for c, per in ns.items()}
@@ -193,9 +210,10 @@ def render(r: dict) -> str:
     for c, f in r["tracers"].items():
         extra = ""
         if "frame_ms_median" in f:
-            key = f"key {f['key_ms_max']:.0f} ms max; " if "key_ms_max" in f else ""
+            key = f"key {f['key_ms_max']:.0f} ms max; " if f.get("key_ms_max") is not None else ""
+            rate = f"paced at {f['rate_per_s']:,.0f}/s: " if "rate_per_s" in f else ""
             extra = (
-                f"frame {f['frame_ms_median']:.1f} ms median, {f['frame_ms_max']:.1f} max; {key}"
+                f"{rate}frame {f['frame_ms_median']:.1f} ms median, {f['frame_ms_max']:.1f} max; {key}"
                 f"detail events sent {f['events_sent']:.0f}, lost in kernel {f['events_lost']:.0f}, "
                 f"not decoded {f.get('events_dropped_in_userspace', 0):.0f}"
             )
@@ -206,7 +224,49 @@ def render(r: dict) -> str:
         f"exactness: {sum(e['equal'] for e in r['exact'])}/{len(r['exact'])} runs counted every signal sent"
         + ("" if ok else f" MISMATCH {r['exact']}")
     )
+    lines.extend(["", *verdicts(r)])
     return "\n".join(lines)
+
+
+def verdicts(r: dict) -> list[str]:
+    """Each target of issue #4 against this run: met or missed, with its numbers."""
+    ratio, tracers = r["ratio_to_bare"], r["tracers"]
+    out = []
+
+    def say(met: bool, text: str) -> None:
+        out.append(f"- {'met   ' if met else 'MISSED'} {text}")
+
+    if {"floor", "sigtop-batch"} <= ratio.keys():
+        for load in ("handled", "getppid"):
+            if load in r["loads"]:
+                over = (ratio["sigtop-batch"][load] - 1) / (ratio["floor"][load] - 1) - 1
+                ref = ratio["sigtop-batch"][load] / ratio["floor"][load] - 1
+                limit = 0.10 if load == "handled" else 0.0
+                say(
+                    ref <= limit,
+                    f"{load}: sigtop-batch {ratio['sigtop-batch'][load]:.2f}x vs floor {ratio['floor'][load]:.2f}x "
+                    f"({ref:+.1%} in ratio, {over:+.0%} in added cost; target <= {limit:+.0%} in ratio)",
+                )
+    if {"bpftrace", "sigtop-batch"} <= ratio.keys() and "handled" in r["loads"]:
+        b, s = ratio["bpftrace"]["handled"], ratio["sigtop-batch"]["handled"]
+        say(s < b, f"handled: sigtop-batch {s:.2f}x below bpftrace {b:.2f}x")
+    if r["exact"]:
+        say(all(e["equal"] for e in r["exact"]), "counts exact in every run")
+    for name, f in tracers.items():
+        if "rate_per_s" in f:
+            lost = f["events_lost"] + f.get("events_dropped_in_userspace", 0)
+            say(lost == 0, f"{name}: {lost:.0f} detail events dropped at a sustained {f['rate_per_s']:,.0f}/s")
+        if f.get("key_ms_max") is not None:
+            say(f["key_ms_max"] <= 100, f"{name}: key press answered in {f['key_ms_max']:.0f} ms at worst (<= 100)")
+    if "sigtop-batch" in tracers:
+        cpu = tracers["sigtop-batch"]["cpu_per_s"]
+        say(cpu < 0.5, f"sigtop-batch own CPU {cpu:.2f} core under the loads (< 0.5)")
+    for name in ("sigtop-batch", "sigtop-tui"):
+        if name in tracers:
+            f = tracers[name]
+            say(f["attach_s"] < 1.5, f"{name}: start to attached {f['attach_s']:.2f} s (< 1.5)")
+            say(f["rss_mb"] < 200, f"{name}: peak RSS {f['rss_mb']:.0f} MB (< 200)")
+    return out
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections import deque
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from rich.text import Text
@@ -22,11 +24,12 @@ from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, Tab
 from sigtop.collector import BatchQueue
 from sigtop.filters import FilterError, FlowFilter
 from sigtop.model import SignalModel
-from sigtop.records import Batch
+from sigtop.records import Batch, SignalEvent
 from sigtop.screens import HelpScreen, detail_screen
 from sigtop.views import TABLES, cells, sorted_rows
 
 MAX_TABLE_ROWS = 500
+EVENTS_PER_STEP = 5_000  # detail events folded between two looks at the keyboard
 
 
 class Source(Protocol):
@@ -77,6 +80,8 @@ class SigtopApp(App[int]):
         self.refresh_s = refresh_s
         self.paused = False
         self.queue = BatchQueue()
+        self._event_backlog: deque[Sequence[SignalEvent]] = deque()
+        self._stepper: asyncio.Task[None] | None = None
         self.sort = {name: (spec.default_sort, True) for name, spec in TABLES.items()}
         self.active = "flows"
         self._rows: dict[str, dict[str, Any]] = {}
@@ -129,10 +134,29 @@ class SigtopApp(App[int]):
             pass
 
     def ingest(self, batch: Batch) -> None:
-        self.model.apply(batch)
+        """Counts now; detail events now if few, else in slices between the UI's own work.
+
+        A storm brings 100,000 events a second, about 0.1 s of folding: done
+        in one go, it would hold up key presses for that long.
+        """
+        self.model.apply(batch, with_events=False)
+        if batch.events:
+            self._event_backlog.append(batch.events)
+            if self._stepper is None or self._stepper.done():
+                if len(self._event_backlog) == 1 and len(batch.events) <= EVENTS_PER_STEP:
+                    self.model.apply_events(self._event_backlog.popleft())
+                else:
+                    self._stepper = asyncio.get_running_loop().create_task(self._step_events())
         error = getattr(self.source, "error", None)
         if batch.final and error:
             self.notify(error, severity="error", timeout=30)
+
+    async def _step_events(self) -> None:
+        while self._event_backlog:
+            events = self._event_backlog.popleft()
+            for start in range(0, len(events), EVENTS_PER_STEP):
+                self.model.apply_events(events[start : start + EVENTS_PER_STEP])
+                await asyncio.sleep(0)  # let keys and timers in
 
     def render_header(self) -> None:
         m = self.model

@@ -148,8 +148,12 @@ class SignalModel:
 
     # ---- folding ---------------------------------------------------------
 
-    def apply(self, batch: Batch) -> None:
-        """Fold one batch in. Deltas add up; rates cover this batch's interval."""
+    def apply(self, batch: Batch, with_events: bool = True) -> None:
+        """Fold one batch in. Deltas add up; rates cover this batch's interval.
+
+        with_events=False leaves its detail events to `apply_events`, which a
+        live view feeds in slices so that a storm's cannot stall it.
+        """
         self.batches += 1
         self.duration_s += batch.interval_s
         self.last_ts = batch.ts
@@ -184,7 +188,8 @@ class SignalModel:
         self._apply_threads(batch.threads, interval)
         for state in batch.signalfds:
             self._apply_signalfd(state)
-        self._apply_events(batch.events)
+        if with_events:
+            self.apply_events(batch.events)
         self._evict()
 
     def _remember_proc(self, proc: ProcInfo) -> None:
@@ -276,7 +281,7 @@ class SignalModel:
         row.calls += state.calls
         row.last_ts = state.last_ts
 
-    def _apply_events(self, events: Sequence[SignalEvent]) -> None:
+    def apply_events(self, events: Sequence[SignalEvent]) -> None:
         """Attach events to their rows and match deliveries to generations, for every event.
 
         A storm brings 100,000 events a second: each is looked at through

@@ -135,7 +135,7 @@ class EventBlock(Sequence[SignalEvent]):
 
     __slots__ = ("data", "layout", "mono_to_wall")
 
-    def __init__(self, data: bytes, layout: EventLayout, mono_to_wall: float) -> None:
+    def __init__(self, data: bytes | bytearray | memoryview, layout: EventLayout, mono_to_wall: float) -> None:
         self.data = data
         self.layout = layout
         self.mono_to_wall = mono_to_wall  # the kernel's ns ktime to wall-clock seconds
@@ -143,7 +143,14 @@ class EventBlock(Sequence[SignalEvent]):
     def __len__(self) -> int:
         return len(self.data) // self.layout.full.size
 
-    def __getitem__(self, i: int) -> SignalEvent:  # type: ignore[override]
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            size = self.layout.full.size
+            start, stop, step = i.indices(len(self))
+            if step != 1:
+                raise ValueError("an EventBlock slices without a step")
+            window = memoryview(self.data)[start * size : max(start, stop) * size]  # no copy
+            return EventBlock(window, self.layout, self.mono_to_wall)
         if i < 0:
             i += len(self)
         if not 0 <= i < len(self):

@@ -67,17 +67,17 @@ class RingBufferReader:
     def _producer_pos(self) -> int:
         return self._pos.unpack_from(self._producer, 0)[0]
 
-    def read(self, limit: int) -> tuple[bytes, int]:
-        """Up to `limit` committed records, newest kept, and how many older ones were skipped.
+    def read_into(self, out: bytearray, limit: int) -> tuple[int, int]:
+        """Append up to `limit` committed records to `out`, newest kept; return (read, skipped).
 
-        The records come back as they lie in the ring (header, sample,
+        The records are copied as they lie in the ring (header, sample,
         padding: `record_size` bytes each). Skipped records are consumed
         too: they are the reader's drops, for the caller to count.
         """
         cons = self._consumer_pos()
         prod = self._producer_pos()
         if prod <= cons:
-            return b"", 0
+            return 0, 0
         if (prod - cons) % self.record_size:
             raise RingBufferError("ring buffer holds records of another size")
         n = (prod - cons) // self.record_size
@@ -95,15 +95,16 @@ class RingBufferReader:
                 raise RingBufferError(f"ring buffer record of {length & ~DISCARD_BIT} bytes, not {self.sample_size}")
         skipped = max(0, committed - limit)
         size = self.record_size
+        before = len(out)
         if discarded:
-            chunk = b"".join(
-                run[i * size : (i + 1) * size] for i in range(skipped, committed) if not headers[i] & DISCARD_BIT
-            )
+            for i in range(skipped, committed):
+                if not headers[i] & DISCARD_BIT:
+                    out += run[i * size : (i + 1) * size]
         else:
-            chunk = bytes(run[skipped * size : committed * size])
+            out += run[skipped * size : committed * size]
         run.release()
         self._pos.pack_into(self._consumer, 0, cons + committed * size)
-        return chunk, skipped
+        return (len(out) - before) // size, skipped
 
     def close(self) -> None:
         self._poll.close()

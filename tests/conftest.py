@@ -8,6 +8,7 @@ in a test can only reach children of that test.
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 import time
@@ -52,8 +53,10 @@ class Child:
                 answer += byte
         return answer.decode().strip()
 
-    def wait_ack(self) -> None:
-        """Wait for one handler run (the handler writes '!')."""
+    def wait_ack(self, timeout_s: float = 10.0) -> None:
+        """Wait for one handler run (the handler writes '!'); fail, never hang."""
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
+        assert ready, f"child {self.pid} ran no handler within {timeout_s} s"
         assert self.proc.stdout.read(1) == b"!"  # type: ignore[union-attr]
 
     def stop(self) -> None:
