@@ -224,9 +224,9 @@ BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 
 static __always_inline void stat_add(int id)
 {
-    u64 *v = stats.lookup(&id);   // per CPU: no other writer, no atomics
-    if (v)
-        (*v)++;
+    u64 *v = stats.lookup(&id);
+    if (v)   // per CPU, but programs are preemptible: another task's may interleave
+        __sync_fetch_and_add(v, 1);
 }
 
 static __always_inline bool pid_wanted(u32 a, u32 b, u32 c)
@@ -275,7 +275,7 @@ static __always_inline void event_submit(struct event *e)
     // fill the buffer before the timer fires.
     int id = STAT_EVENTS_SENT;
     u64 *sent = stats.lookup(&id);
-    u64 n = sent ? (*sent)++ : 0;
+    u64 n = sent ? __sync_fetch_and_add(sent, 1) : 0;
     events.ringbuf_submit(e, (n % WAKEUP_EVERY) == WAKEUP_EVERY - 1 ?
                              BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }

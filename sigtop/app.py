@@ -9,6 +9,7 @@ per signal).
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections import deque
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ from sigtop.screens import HelpScreen, detail_screen
 from sigtop.views import TABLES, cells, sorted_rows
 
 MAX_TABLE_ROWS = 500
-EVENTS_PER_STEP = 5_000  # detail events folded between two looks at the keyboard
+EVENTS_PER_STEP = 2_000  # detail events folded between two looks at the keyboard (~2 ms)
 
 
 class Source(Protocol):
@@ -116,6 +117,10 @@ class SigtopApp(App[int]):
         self.set_interval(self.refresh_s, self.refresh_view)
         self.refresh_view()
         self._main.query_one("#table-flows", DataTable).focus()
+        # Everything built so far (modules, the widget tree) lives as long as
+        # the app: out of the collector's sight, a full collection in a storm
+        # walks only what the storm made (tens of ms instead of ~100).
+        gc.freeze()
 
     def on_unmount(self) -> None:
         self.source.stop()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import mmap
 import select
-import struct
 
 BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30
@@ -49,7 +48,12 @@ class RingBufferReader:
         self._consumer = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
         self._producer = mmap.mmap(map_fd, page + 2 * data_size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
         self._data = memoryview(self._producer)[page:]
-        self._pos = struct.Struct("<Q")
+        # The positions through native 'Q' views: one aligned 8-byte load or
+        # store each. struct's '<Q' goes byte by byte, and a torn consumer
+        # position made the kernel see the ring as full now and then
+        # (reserves failing with the ring nearly empty).
+        self._consumer_pos = memoryview(self._consumer).cast("Q")
+        self._producer_pos = memoryview(self._producer).cast("Q")
         self._poll = select.epoll()
         self._poll.register(map_fd, select.EPOLLIN)
 
@@ -59,13 +63,7 @@ class RingBufferReader:
 
     def pending(self) -> int:
         """Bytes between the consumer and the producer."""
-        return self._producer_pos() - self._consumer_pos()
-
-    def _consumer_pos(self) -> int:
-        return self._pos.unpack_from(self._consumer, 0)[0]
-
-    def _producer_pos(self) -> int:
-        return self._pos.unpack_from(self._producer, 0)[0]
+        return self._producer_pos[0] - self._consumer_pos[0]
 
     def read_into(self, out: bytearray, limit: int) -> tuple[int, int]:
         """Append up to `limit` committed records to `out`, newest kept; return (read, skipped).
@@ -74,8 +72,8 @@ class RingBufferReader:
         padding: `record_size` bytes each). Skipped records are consumed
         too: they are the reader's drops, for the caller to count.
         """
-        cons = self._consumer_pos()
-        prod = self._producer_pos()
+        cons = self._consumer_pos[0]
+        prod = self._producer_pos[0]
         if prod <= cons:
             return 0, 0
         if (prod - cons) % self.record_size:
@@ -103,12 +101,13 @@ class RingBufferReader:
         else:
             out += run[skipped * size : committed * size]
         run.release()
-        self._pos.pack_into(self._consumer, 0, cons + committed * size)
+        self._consumer_pos[0] = cons + committed * size
         return (len(out) - before) // size, skipped
 
     def close(self) -> None:
         self._poll.close()
-        self._data.release()
+        for view in (self._data, self._consumer_pos, self._producer_pos):
+            view.release()
         self._producer.close()
         self._consumer.close()
 
