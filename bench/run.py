@@ -53,8 +53,9 @@ def build_loads() -> Path:
 class Tracer:
     """A configuration: a process started before the loads, stopped after."""
 
-    def __init__(self, name: str, argv: list[str] | None, ready: str = "Tracing") -> None:
-        self.name, self.argv, self.ready = name, argv, ready
+    def __init__(self, name: str, argv: list[str] | None, ready: str = "Tracing", attached: str = "") -> None:
+        # `attached` marks the probes in place (timed), `ready` the tracer taking load
+        self.name, self.argv, self.ready, self.attached = name, argv, ready, attached or ready
         self.proc: subprocess.Popen | None = None
         self.attach_s = 0.0
         self.cpu_start = 0.0
@@ -63,14 +64,16 @@ class Tracer:
         if self.argv is None:
             return
         started = time.monotonic()
+        self.attach_s = 0.0
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         while True:
             line = self.proc.stderr.readline() if self.name != "bpftrace" else self.proc.stdout.readline()
             if not line:
                 raise SystemExit(f"{self.name} failed to start: {self.proc.stderr.read()}")
+            if self.attached in line and not self.attach_s:
+                self.attach_s = time.monotonic() - started
             if self.ready in line:
                 break
-        self.attach_s = time.monotonic() - started
         time.sleep(0.3)
         self.cpu_start = self.cpu()
 
@@ -103,7 +106,7 @@ def configurations() -> list[Tracer]:
         Tracer("floor", [PY, str(HERE / "floor.py")]),
         Tracer("bpftrace", ["bpftrace", "-e", BPFTRACE], ready="Attaching"),
         Tracer("sigtop-batch", [*sigtop, "batch", "--json"]),
-        Tracer("sigtop-tui", [PY, str(HERE / "tui_headless.py")]),
+        Tracer("sigtop-tui", [PY, str(HERE / "tui_headless.py")], attached="Attached"),
     ]
 
 
@@ -116,7 +119,7 @@ def run_load(binary: Path, mode: str, n: int, *extra: str) -> tuple[float, int, 
 
 def run_sustained(binary: Path, rate: int, seconds: float) -> dict:
     """The live TUI under a paced storm of ignored kill()s: one detail event each."""
-    tui = Tracer("sigtop-tui", [PY, str(HERE / "tui_headless.py")])
+    tui = Tracer("sigtop-tui", [PY, str(HERE / "tui_headless.py")], attached="Attached")
     tui.start()
     per_op, _pid, took = run_load(binary, "paced", int(rate * seconds), str(rate))
     out, facts = tui.stop()

@@ -14,13 +14,16 @@ import time
 
 from textual import events
 
-from sigtop.app import SigtopApp
+from sigtop.cli import attach_while_loading_ui
 from sigtop.collector import BpfSource, TraceConfig
 
 
 async def main() -> None:
     source = BpfSource(TraceConfig(interval_s=1.0))
-    source.attach()
+    attach_while_loading_ui(source)  # as `sigtop` does
+    print("Attached", file=sys.stderr, flush=True)
+    from sigtop.app import SigtopApp
+
     app = SigtopApp(source, refresh_s=1.0)
     frames: list[float] = []
     render = app.refresh_view

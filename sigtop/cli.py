@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sigtop.filters import FilterError, FlowFilter
@@ -190,8 +191,22 @@ def cmd_live(args: argparse.Namespace) -> int:
     from sigtop.collector import BpfSource
 
     source = BpfSource(_trace_config(args, details=True, interval=args.delay))
-    source.attach()  # fail here, with one line, before the screen is taken over
+    attach_while_loading_ui(source)  # fail here, with one line, before the screen is taken over
     return _run_app(source, args, interval=args.delay)
+
+
+def attach_while_loading_ui(source: object) -> None:
+    """Attach (BCC's compile, ~1 s) while the UI's modules load on the other core.
+
+    The compile runs in C with the GIL released, so Textual's import (about
+    half a second) costs no time to the first screen. Errors come from
+    attach, as CollectorError, once both are done.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        attached = pool.submit(source.attach)  # type: ignore[attr-defined]
+        import sigtop.app  # noqa: F401
+
+        attached.result()
 
 
 def _run_app(source: object, args: argparse.Namespace, interval: float) -> int:
