@@ -14,13 +14,13 @@ import time
 
 from textual import events
 
-from sigtop.cli import attach_while_loading_ui
+from sigtop.cli import attach_while_loading
 from sigtop.collector import BpfSource, TraceConfig
 
 
 async def main() -> None:
     source = BpfSource(TraceConfig(interval_s=1.0))
-    attach_while_loading_ui(source)  # as `sigtop` does
+    attach_while_loading(source, "sigtop.app")  # as `sigtop` does
     print("Attached", file=sys.stderr, flush=True)
     from sigtop.app import SigtopApp
 

@@ -79,6 +79,8 @@ struct inflight {
     u32 info_uid;
     u32 flags;         // pidfd_send_signal / signalfd4 flags
     u32 generated;     // signal_generate events this call caused
+    u32 tgid;          // the caller's, so that signal_generate need not ask again
+    u32 tid;
     u16 syscall;
     u8 has_info;
     u8 mask_ok;
@@ -155,7 +157,6 @@ struct event {
     u8 has_info;
     u8 pad;
     char comm[16];         // current task (send_done, signalfd, unmatched sigreturn)
-    char target_comm[16];  // unused on the hot paths: the flow row carries it
 };
 
 #if TASK_STORAGE
@@ -319,6 +320,8 @@ static __always_inline int send_enter(u16 syscall, s32 pid, s32 tid, int sig,
     if (!f)
         return 0;
     f->syscall = syscall;
+    f->tgid = tgid;
+    f->tid = tidself;
     f->arg_pid = pid;
     f->arg_tid = tid;
     f->sig = sig;
@@ -449,8 +452,6 @@ TRACEPOINT_PROBE(syscalls, sys_exit_pidfd_send_signal) { return send_exit(args->
 
 TRACEPOINT_PROBE(signal, signal_generate)
 {
-    u64 id = bpf_get_current_pid_tgid();
-    u32 tgid = id >> 32, tid = (u32)id;
     int sig = args->sig;
     if (!sig_wanted(sig))
         return 0;
@@ -459,7 +460,16 @@ TRACEPOINT_PROBE(signal, signal_generate)
     // `current` is the sender only while one of its signal syscalls is in
     // flight, and only for the signal that syscall asked for: timers raise
     // signals from interrupt context on whatever thread was running.
-    struct inflight *f = inflight_find(tid);
+    struct inflight *f = inflight_find(inflight_key());
+    u32 tgid, tid;
+    if (f) {   // the current task's own: its ids were kept at sys_enter
+        tgid = f->tgid;
+        tid = f->tid;
+    } else {
+        u64 id = bpf_get_current_pid_tgid();
+        tgid = id >> 32;
+        tid = (u32)id;
+    }
     bool by_syscall = f && f->sig == sig && f->code == args->code;
     if (by_syscall && f->syscall >= SC_SIGNALFD)
         by_syscall = false;
@@ -610,6 +620,8 @@ static __always_inline int signalfd_enter(u16 syscall, int ufd, const void *umas
     if (!f)
         return 0;
     f->syscall = syscall;
+    f->tgid = tgid;
+    f->tid = tid;
     f->arg_pid = ufd;
     f->flags = flags;
     f->sig = -1;   // never matches a signal_generate

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -137,15 +138,17 @@ def _trace_config(args: argparse.Namespace, details: bool, interval: float):
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
+    from sigtop.collector import BpfSource
+
+    source = BpfSource(_trace_config(args, details=False, interval=args.interval))
+    attach_while_loading(source, "rich.console", "sigtop.model", "sigtop.report", "sigtop.runner")
     from rich.console import Console
 
-    from sigtop.collector import BpfSource
     from sigtop.model import SignalModel
     from sigtop.report import print_tables, to_json
     from sigtop.runner import trace_into_model
 
     model = SignalModel()
-    source = BpfSource(_trace_config(args, details=False, interval=args.interval))
     trace_into_model(source, args.duration, model)
     flow_filter = FlowFilter(frozenset(args.pid), (), frozenset(args.signal))
     if args.json:
@@ -191,21 +194,21 @@ def cmd_live(args: argparse.Namespace) -> int:
     from sigtop.collector import BpfSource
 
     source = BpfSource(_trace_config(args, details=True, interval=args.delay))
-    attach_while_loading_ui(source)  # fail here, with one line, before the screen is taken over
+    attach_while_loading(source, "sigtop.app")  # fail here, with one line, before the screen is taken over
     return _run_app(source, args, interval=args.delay)
 
 
-def attach_while_loading_ui(source: object) -> None:
-    """Attach (BCC's compile, ~1 s) while the UI's modules load on the other core.
+def attach_while_loading(source: object, *modules: str) -> None:
+    """Attach (BCC's compile, about a second) while modules load on the other core.
 
-    The compile runs in C with the GIL released, so Textual's import (about
-    half a second) costs no time to the first screen. Errors come from
-    attach, as CollectorError, once both are done.
+    The compile runs in C with the GIL released, so what is imported
+    meanwhile (Textual: half a second) costs no time to the first screen.
+    Errors come from attach, as CollectorError, once both are done.
     """
     with ThreadPoolExecutor(max_workers=1) as pool:
         attached = pool.submit(source.attach)  # type: ignore[attr-defined]
-        import sigtop.app  # noqa: F401
-
+        for module in modules:
+            importlib.import_module(module)
         attached.result()
 
 

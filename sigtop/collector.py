@@ -52,7 +52,7 @@ PROC_REFRESH_S = 30.0
 QUEUE_BATCHES = 32
 # Detail events decoded per second of interval; beyond it a storm's older
 # events are skipped (and counted) so that decoding cannot starve the view.
-MAX_EVENTS_PER_S = 150_000
+MAX_EVENTS_PER_S = 120_000
 # BPF map sizes, as in the C: evict stale entries before they fill up.
 FLOW_ENTRIES = 16384
 THREAD_ENTRIES = 16384
@@ -244,7 +244,7 @@ def _event_decoder(names: list[str]) -> Callable[[tuple, float], SignalEvent]:
         )
     )  # fmt: skip
     i_ts, i_has_info, i_flags, i_group = at["ts"], at["has_info"], at["flags"], at["group"]
-    i_handler, i_sa_flags, i_comm, i_target_comm = at["handler"], at["sa_flags"], at["comm"], at["target_comm"]
+    i_handler, i_sa_flags, i_comm = at["handler"], at["sa_flags"], at["comm"]
     comms: dict[bytes, str] = {}
 
     def comm(raw: bytes) -> str:
@@ -265,7 +265,6 @@ def _event_decoder(names: list[str]) -> Callable[[tuple, float], SignalEvent]:
             t[i_handler],
             t[i_sa_flags],
             comm(t[i_comm]),
-            comm(t[i_target_comm]),
         )
 
     return decode
@@ -313,7 +312,12 @@ class BpfSource:
     # ---- attach / detach -------------------------------------------------
 
     def attach(self) -> None:
-        """Compile and attach every probe; raise CollectorError with one line on failure."""
+        """Compile and attach every probe; raise CollectorError with one line on failure.
+
+        Attaching an attached source does nothing (the CLI attaches early,
+        beside its imports; the runner attaches whatever is not yet)."""
+        if self.bpf is not None:
+            return
         started = time.monotonic()
         check_privileges()
         root = ensure_tracefs()

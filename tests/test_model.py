@@ -187,7 +187,6 @@ class CEvent(ctypes.Structure):
         ("has_info", ctypes.c_ubyte),
         ("pad", ctypes.c_ubyte),
         ("comm", ctypes.c_char * 16),
-        ("target_comm", ctypes.c_char * 16),
     ]
 
 
@@ -201,7 +200,6 @@ def packed(events: list[SignalEvent], layout, wall: float) -> bytes:
             "sender_tgid": e.sender_pid,
             "pad": 0,
             "comm": e.comm.encode(),
-            "target_comm": e.target_comm.encode(),
         }
         out.append(layout.full.pack(*(fields[n] for n, _ in CEvent._fields_)))
     return b"".join(out)
