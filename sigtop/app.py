@@ -31,6 +31,7 @@ from sigtop.views import TABLES, cells, sorted_rows
 
 MAX_TABLE_ROWS = 500
 EVENTS_PER_STEP = 2_000  # detail events folded between two looks at the keyboard (~2 ms)
+STEP_PAUSE_S = 0.001
 
 
 class Source(Protocol):
@@ -161,7 +162,9 @@ class SigtopApp(App[int]):
             events = self._event_backlog.popleft()
             for start in range(0, len(events), EVENTS_PER_STEP):
                 self.model.apply_events(events[start : start + EVENTS_PER_STEP])
-                await asyncio.sleep(0)  # let keys and timers in
+                # Not sleep(0): a key travels through several message hops,
+                # each of which would otherwise wait behind the next slice.
+                await asyncio.sleep(STEP_PAUSE_S)
 
     def render_header(self) -> None:
         m = self.model
