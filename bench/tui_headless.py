@@ -12,16 +12,15 @@ import statistics
 import sys
 import time
 
-from textual import events
-
-from sigtop.cli import attach_while_loading
 from sigtop.collector import BpfSource, TraceConfig
 
 
 async def main() -> None:
     source = BpfSource(TraceConfig(interval_s=1.0))
-    attach_while_loading(source, "sigtop.app")  # as `sigtop` does
+    source.attach()  # then the UI, as `sigtop` does
     print("Attached", file=sys.stderr, flush=True)
+    from textual import events
+
     from sigtop.app import SigtopApp
 
     app = SigtopApp(source, refresh_s=1.0)
