@@ -164,13 +164,10 @@ struct event {
 // An LRU hash update alone cost more than the rest of a send's probes.
 BPF_TASK_STORAGE(inflight, struct inflight);
 
-static __always_inline struct inflight *inflight_begin(u32 tid)
+static __always_inline struct inflight *inflight_slot(u32 tid)
 {
-    struct inflight *f = inflight.task_storage_get((void *)bpf_get_current_task_btf(), 0,
-                                                   BPF_LOCAL_STORAGE_GET_F_CREATE);
-    if (f)
-        __builtin_memset(f, 0, sizeof(*f));
-    return f;
+    return inflight.task_storage_get((void *)bpf_get_current_task_btf(), 0,
+                                     BPF_LOCAL_STORAGE_GET_F_CREATE);
 }
 
 static __always_inline struct inflight *inflight_find(u32 tid)
@@ -193,7 +190,7 @@ static __always_inline u32 inflight_key(void)
 // LRU so that a thread that dies inside a signal syscall cannot leak it.
 BPF_TABLE("lru_hash", u32, struct inflight, inflight, 10240);
 
-static __always_inline struct inflight *inflight_begin(u32 tid)
+static __always_inline struct inflight *inflight_slot(u32 tid)
 {
     struct inflight zero = {};
     inflight.update(&tid, &zero);
@@ -215,6 +212,19 @@ static __always_inline u32 inflight_key(void)
     return (u32)bpf_get_current_pid_tgid();
 }
 #endif
+
+// A fresh in-flight record for the current thread's signal syscall.
+static __always_inline struct inflight *inflight_begin(u32 tgid, u32 tid, u16 syscall)
+{
+    struct inflight *f = inflight_slot(tid);
+    if (!f)
+        return 0;
+    __builtin_memset(f, 0, sizeof(*f));
+    f->syscall = syscall;
+    f->tgid = tgid;
+    f->tid = tid;
+    return f;
+}
 
 BPF_HASH(flows, struct flow_key, struct flow_val, 16384);
 BPF_HASH(threads, u32, struct thread_val, 16384);
@@ -316,12 +326,9 @@ static __always_inline int send_enter(u16 syscall, s32 pid, s32 tid, int sig,
     u32 tgid = id >> 32, tidself = (u32)id;
     if (tgid == SELF_TGID)
         return 0;
-    struct inflight *f = inflight_begin(tidself);
+    struct inflight *f = inflight_begin(tgid, tidself, syscall);
     if (!f)
         return 0;
-    f->syscall = syscall;
-    f->tgid = tgid;
-    f->tid = tidself;
     f->arg_pid = pid;
     f->arg_tid = tid;
     f->sig = sig;
@@ -616,12 +623,9 @@ static __always_inline int signalfd_enter(u16 syscall, int ufd, const void *umas
     u32 tgid = id >> 32, tid = (u32)id;
     if (tgid == SELF_TGID || !pid_wanted(tgid, 0, 0))
         return 0;
-    struct inflight *f = inflight_begin(tid);
+    struct inflight *f = inflight_begin(tgid, tid, syscall);
     if (!f)
         return 0;
-    f->syscall = syscall;
-    f->tgid = tgid;
-    f->tid = tid;
     f->arg_pid = ufd;
     f->flags = flags;
     f->sig = -1;   // never matches a signal_generate
