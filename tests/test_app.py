@@ -79,6 +79,22 @@ async def test_sort_numbers_as_numbers_and_text_as_text(batches):
         assert "▲" in str(list(table.columns.values())[4].label)
 
 
+async def test_header_click_sorts_by_that_column(batches):
+    app = make_app(batches)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        table = app.query_one("#table-flows", DataTable)
+        columns = list(table.columns.values())
+        x = sum(c.get_render_width(table) for c in columns[:4]) + 1  # inside SIGNAL's header
+        await pilot.click("#table-flows", offset=(x, 0))
+        assert app.sort["flows"] == (4, True)  # a new column starts descending
+        signals = [r[4] for r in visible(app)]
+        assert signals.index("SIGTERM") < signals.index("SIGUSR1")  # 15 before 10
+        await pilot.click("#table-flows", offset=(x, 0))
+        assert app.sort["flows"] == (4, False)  # the same column again: inverted
+        assert "▲" in str(list(table.columns.values())[4].label)
+
+
 async def test_filter_by_pid_and_invalid_input(batches):
     app = make_app(batches)
     async with app.run_test(size=SIZE) as pilot:
