@@ -113,6 +113,7 @@ struct thread_val {
     u64 sigreturns;
     u64 handler_deliveries;  // signal_deliver with a real handler
     u64 deliveries;          // every signal_deliver (default actions too)
+    u64 unmatched;           // rt_sigreturn with no handler frame outstanding
     u32 tgid;
     u32 pad;
     char comm[16];
@@ -599,6 +600,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_rt_sigreturn)
     // A return with no handler frame outstanding on this thread: the start
     // of sigreturn-oriented programming, or a handler entered before attach.
     if (returns >= t->handler_deliveries) {
+        t->unmatched++;   // counted here, so batch mode (no events) sees it too
         struct event *e = event_reserve();
         if (!e)
             return 0;

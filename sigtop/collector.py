@@ -317,7 +317,7 @@ class BpfSource:
         self._event_budget = 0
         self._events_skipped = 0
         self._prev_flows: dict[bytes, tuple[int, float]] = {}  # count, when it last moved
-        self._prev_threads: dict[int, tuple[int, int, int]] = {}
+        self._prev_threads: dict[int, tuple[int, int, int, int]] = {}
         self._prev_signalfds: dict[tuple[int, int], tuple[int, int]] = {}
         self._prev_stats = [0] * len(STAT_NAMES)
         self._known_procs: dict[int, float] = {}
@@ -554,8 +554,8 @@ class BpfSource:
         for k, v in table.items_lookup_batch():
             tid = k if isinstance(k, int) else k.value
             seen.add(tid)
-            now = (v.sigreturns, v.handler_deliveries, v.deliveries)
-            prev = self._prev_threads.get(tid, (0, 0, 0))
+            now = (v.sigreturns, v.handler_deliveries, v.deliveries, v.unmatched)
+            prev = self._prev_threads.get(tid, (0, 0, 0, 0))
             if now == prev:
                 if len(self._prev_threads) > THREAD_ENTRIES // 2 and not os.path.exists(f"/proc/{tid}"):
                     table.pop(table.Key(tid), None)  # the thread is gone and its counts reported
@@ -570,6 +570,7 @@ class BpfSource:
                     handler_deliveries=max(0, now[1] - prev[1]),
                     deliveries=max(0, now[2] - prev[2]),
                     last_ts=time.time(),
+                    unmatched=max(0, now[3] - prev[3]),
                 )
             )
         for tid in self._prev_threads.keys() - seen:

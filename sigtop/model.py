@@ -144,6 +144,7 @@ class SignalModel:
         # generate events waiting for their signal_deliver, by (process, signal)
         self._pending: OrderedDict[tuple[int, int], deque[_Slot]] = OrderedDict()
         self._rated_flows: set[FlowRowKey] = set()
+        self._unmatched_counted = False  # thread deltas carry exact unmatched counts
         self._rated_sigreturns: set[int] = set()
 
     # ---- folding ---------------------------------------------------------
@@ -252,6 +253,9 @@ class SignalModel:
             row.sigreturns += t.sigreturns
             row.handler_deliveries += t.handler_deliveries
             row.deliveries += t.deliveries
+            if t.unmatched is not None:
+                row.unmatched += t.unmatched
+                self._unmatched_counted = True
             row.last_ts = max(row.last_ts, t.last_ts)
             acc = per_process.setdefault(t.tgid, [0, 0])
             acc[0] += t.sigreturns
@@ -326,7 +330,8 @@ class SignalModel:
                 srow = self.sigreturns.get(sender)
                 if srow is None:
                     srow = self.sigreturns[sender] = SigreturnRow(sender)
-                srow.unmatched += 1
+                if not self._unmatched_counted:  # an old recording: only the events say
+                    srow.unmatched += 1
                 self._kept_for(kept, srow).append([index, ts, None, None])
         for row, slots in kept.values():
             for slot in slots:

@@ -62,6 +62,9 @@ class ThreadDelta:
     handler_deliveries: int
     deliveries: int
     last_ts: float
+    # None in recordings made before the kernel counted these: the model then
+    # counts the unmatched_sigreturn events instead.
+    unmatched: int | None = None
 
 
 @dataclass(slots=True)

@@ -298,3 +298,30 @@ def test_detail_events_all_arrive_when_read_in_time(tracer, measure, spawn):
     generated = sum(1 for e in row.events if e.kind == EventKind.generate)
     assert generated == min(sent, EVENTS_PER_ROW)
     assert model.events_received >= sent
+
+
+def test_sigreturn_without_a_handler_frame_is_unmatched(measure):
+    """SROP's first step, for real: a child of ours calls rt_sigreturn with no signal delivered.
+
+    The kernel restores registers from whatever the stack holds and the
+    child dies of SIGSEGV; the rt_sigreturn is counted unmatched, exactly
+    once, from the kernel's counter (so batch mode, without events, sees it).
+    """
+    srop = (
+        "import ctypes, resource\n"
+        "resource.setrlimit(resource.RLIMIT_CORE, (0, 0))\n"
+        "ctypes.CDLL(None).syscall(15)\n"  # rt_sigreturn
+    )
+    children: list[int] = []
+
+    def work():
+        child = subprocess.Popen([sys.executable, "-c", srop], process_group=0)
+        children.append(child.pid)
+        assert child.wait(timeout=30) == -signal.SIGSEGV
+
+    model = measure(work)
+    row = model.sigreturns[children[0]]
+    assert (row.sigreturns, row.handler_deliveries, row.unmatched) == (1, 0, 1)
+    # a bad frame is punished with force_sig(SIGSEGV): si_code SI_KERNEL, not a fault's
+    killed = only_flow(model, 0, children[0])
+    assert (killed.key.sig, killed.key.via, killed.count) == (signal.SIGSEGV, "kernel", 1)

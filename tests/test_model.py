@@ -103,6 +103,16 @@ def test_unmatched_sigreturn_is_counted():
     assert model.sigreturns[10].unmatched == 1
 
 
+def test_unmatched_counts_come_from_the_kernel_when_it_counts_them():
+    model = SignalModel()
+    event = SignalEvent(1.0, EventKind.unmatched_sigreturn, 10, 11, 11, 10, 0, 0, 0, 0, 0, comm="exploit")
+    delta = ThreadDelta(11, 10, "exploit", 1, 0, 0, 1.0, unmatched=1)
+    model.apply(Batch(ts=1, interval_s=1, threads=[delta], events=[event]))
+    row = model.sigreturns[10]
+    assert row.unmatched == 1  # not once per source
+    assert list(row.events) == [event]
+
+
 def test_delivery_latency_matches_generate_to_deliver():
     model = SignalModel()
     k = key()
