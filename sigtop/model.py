@@ -248,7 +248,12 @@ class SignalModel:
             row = self.sigreturns.get(t.tgid)
             if row is None:
                 row = self.sigreturns[t.tgid] = SigreturnRow(t.tgid)
-            if t.tid == t.tgid or not row.comm:
+            # The kernel's comm is the thread's when it was first seen (maybe
+            # before an exec); /proc's, when the collector read it, is newer.
+            info = self.procs.get(t.tgid)
+            if info and info.comm:
+                row.comm = info.comm
+            elif t.tid == t.tgid or not row.comm:
                 row.comm = t.comm
             row.sigreturns += t.sigreturns
             row.handler_deliveries += t.handler_deliveries
