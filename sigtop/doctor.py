@@ -24,7 +24,7 @@ def _bpf() -> str | None:
     if not Path("/sys/fs/bpf").exists() and not Path("/proc/sys/kernel/unprivileged_bpf_disabled").exists():
         return "this kernel has no BPF syscall"
     if not Path("/sys/kernel/btf/vmlinux").exists():
-        return "no BTF (/sys/kernel/btf/vmlinux): fine for sigtop, which reads no kernel structs"
+        return "no BTF (/sys/kernel/btf/vmlinux): fine, in-flight syscalls go to an LRU hash instead of task storage"
     return None
 
 
