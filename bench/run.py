@@ -114,8 +114,17 @@ def configurations() -> list[Tracer]:
         Tracer("floor-one-syscall-tp", [PY, str(HERE / "floor.py"), "--one"]),
         Tracer("bpftrace", ["bpftrace", "-e", BPFTRACE], ready="Attaching"),
         Tracer("sigtop-batch", [*sigtop, "batch", "--json"]),
-        Tracer("sigtop-tui", [PY, str(HERE / "tui_headless.py")], attached="Attached"),
+        tui_tracer(),
     ]
+
+
+def tui_tracer() -> Tracer:
+    return Tracer("sigtop-tui", [PY, str(HERE / "tui_headless.py")], attached="Attached")
+
+
+def tui_facts(out: str) -> dict:
+    """What tui_headless printed at exit: its last line, a JSON object."""
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def run_load(binary: Path, mode: str, n: int, *extra: str) -> tuple[float, int, float]:
@@ -127,11 +136,11 @@ def run_load(binary: Path, mode: str, n: int, *extra: str) -> tuple[float, int, 
 
 def run_sustained(binary: Path, rate: int, seconds: float) -> dict:
     """The live TUI under a paced storm of ignored kill()s: one detail event each."""
-    tui = Tracer("sigtop-tui", [PY, str(HERE / "tui_headless.py")], attached="Attached")
+    tui = tui_tracer()
     tui.start()
     per_op, _pid, took = run_load(binary, "paced", int(rate * seconds), str(rate))
     out, facts = tui.stop()
-    facts.update(json.loads(out.strip().splitlines()[-1]))
+    facts.update(tui_facts(out))
     facts["cpu_per_s"] = facts["cpu_s"] / took
     facts["rate_per_s"] = 1e9 / per_op
     return facts
@@ -188,7 +197,7 @@ def main() -> None:
                     )
                     exact.append((loads[mode], counted))
             if config.name == "sigtop-tui":
-                facts[config.name][-1].update(json.loads(out.strip().splitlines()[-1]))
+                facts[config.name][-1].update(tui_facts(out))
                 name = f"sigtop-tui @{SUSTAINED_RATE // 1000}k/s"
                 facts.setdefault(name, []).append(run_sustained(binary, SUSTAINED_RATE, SUSTAINED_S))
         print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)

@@ -154,13 +154,6 @@ def kernel_headers_dir() -> Path | None:
     return build if (build / "include").is_dir() else None
 
 
-def bcc_table() -> Any:
-    """BCC's table module (its ctypes view of a map's C types)."""
-    import bcc.table
-
-    return bcc.table
-
-
 def import_bcc() -> Any:
     try:
         import bcc
@@ -402,7 +395,7 @@ class BpfSource:
 
     def _open_events(self) -> None:
         table = self.bpf[b"events"]
-        ctype = bcc_table()._get_event_class(table)
+        ctype = import_bcc().table._get_event_class(table)  # BCC's ctypes view of struct event
         self._layout = event_layout(ctype)
         size = self.config.ringbuf_pages * mmap.PAGESIZE
         self._reader = ringbuf.RingBufferReader(table.map_fd, size, ctypes.sizeof(ctype))
@@ -492,21 +485,20 @@ class BpfSource:
         now = time.monotonic()
         batch = Batch(ts=time.time(), interval_s=now - self._last_collect, final=final)
         self._last_collect = now
-        batch.flows = self._collect_flows()
-        batch.threads = self._collect_threads()
+        # The kernel keeps no last-seen clock per signal: what moved was seen by now.
+        batch.flows = self._collect_flows(now, batch.ts)
+        batch.threads = self._collect_threads(batch.ts)
         batch.signalfds = self._collect_signalfds()
         batch.stats = self._collect_stats()
-        batch.events = self._decode_events(batch.stats)
+        batch.events = self._take_events(batch.stats)
         batch.procs = self._resolve_procs(batch)
         return batch
 
-    def _collect_flows(self) -> list[FlowDelta]:
+    def _collect_flows(self, now: float, wall_now: float) -> list[FlowDelta]:
         table = self.bpf[b"flows"]
         deltas = []
         seen = set()
         stale: list[Any] = []
-        now = time.monotonic()
-        wall_now = time.time()
         for k, v in table.items_lookup_batch():
             raw = bytes(k)
             seen.add(raw)
@@ -533,7 +525,7 @@ class BpfSource:
                     key=key,
                     count=delta,
                     first_ts=self._wall(v.first_ts),
-                    last_ts=wall_now,  # the kernel does not read the clock per signal
+                    last_ts=wall_now,
                     sender_comm=_comm(bytes(v.sender_comm)),
                     target_comm=_comm(bytes(v.target_comm)),
                 )
@@ -547,7 +539,7 @@ class BpfSource:
                 self._prev_flows.pop(bytes(k), None)
         return deltas
 
-    def _collect_threads(self) -> list[ThreadDelta]:
+    def _collect_threads(self, wall_now: float) -> list[ThreadDelta]:
         table = self.bpf[b"threads"]
         deltas = []
         seen = set()
@@ -569,7 +561,7 @@ class BpfSource:
                     sigreturns=max(0, now[0] - prev[0]),
                     handler_deliveries=max(0, now[1] - prev[1]),
                     deliveries=max(0, now[2] - prev[2]),
-                    last_ts=time.time(),
+                    last_ts=wall_now,
                     unmatched=max(0, now[3] - prev[3]),
                 )
             )
@@ -609,7 +601,7 @@ class BpfSource:
         self._prev_stats = now
         return KernelStats(**dict(zip(STAT_NAMES, delta, strict=False)))
 
-    def _decode_events(self, stats: KernelStats) -> Sequence[SignalEvent]:
+    def _take_events(self, stats: KernelStats) -> Sequence[SignalEvent]:
         """The interval's events, still packed (the model decodes what it keeps); the budget starts again."""
         records, self._records = self._records, bytearray()
         stats.events_dropped += self._events_skipped

@@ -172,7 +172,7 @@ class EventBlock(Sequence[SignalEvent]):
         return EventBlock(self.data[-n * self.layout.full.size :] if n else b"", self.layout, self.mono_to_wall)
 
     def extended(self, later: EventBlock) -> EventBlock:
-        return EventBlock(self.data + later.data, self.layout, self.mono_to_wall)
+        return EventBlock(b"".join((self.data, later.data)), self.layout, self.mono_to_wall)  # any buffers
 
 
 def hot_events(events: Sequence[SignalEvent]) -> tuple[Iterable[tuple], float]:
