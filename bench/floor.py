@@ -9,7 +9,7 @@ import sys
 
 from bcc import BPF
 
-from sigtop.collector import REQUIRED_TRACEPOINTS
+from sigtop.live.preflight import REQUIRED_TRACEPOINTS
 
 tracepoints = ["syscalls/sys_enter_rt_sigreturn"] if "--one" in sys.argv else REQUIRED_TRACEPOINTS
 probes = []

@@ -12,7 +12,8 @@ import statistics
 import sys
 import time
 
-from sigtop.collector import BpfSource, TraceConfig
+from sigtop.live.collector import BpfSource
+from sigtop.live.config import TraceConfig
 
 
 async def main() -> None:
@@ -21,7 +22,7 @@ async def main() -> None:
     print("Attached", file=sys.stderr, flush=True)
     from textual import events
 
-    from sigtop.app import SigtopApp
+    from sigtop.ui.app import SigtopApp
 
     app = SigtopApp(source, refresh_s=1.0)
     frames: list[float] = []

@@ -8,9 +8,11 @@
 //   * the ring buffer (events): details for drill-down, best effort; when
 //     full the event is dropped and stats[STAT_EVENTS_LOST] says so.
 //
+// The structs and enums shared with Python are in sigtop.h (the kernel ABI).
 // Compile-time switches (cflags): SELF_TGID (excluded), DETAILS (emit detail
 // events), FILTER_PIDS (only pids in pid_filter), SIG_MASK (bit n-1 = sig n),
-// TASK_STORAGE (keep in-flight syscalls in task-local storage, needs BTF).
+// TASK_STORAGE (keep in-flight syscalls in task-local storage, needs BTF),
+// and the map sizes sigtop.h requires.
 //
 // Every program here runs on the hot path of the process it watches (a
 // handled signal costs five of them), so each one reads the clock, the comm
@@ -23,6 +25,8 @@ typedef struct { unsigned long sig[1]; } sigset_t;
 typedef struct siginfo siginfo_t;
 #define SIGKILL 9
 #define SIGSTOP 19
+
+#include "sigtop.h"
 
 #ifndef SELF_TGID
 #define SELF_TGID 0
@@ -39,29 +43,8 @@ typedef struct siginfo siginfo_t;
 #ifndef TASK_STORAGE
 #define TASK_STORAGE 0
 #endif
-#ifndef RINGBUF_PAGES
-#define RINGBUF_PAGES 2048
-#endif
 // Events between forced wake-ups of the reader, per CPU.
 #define WAKEUP_EVERY 2048
-
-enum syscall_id {
-    SC_KERNEL = 0, SC_KILL, SC_TKILL, SC_TGKILL, SC_RT_SIGQUEUEINFO,
-    SC_RT_TGSIGQUEUEINFO, SC_PIDFD_SEND_SIGNAL, SC_SIGNALFD, SC_SIGNALFD4,
-};
-
-// 0..4 are the kernel's TRACE_SIGNAL_* results; the rest are ours.
-enum result_id { RES_NONE = 5, RES_FAILED = 6 };
-
-enum event_kind {
-    EV_GENERATE = 1, EV_SEND_DONE = 2, EV_DELIVER = 3, EV_SIGNALFD = 4,
-    EV_UNMATCHED_SIGRETURN = 5,
-};
-
-enum stat_id {
-    STAT_EVENTS_LOST = 0, STAT_FLOWS_FULL, STAT_THREADS_FULL,
-    STAT_SIGNALFDS_FULL, STAT_EVENTS_SENT, STAT_MAX,
-};
 
 #define SI_USER 0
 #define SI_TKILL -6
@@ -84,80 +67,6 @@ struct inflight {
     u16 syscall;
     u8 has_info;
     u8 mask_ok;
-};
-
-struct flow_key {
-    u32 sender_tgid;   // 0: raised by the kernel
-    s32 target_pid;    // task id the kernel reports; for a failed send, the pid asked for
-    u32 target_tgid;   // where the kernel says it (tgkill's tgid, a fault on current), else 0
-    s32 sig;
-    s32 code;
-    s32 err;           // errno of a failed send
-    u16 syscall;
-    u8 result;
-    u8 pad;
-};
-
-// Last-seen times are stamped by user space when a count moves: a clock
-// read per signal is a tenth of what a flow costs to count.
-struct flow_val {
-    u64 count;
-    u64 first_ts;
-    char sender_comm[16];
-    char target_comm[16];
-};
-
-// Written only by the thread itself (deliver and rt_sigreturn run on it),
-// so plain increments are exact.
-struct thread_val {
-    u64 sigreturns;
-    u64 handler_deliveries;  // signal_deliver with a real handler
-    u64 deliveries;          // every signal_deliver (default actions too)
-    u64 unmatched;           // rt_sigreturn with no handler frame outstanding
-    u32 tgid;
-    u32 pad;
-    char comm[16];
-};
-
-struct signalfd_key {
-    u32 tgid;
-    s32 fd;
-};
-
-struct signalfd_val {
-    u64 mask;
-    u64 calls;
-    u64 created_ts;   // 0: created before sigtop attached
-    u64 last_ts;
-    u32 flags;
-    u32 pad;
-    char comm[16];
-};
-
-struct event {
-    u64 ts;
-    u64 info_value;
-    u64 handler;       // deliver: sa_handler; signalfd: mask
-    u64 sa_flags;
-    u32 kind;
-    u32 sender_tgid;   // the thread's process (generate: 0 when kernel-raised)
-    u32 sender_tid;
-    s32 target_pid;
-    u32 target_tgid;
-    s32 sig;
-    s32 code;
-    s32 result;
-    s32 ret;           // send done / signalfd: the syscall's return value
-    s32 arg_pid;
-    s32 arg_tid;
-    s32 info_pid;
-    u32 info_uid;
-    u32 flags;
-    u32 group;
-    u16 syscall;
-    u8 has_info;
-    u8 pad;
-    char comm[16];         // current task (send_done, signalfd, unmatched sigreturn)
 };
 
 #if TASK_STORAGE
@@ -189,7 +98,7 @@ static __always_inline u32 inflight_key(void)
 #else
 // Kernels without task storage for tracepoint programs: a hash by tid,
 // LRU so that a thread that dies inside a signal syscall cannot leak it.
-BPF_TABLE("lru_hash", u32, struct inflight, inflight, 10240);
+BPF_TABLE("lru_hash", u32, struct inflight, inflight, INFLIGHT_ENTRIES);
 
 static __always_inline struct inflight *inflight_slot(u32 tid)
 {
@@ -227,10 +136,10 @@ static __always_inline struct inflight *inflight_begin(u32 tgid, u32 tid, u16 sy
     return f;
 }
 
-BPF_HASH(flows, struct flow_key, struct flow_val, 16384);
-BPF_HASH(threads, u32, struct thread_val, 16384);
-BPF_HASH(signalfds, struct signalfd_key, struct signalfd_val, 4096);
-BPF_HASH(pid_filter, u32, u8, 1024);
+BPF_HASH(flows, struct flow_key, struct flow_val, FLOW_ENTRIES);
+BPF_HASH(threads, u32, struct thread_val, THREAD_ENTRIES);
+BPF_HASH(signalfds, struct signalfd_key, struct signalfd_val, SIGNALFD_ENTRIES);
+BPF_HASH(pid_filter, u32, u8, PID_FILTER_ENTRIES);
 BPF_PERCPU_ARRAY(stats, u64, STAT_MAX);
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 
@@ -419,7 +328,7 @@ static __always_inline int send_exit(long ret)
     key.sig = c.sig;
     key.code = c.code;
     key.syscall = c.syscall;
-    key.result = ret < 0 ? RES_FAILED : RES_NONE;
+    key.result = ret < 0 ? RES_FAILED : RES_NO_SIGNAL;
     key.err = ret < 0 ? (s32)-ret : 0;
     flow_add(&key, ts, 0);
 

@@ -49,8 +49,8 @@ def capture(seconds: float = 4.0) -> None:
 
 
 async def shoot() -> None:
-    from sigtop.app import SigtopApp
     from sigtop.recording import ReplaySource, read_recording
+    from sigtop.ui.app import SigtopApp
 
     _, batches = read_recording(CAPTURE)
     views = [

@@ -1,0 +1,1 @@
+"""sigtop: a live, top-like monitor of Linux signals, counted exactly in the kernel (eBPF)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sigtop.filters import FilterError, FlowFilter
 from sigtop.names import UnknownSignalError, parse_signal
+from sigtop.source import Source, SourceError
 
 EXIT_USAGE = 2
 
@@ -132,13 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _trace_config(args: argparse.Namespace, details: bool, interval: float):
-    from sigtop.collector import TraceConfig
+    from sigtop.live.config import TraceConfig
 
     return TraceConfig(pids=tuple(args.pid), signals=tuple(args.signal), details=details, interval_s=interval)
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from sigtop.collector import BpfSource
+    from sigtop.live.collector import BpfSource
 
     source = BpfSource(_trace_config(args, details=False, interval=args.interval))
     attach_while_loading(source, "rich.console", "sigtop.model", "sigtop.report", "sigtop.runner")
@@ -160,7 +161,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from sigtop.collector import BpfSource
+    from sigtop.live.collector import BpfSource
     from sigtop.recording import RecordingWriter
     from sigtop.runner import trace
 
@@ -191,7 +192,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    from sigtop.collector import BpfSource
+    from sigtop.live.collector import BpfSource
 
     source = BpfSource(_trace_config(args, details=True, interval=args.delay))
     # Attach first, then load Textual: side by side they contend for two
@@ -200,7 +201,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     return _run_app(source, args, interval=args.delay)
 
 
-def attach_while_loading(source: object, *modules: str) -> None:
+def attach_while_loading(source: Source, *modules: str) -> None:
     """Attach (BCC's compile, about a second) while modules load on the other core.
 
     The compile runs in C with the GIL released, so light imports (the
@@ -208,20 +209,20 @@ def attach_while_loading(source: object, *modules: str) -> None:
     CollectorError, once both are done.
     """
     with ThreadPoolExecutor(max_workers=1) as pool:
-        attached = pool.submit(source.attach)  # type: ignore[attr-defined]
+        attached = pool.submit(source.attach)
         for module in modules:
             importlib.import_module(module)
         attached.result()
 
 
-def _run_app(source: object, args: argparse.Namespace, interval: float) -> int:
-    from sigtop.app import SigtopApp
+def _run_app(source: Source, args: argparse.Namespace, interval: float) -> int:
+    from sigtop.ui.app import SigtopApp
 
     app = SigtopApp(source, flow_filter=_ui_filter(args), refresh_s=interval)
     try:
         app.run()
     finally:
-        source.detach()  # type: ignore[attr-defined]
+        source.detach()
     return app.return_code or 0
 
 
@@ -237,12 +238,9 @@ COMMANDS = {"batch": cmd_batch, "record": cmd_record, "replay": cmd_replay, "doc
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from sigtop.collector import CollectorError
-    from sigtop.recording import RecordingError
-
     try:
         return COMMANDS[args.command](args)
-    except (CliError, CollectorError, RecordingError, FilterError) as exc:
+    except (CliError, SourceError, FilterError) as exc:
         print(f"sigtop: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

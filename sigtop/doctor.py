@@ -7,15 +7,15 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from sigtop import collector
+from sigtop.live import preflight
 
 Check = tuple[str, Callable[[], str | None], str]
 
 
 def _root() -> str | None:
     try:
-        collector.check_privileges()
-    except collector.CollectorError as exc:
+        preflight.check_privileges()
+    except preflight.CollectorError as exc:
         return str(exc)
     return None
 
@@ -23,23 +23,23 @@ def _root() -> str | None:
 def _bpf() -> str | None:
     if not Path("/sys/fs/bpf").exists() and not Path("/proc/sys/kernel/unprivileged_bpf_disabled").exists():
         return "this kernel has no BPF syscall"
-    if not Path("/sys/kernel/btf/vmlinux").exists():
+    if not preflight.has_btf():
         return "no BTF (/sys/kernel/btf/vmlinux): fine, in-flight syscalls go to an LRU hash instead of task storage"
     return None
 
 
 def _tracefs() -> str | None:
-    root = collector.tracefs_root()
+    root = preflight.tracefs_root()
     if root is None:
         return "tracefs is not mounted"
-    missing = collector.missing_tracepoints(root)
+    missing = preflight.missing_tracepoints(root)
     if missing:
         return f"missing tracepoints: {', '.join(missing)}"
     return None
 
 
 def _headers() -> str | None:
-    build = collector.kernel_headers_dir()
+    build = preflight.kernel_headers_dir()
     if build is None:
         return f"no headers at /lib/modules/{os.uname().release}/build"
     target = build.resolve()
@@ -50,8 +50,8 @@ def _headers() -> str | None:
 
 def _bcc() -> str | None:
     try:
-        collector.import_bcc()
-    except collector.CollectorError as exc:
+        preflight.import_bcc()
+    except preflight.CollectorError as exc:
         return str(exc)
     return None
 

@@ -26,6 +26,7 @@ from sigtop.records import (
     SignalEvent,
     SignalfdState,
     ThreadDelta,
+    event_flow_key,
     hot_events,
 )
 
@@ -210,7 +211,7 @@ class SignalModel:
         via = kernel_origin(key.sig, key.code) if syscall == Syscall.kernel else syscall.name
         if key.result in (Result.failed, Result.no_signal):
             target = key.target_pid  # what was asked for: a pid, -pgid, or a pidfd
-            if syscall == Syscall.pidfd_send_signal:
+            if key.targets_pidfd():
                 pid = self.procs.get(key.sender_pid)
                 resolved = pid.pidfds.get(target) if pid else None
                 if resolved:
@@ -357,16 +358,7 @@ class SignalModel:
         self, sender: int, target_pid: int, target_tgid: int, sig: int, code: int, ret: int, syscall: int, result: int
     ) -> tuple[FlowRow | None, int]:
         """The flow row an event belongs to, and the process its signal goes to."""
-        key = FlowKey(
-            sender_pid=sender if syscall != Syscall.kernel else 0,
-            target_pid=target_pid,
-            target_tgid=target_tgid,
-            sig=sig,
-            code=code,
-            err=-ret if ret < 0 else 0,
-            syscall=syscall,
-            result=result,
-        )
+        key = event_flow_key(sender, target_pid, target_tgid, sig, code, ret, syscall, result)
         return self.flows.get(self.row_key(key)), target_tgid or self.process_of(target_pid)
 
     def _evict(self) -> None:

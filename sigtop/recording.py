@@ -11,17 +11,17 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from sigtop.records import Batch
+from sigtop.source import Deliver, SourceError
 
 FORMAT = "sigtop-recording"
 VERSION = 1
 
 
-class RecordingError(ValueError):
+class RecordingError(SourceError, ValueError):
     """A recording that cannot be read, with the line at fault."""
 
 
@@ -84,7 +84,7 @@ def read_recording(path: str | Path) -> tuple[dict[str, Any], list[Batch]]:
 
 
 class ReplaySource:
-    """Plays a recording's batches at their recorded pace (times `speed`)."""
+    """Plays a recording's batches at their recorded pace (times `speed`): a `sigtop.source.Source`."""
 
     live = False
 
@@ -93,15 +93,16 @@ class ReplaySource:
         self.speed = speed
         self.name = name
         self.attach_s = 0.0
+        self.error: str | None = None  # a recording read whole before replay cannot fail later
         self._task: asyncio.Task[None] | None = None
 
     def attach(self) -> None:
         """Nothing to attach: a recording needs no kernel."""
 
-    def start(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[Batch], None]) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
         self._task = loop.create_task(self._play(deliver))
 
-    async def _play(self, deliver: Callable[[Batch], None]) -> None:
+    async def _play(self, deliver: Deliver) -> None:
         for batch in self.batches:
             if self.speed > 0:
                 await asyncio.sleep(batch.interval_s / self.speed)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from sigtop.names import Result, Syscall
+
 # How many detail events a batch keeps when batches must be merged.
 MAX_EVENTS_PER_BATCH = 200_000
 
@@ -39,6 +41,38 @@ class FlowKey:
     err: int  # errno of a failed send, else 0
     syscall: int  # names.Syscall
     result: int  # names.Result
+
+    def targets_pidfd(self) -> bool:
+        """A send that reached no process through pidfd_send_signal: target_pid is the fd that was asked for.
+
+        A failed call (or a sig-0 probe) never reaches signal_generate, so the
+        kernel never names the process behind the fd; user space may still
+        find it in the sender's /proc/PID/fdinfo.
+        """
+        return self.syscall == Syscall.pidfd_send_signal and self.result in (Result.failed, Result.no_signal)
+
+
+def event_flow_key(
+    sender: int, target_pid: int, target_tgid: int, sig: int, code: int, ret: int, syscall: int, result: int
+) -> FlowKey:
+    """The flows-map key of the flow a detail event (generate or send_done) was counted in.
+
+    The kernel fills an event's sender_tgid with `current`'s process even for
+    a kernel-raised signal (it names the interrupted or faulting task, for
+    the drill-down), while the flow key says 0, "the kernel": so the sender
+    is 0 unless a syscall sent it. A failed send's errno is carried as the
+    syscall's negative return value.
+    """
+    return FlowKey(
+        sender_pid=sender if syscall != Syscall.kernel else 0,
+        target_pid=target_pid,
+        target_tgid=target_tgid,
+        sig=sig,
+        code=code,
+        err=-ret if ret < 0 else 0,
+        syscall=syscall,
+        result=result,
+    )
 
 
 @dataclass(slots=True)

@@ -1,6 +1,8 @@
 """The model as one JSON document (a stable interface for scripts) or rich tables.
 
 Pure functions of the model: no I/O beyond writing to the console given.
+The tables render from the live view's column definitions (ui.columns,
+which loads no Textual), so both show the same thing.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from sigtop.names import (
     Result,
     Syscall,
     errno_name,
-    printable,
     sfd_flag_names,
     signal_mask_names,
     signame,
 )
+from sigtop.ui.columns import TABLES, TableSpec, sorted_rows
 
 
 def flow_syscall(row: FlowRow) -> str:
@@ -98,61 +100,25 @@ def to_json(model: SignalModel, flow_filter: FlowFilter | None = None) -> dict[s
     }
 
 
-def _proc(pid: int, comm: str) -> Text:
-    # comm is chosen by the process: always plain Text, never markup.
-    return Text(f"{pid} {printable(comm)}" if pid else "[kernel]")
+def _table(spec: TableSpec, model: SignalModel, flow_filter: FlowFilter | None, title: str) -> Table:
+    """A rich table of one model table, from the live view's own column definitions."""
+    table = Table(title=title, title_justify="left")
+    columns = [column for column in spec.columns if not column.live_only]
+    for column in columns:
+        table.add_column(column.label, justify="right" if column.numeric else "left")
+    rows = sorted_rows(spec, model, flow_filter or FlowFilter(), spec.default_sort, True)
+    for _key, row in rows:
+        table.add_row(*(column.cell(row, model.last_ts) for column in columns))
+    return table
 
 
 def print_tables(model: SignalModel, console: Console, flow_filter: FlowFilter | None = None) -> None:
     doc = to_json(model, flow_filter)
-    flows = Table(title=f"Signal flows ({doc['duration_s']} s, {doc['total_signals']} signals)", title_justify="left")
-    for name in ("SENDER", "TARGET", "SIGNAL", "VIA", "COUNT", "DELIV", "IGN", "MERGED", "LOST", "FAILED"):
-        flows.add_column(name, justify="right" if name not in ("SENDER", "TARGET", "SIGNAL", "VIA") else "left")
-    for f in doc["flows"]:
-        r = f["results"]
-        failed = ", ".join(f"{n} {e}" for e, n in f["errors"].items() if n)
-        target = f"pidfd {f['target_pidfd']}" if f["target_pid"] is None else f["target_pid"]
-        flows.add_row(
-            _proc(f["sender_pid"], f["sender_comm"]),
-            Text(f"{target} {printable(f['target_comm'])}"),
-            f["signame"],
-            f["origin"],
-            str(f["count"]),
-            str(r["delivered"] + r["lose_info"]),
-            str(r["ignored"]),
-            str(r["already_pending"]),
-            str(r["overflow_fail"]),
-            Text(failed),
-        )
-    console.print(flows)
+    title = f"Signal flows ({doc['duration_s']} s, {doc['total_signals']} signals)"
+    console.print(_table(TABLES["flows"], model, flow_filter, title))
     if doc["signalfd"]:
-        table = Table(title="signalfd", title_justify="left")
-        for name in ("PID", "COMM", "FD", "MASK", "FLAGS", "CALLS"):
-            table.add_column(name)
-        for s in doc["signalfd"]:
-            table.add_row(
-                str(s["pid"]),
-                Text(printable(s["comm"])),
-                str(s["fd"]),
-                " ".join(s["signals"]) or "-",
-                " ".join(s["flags"]) or "-",
-                str(s["calls"]),
-            )
-        console.print(table)
+        console.print(_table(TABLES["signalfd"], model, flow_filter, "signalfd"))
     if doc["sigreturn"]:
-        table = Table(title="rt_sigreturn", title_justify="left")
-        for name in ("PID", "COMM", "COUNT", "PER SEC", "HANDLED", "BALANCE", "UNMATCHED"):
-            table.add_column(name, justify="right")
-        for s in doc["sigreturn"]:
-            table.add_row(
-                str(s["pid"]),
-                Text(printable(s["comm"])),
-                str(s["count"]),
-                f"{s['per_sec']:.1f}",
-                str(s["handler_deliveries"]),
-                str(s["balance"]),
-                str(s["unmatched"]),
-            )
-        console.print(table)
+        console.print(_table(TABLES["sigreturn"], model, flow_filter, "rt_sigreturn"))
     if doc["lost_events"]:
         console.print(Text(f"{doc['lost_events']} detail events lost (counts are exact)", style="red"))

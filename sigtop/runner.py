@@ -10,13 +10,13 @@ import signal
 import sys
 from collections.abc import Callable
 
-from sigtop.collector import BatchQueue, BpfSource, CollectorError
 from sigtop.model import SignalModel
 from sigtop.records import Batch
+from sigtop.source import BatchQueue, Source, SourceError
 
 
 async def trace(
-    source: BpfSource,
+    source: Source,
     duration_s: float | None,
     on_batch: Callable[[Batch], None],
     announce: bool = True,
@@ -54,13 +54,13 @@ async def trace(
         await asyncio.sleep(0)
         for batch in queue.get_all():
             on_batch(batch)
-        if getattr(source, "error", None):
-            raise CollectorError(source.error)
+        if source.error:
+            raise SourceError(source.error)
     finally:
         source.stop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
 
 
-def trace_into_model(source: BpfSource, duration_s: float | None, model: SignalModel, announce: bool = True) -> None:
+def trace_into_model(source: Source, duration_s: float | None, model: SignalModel, announce: bool = True) -> None:
     asyncio.run(trace(source, duration_s, model.apply, announce))

@@ -85,15 +85,15 @@ def spawn() -> Iterator[Callable[..., Child]]:
 
 def bpf_unavailable() -> str | None:
     """Why live BPF tests cannot run here, or None."""
-    from sigtop import collector
+    from sigtop.live import preflight
 
     try:
-        collector.check_privileges()
-        collector.ensure_tracefs()
-        collector.import_bcc()
-    except collector.CollectorError as exc:
+        preflight.check_privileges()
+        preflight.ensure_tracefs()
+        preflight.import_bcc()
+    except preflight.CollectorError as exc:
         return str(exc)
-    if collector.kernel_headers_dir() is None:
+    if preflight.kernel_headers_dir() is None:
         return "no kernel headers (make setup)"
     return None
 
@@ -126,7 +126,8 @@ def tracer(bpf_ready: None, request: pytest.FixtureRequest) -> Iterator[object]:
     Twice: with in-flight syscalls in task storage (kernels with BTF) and in
     the LRU hash that older kernels fall back to; both must count exactly.
     """
-    from sigtop.collector import BpfSource, TraceConfig
+    from sigtop.live.collector import BpfSource
+    from sigtop.live.config import TraceConfig
 
     source = BpfSource(TraceConfig(exclude_self=False, details=True, task_storage=request.param))
     source.attach()

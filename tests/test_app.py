@@ -8,10 +8,10 @@ import copy
 import pytest
 from textual.widgets import DataTable, Static
 
-from sigtop.app import SigtopApp
 from sigtop.filters import FlowFilter
 from sigtop.recording import ReplaySource, read_recording
-from sigtop.screens import FlowDetail, HelpScreen, SigreturnDetail
+from sigtop.ui.app import SigtopApp
+from sigtop.ui.screens import FlowDetail, HelpScreen, SigreturnDetail
 from tests.conftest import RECORDING, open_fds
 
 SIZE = (160, 42)
@@ -195,7 +195,8 @@ def test_snapshot_flow_detail(batches, snap_compare):
 
 @pytest.mark.bpf
 async def test_live_app_shows_real_signals_then_detaches(bpf_ready, spawn):
-    from sigtop.collector import BpfSource, TraceConfig
+    from sigtop.live.collector import BpfSource
+    from sigtop.live.config import TraceConfig
 
     target = spawn()
     sender = spawn()
@@ -219,3 +220,68 @@ async def test_live_app_shows_real_signals_then_detaches(bpf_ready, spawn):
     source.detach()
     assert open_fds("bpf-prog") == bpf_fds
     assert source.bpf is None
+
+
+def bumped(batch, flow_index: int, count: int):
+    """A copy of a real recorded batch carrying only one of its flows, with a new count."""
+    later = copy.deepcopy(batch)
+    flow = later.flows[flow_index]
+    flow.count = count
+    later.flows, later.events, later.final = [flow], [], False
+    return later
+
+
+async def test_cursor_and_scroll_survive_a_reordering_refresh(batches):
+    app = make_app(batches)
+    async with app.run_test(size=(160, 14)) as pilot:  # fewer lines than rows: the table scrolls
+        await loaded(pilot)
+        table = app.table("flows")
+        assert table.row_count > table.size.height - 1
+        await pilot.press(*["down"] * 10, *["up"] * 3)  # scrolled, the cursor mid-screen
+        cursor, scroll = table.cursor_key(), table.scroll_y
+        assert scroll > 0
+        order = [r.key.value for r in table.ordered_rows]
+        # The 2nd and 3rd rows trade places; the cursor's row stays where it is.
+        second = table.shown[order[1]]
+        third_key = order[2]
+        source_batch = next(
+            b for b in batches if any(app.model.row_key(f.key) == table.shown[third_key].key for f in b.flows)
+        )
+        index = next(
+            i for i, f in enumerate(source_batch.flows) if app.model.row_key(f.key) == table.shown[third_key].key
+        )
+        app.queue.put(bumped(source_batch, index, second.count))
+        app.refresh_view()
+        await pilot.pause()
+        now = [r.key.value for r in table.ordered_rows]
+        assert now[1:3] == [order[2], order[1]]
+        assert table.cursor_key() == cursor
+        assert table.scroll_y == scroll
+        # Now the cursor's own row jumps to the top: the cursor goes with it.
+        row = table.shown[cursor]
+        source_batch = next(b for b in batches if any(app.model.row_key(f.key) == row.key for f in b.flows))
+        index = next(i for i, f in enumerate(source_batch.flows) if app.model.row_key(f.key) == row.key)
+        app.queue.put(bumped(source_batch, index, 100_000))
+        app.refresh_view()
+        await pilot.pause()
+        assert table.cursor_key() == cursor
+        assert table.cursor_row == 0
+        assert table.ordered_rows[0].key.value == cursor
+
+
+async def test_narrow_terminal_hides_low_priority_columns_first(batches):
+    app = make_app(batches)
+    async with app.run_test(size=(100, 42)) as pilot:
+        await loaded(pilot)
+        labels = [str(c.label).split()[0] for c in app.table("flows").columns.values()]
+        assert {"SENDER", "TARGET", "SIGNAL", "COUNT", "DELIV", "IGN", "MERGED", "LOST", "FAILED"} <= set(labels)
+        assert "LAST" not in labels  # the least useful go first
+        assert len(labels) < len(app.table("flows").spec.columns)
+        await pilot.resize_terminal(200, 42)
+        await pilot.pause()
+        labels = [str(c.label).split()[0] for c in app.table("flows").columns.values()]
+        assert len(labels) == len(app.table("flows").spec.columns)  # room again: every column back
+
+
+def test_snapshot_main_screen_100_columns(batches, snap_compare):
+    assert snap_compare(make_app(batches), terminal_size=(100, 42), run_before=loaded)

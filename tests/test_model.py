@@ -5,8 +5,8 @@ from __future__ import annotations
 import ctypes
 import signal
 
-from sigtop.collector import event_layout
 from sigtop.filters import FlowFilter
+from sigtop.live.layout import event_layout
 from sigtop.model import EVENTS_PER_ROW, SignalModel
 from sigtop.names import EventKind, Result, Syscall
 from sigtop.records import (
@@ -253,3 +253,30 @@ def test_event_blocks_merge_and_serialise():
     assert len(batch.events) == 2
     again = Batch.from_json(batch.to_json())
     assert again.events == [gen, gen]
+
+
+def test_batch_table_renders_from_the_live_columns():
+    from rich.console import Console
+
+    from sigtop.report import print_tables
+    from sigtop.ui.columns import FLOW_COLUMNS
+
+    model = SignalModel()
+    model.apply(
+        Batch(
+            ts=1,
+            interval_s=1,
+            flows=[delta(key(sig=0, result=Result.no_signal), 2), delta(key(sig=10), 1_234)],
+        )
+    )
+    console = Console(record=True, width=200)
+    print_tables(model, console)
+    text = console.export_text()
+    header = next(line for line in text.splitlines() if "SENDER" in line)
+    shown = [c.label for c in FLOW_COLUMNS if not c.live_only]
+    assert header.replace("┃", " ").split() == shown
+    assert "RATE/s" not in header  # the last interval's rate means nothing once the run is over
+    rows = [line.replace("│", " ").split() for line in text.splitlines() if "sender" in line]
+    probe = next(r for r in rows if r[4] == "0")
+    assert probe[-1] == "2"  # PROBES: the sig-0 count the JSON has as no_signal
+    assert next(r for r in rows if r[4] == "SIGUSR1")[6] == "1,234"

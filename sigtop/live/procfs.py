@@ -7,12 +7,15 @@ resolves a pid as soon as it appears; the model only ever sees `ProcInfo`.
 from __future__ import annotations
 
 import pwd
+import time
 from pathlib import Path
 
-from sigtop.records import ProcInfo
+from sigtop.records import Batch, ProcInfo
 
 PROC = Path("/proc")
 MAX_PARENTS = 16
+PROC_REFRESH_S = 30.0
+MAX_KNOWN_PROCS = 100_000
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -85,3 +88,52 @@ def pidfd_target(pid: int, fd: int) -> int | None:
             value = int(line.split()[1])
             return value if value > 0 else None
     return None
+
+
+class ProcResolver:
+    """Reads /proc for every process a batch names for the first time (or not lately)."""
+
+    def __init__(self) -> None:
+        self._known_procs: dict[int, float] = {}
+        self._known_pidfds: set[tuple[int, int]] = set()
+
+    def resolve(self, batch: Batch) -> list[ProcInfo]:
+        wanted: set[int] = set()
+        pidfds: list[tuple[int, int]] = []
+        for d in batch.flows:
+            k = d.key
+            if k.sender_pid:
+                wanted.add(k.sender_pid)
+            if k.targets_pidfd():
+                if (k.sender_pid, k.target_pid) not in self._known_pidfds:
+                    pidfds.append((k.sender_pid, k.target_pid))
+            elif k.target_pid > 0:
+                wanted.add(k.target_pid)
+            if k.target_tgid:
+                wanted.add(k.target_tgid)
+        wanted.update(t.tgid for t in batch.threads)
+        wanted.update(s.pid for s in batch.signalfds)
+        now = time.monotonic()
+        procs = {}
+        for pid in wanted:
+            seen = self._known_procs.get(pid)
+            if seen is not None and now - seen < PROC_REFRESH_S:
+                continue
+            self._known_procs[pid] = now
+            info = read_proc(pid)
+            if info is not None:
+                procs[pid] = info
+        for sender, fd in pidfds:
+            self._known_pidfds.add((sender, fd))
+            target = pidfd_target(sender, fd)
+            if target is None:
+                continue
+            info = procs.get(sender) or read_proc(sender)
+            if info is not None:
+                info.pidfds[fd] = target
+                procs[sender] = info
+        if len(self._known_procs) > MAX_KNOWN_PROCS:
+            self._known_procs.clear()
+        if len(self._known_pidfds) > MAX_KNOWN_PROCS:
+            self._known_pidfds.clear()
+        return list(procs.values())

@@ -1,9 +1,9 @@
-"""The live view: a top-like Textual app over any source (live BPF or a recording).
+"""The live view: a top-like Textual app over any `Source` (live BPF or a recording).
 
-The source is passed in, never created here. Its batches arrive on the
-event loop through a BatchQueue; once per refresh the app folds them into
-the model and re-renders the visible table (one update per tick, never one
-per signal).
+The source is passed in, never created here, and the app knows it only
+through the protocol in sigtop.source. Its batches arrive on the event loop
+through a BatchQueue; once per refresh the app folds them into the model and
+re-renders the visible table (one update per tick, never one per signal).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import gc
 import signal
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, Protocol
 
 from rich.text import Text
 from textual import on
@@ -22,26 +21,18 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
-from sigtop.collector import BatchQueue
 from sigtop.filters import FilterError, FlowFilter
 from sigtop.model import SignalModel
+from sigtop.names import printable
 from sigtop.records import Batch, SignalEvent
-from sigtop.screens import HelpScreen, detail_screen
-from sigtop.views import TABLES, cells, sorted_rows
+from sigtop.source import BatchQueue, Source
+from sigtop.ui.columns import TABLES, sorted_rows
+from sigtop.ui.screens import HelpScreen, detail_screen
+from sigtop.ui.table import SignalTable
 
 MAX_TABLE_ROWS = 500
 EVENTS_PER_STEP = 2_000  # detail events folded between two looks at the keyboard (~2 ms)
 STEP_PAUSE_S = 0.001
-
-
-class Source(Protocol):
-    live: bool
-    name: str
-
-    def attach(self) -> None: ...
-    def start(self, loop: asyncio.AbstractEventLoop, deliver: Any) -> None: ...
-    def stop(self) -> None: ...
-    def detach(self) -> None: ...
 
 
 class SigtopApp(App[int]):
@@ -84,9 +75,7 @@ class SigtopApp(App[int]):
         self.queue = BatchQueue()
         self._event_backlog: deque[Sequence[SignalEvent]] = deque()
         self._stepper: asyncio.Task[None] | None = None
-        self.sort = {name: (spec.default_sort, True) for name, spec in TABLES.items()}
         self.active = "flows"
-        self._rows: dict[str, dict[str, Any]] = {}
 
     # ---- layout ------------------------------------------------------------
 
@@ -95,7 +84,7 @@ class SigtopApp(App[int]):
         with TabbedContent(initial="flows", id="tabs"):
             for name, spec in TABLES.items():
                 with TabPane(spec.title, id=name):
-                    yield DataTable(id=f"table-{name}", cursor_type="row", zebra_stripes=True)
+                    yield SignalTable(spec, id=f"table-{name}")
         with Static(id="filter-bar"):
             yield Input(placeholder="pid:1234 comm:nginx sig:TERM   (Enter applies, Esc clears)", id="filter")
             yield Static(id="filter-error")
@@ -104,11 +93,6 @@ class SigtopApp(App[int]):
     def on_mount(self) -> None:
         # The main screen's widgets, also while a detail screen is on top.
         self._main = self.screen
-        for name, spec in TABLES.items():
-            table = self._main.query_one(f"#table-{name}", DataTable)
-            for i, column in enumerate(spec.columns):
-                table.add_column(column.label + "  ", key=str(i))  # room for the sort marker
-        self._label_sort_columns()
         loop = asyncio.get_running_loop()
         try:
             loop.add_signal_handler(signal.SIGTERM, self.exit)
@@ -117,7 +101,7 @@ class SigtopApp(App[int]):
         self.source.start(loop, self.queue.put)
         self.set_interval(self.refresh_s, self.refresh_view)
         self.refresh_view()
-        self._main.query_one("#table-flows", DataTable).focus()
+        self.table("flows").focus()
         # Everything built so far (modules, the widget tree) lives as long as
         # the app: out of the collector's sight, a full collection in a storm
         # walks only what the storm made (tens of ms instead of ~100).
@@ -125,6 +109,14 @@ class SigtopApp(App[int]):
 
     def on_unmount(self) -> None:
         self.source.stop()
+
+    def table(self, name: str) -> SignalTable:
+        return self._main.query_one(f"#table-{name}", SignalTable)
+
+    @property
+    def sort(self) -> dict[str, tuple[int, bool]]:
+        """Each table's sort: (column index, descending)."""
+        return {name: (self.table(name).sort_column, self.table(name).descending) for name in TABLES}
 
     # ---- data --------------------------------------------------------------
 
@@ -153,9 +145,8 @@ class SigtopApp(App[int]):
                     self.model.apply_events(self._event_backlog.popleft())
                 else:
                     self._stepper = asyncio.get_running_loop().create_task(self._step_events())
-        error = getattr(self.source, "error", None)
-        if batch.final and error:
-            self.notify(error, severity="error", timeout=30)
+        if batch.final and self.source.error:
+            self.notify(self.source.error, severity="error", timeout=30)
 
     async def _step_events(self) -> None:
         while self._event_backlog:
@@ -173,45 +164,21 @@ class SigtopApp(App[int]):
         text.append(f"{m.signals_per_sec:,.0f} sig/s  total {m.total_signals:,}  flows {len(m.flows):,}  ")
         text.append(f"lost {m.stats.events_lost:,}", style="bold red" if m.stats.events_lost else "")
         text.append(f"  filter {self.flow_filter.describe() or '-'}  ")
-        state = "PAUSED" if self.paused else ("LIVE" if getattr(self.source, "live", False) else "REPLAY")
-        if m.finished and not getattr(self.source, "live", False):
+        state = "PAUSED" if self.paused else ("LIVE" if self.source.live else "REPLAY")
+        if m.finished and not self.source.live:
             state = "REPLAY END"
         text.append(state, style="bold yellow" if self.paused else "bold green")
-        text.append(f"  every {self.refresh_s:g}s  {getattr(self.source, 'name', '')}")
+        text.append(f"  every {self.refresh_s:g}s")
+        if self.source.name:
+            text.append(f"  {printable(self.source.name)}")
         self._main.query_one("#header", Static).update(text)
 
     def render_table(self, name: str) -> None:
-        spec = TABLES[name]
-        table = self._main.query_one(f"#table-{name}", DataTable)
-        column, descending = self.sort[name]
-        rows = sorted_rows(spec, self.model, self.flow_filter, column, descending, MAX_TABLE_ROWS)
-        now = self.model.last_ts
-        self._rows[name] = dict(rows)
-        wanted = [key for key, _ in rows]
-        current = [rk.value for rk in table.rows]
-        with self.batch_update():
-            if wanted == current:
-                # Same rows in the same order: touch only the cells that changed.
-                for key, row in rows:
-                    for i, value in enumerate(cells(spec, row, now)):
-                        if table.get_cell(key, str(i)) != value:
-                            table.update_cell(key, str(i), value)
-            else:
-                cursor_key = current[table.cursor_row] if current and table.cursor_row < len(current) else None
-                table.clear()
-                for key, row in rows:
-                    table.add_row(*cells(spec, row, now), key=key)
-                if cursor_key in self._rows[name]:
-                    table.move_cursor(row=wanted.index(cursor_key), animate=False)
-
-    def _label_sort_columns(self) -> None:
-        for name, spec in TABLES.items():
-            table = self._main.query_one(f"#table-{name}", DataTable)
-            column, descending = self.sort[name]
-            for i, (col, shown) in enumerate(zip(spec.columns, table.columns.values(), strict=False)):
-                marker = (" ▼" if descending else " ▲") if i == column else ""
-                shown.label = Text(col.label + marker, style="bold underline" if i == column else "")
-            table.refresh()
+        table = self.table(name)
+        rows = sorted_rows(
+            table.spec, self.model, self.flow_filter, table.sort_column, table.descending, MAX_TABLE_ROWS
+        )
+        table.show(rows, self.model.last_ts)
 
     # ---- actions -----------------------------------------------------------
 
@@ -223,28 +190,25 @@ class SigtopApp(App[int]):
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
         self.active = event.pane.id or "flows"
         self.render_table(self.active)
-        self._main.query_one(f"#table-{self.active}", DataTable).focus()
-
-    def _set_sort(self, column: int, descending: bool) -> None:
-        self.sort[self.active] = (column, descending)
-        self._label_sort_columns()
-        self.render_table(self.active)
+        self.table(self.active).focus()
 
     def action_sort_column(self, step: int) -> None:
         """Sort by the column left or right of the current one."""
-        column, descending = self.sort[self.active]
-        self._set_sort((column + step) % len(TABLES[self.active].columns), descending)
+        self.table(self.active).step_sort(step)
+        self.render_table(self.active)
 
     def action_invert_sort(self) -> None:
         """Invert the sort order."""
-        column, descending = self.sort[self.active]
-        self._set_sort(column, not descending)
+        table = self.table(self.active)
+        table.set_sort(table.sort_column, not table.descending)
+        self.render_table(self.active)
 
     @on(DataTable.HeaderSelected)
     def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
-        column, descending = self.sort[self.active]
-        clicked = event.column_index
-        self._set_sort(clicked, not descending if clicked == column else True)
+        table = self.table(self.active)
+        clicked = table.column_index(event.column_key)
+        table.set_sort(clicked, not table.descending if clicked == table.sort_column else True)
+        self.render_table(self.active)
 
     def action_pause(self) -> None:
         """Freeze the view (counting goes on)."""
@@ -284,7 +248,7 @@ class SigtopApp(App[int]):
     def _close_filter(self) -> None:
         self._main.query_one("#filter-bar").remove_class("visible")
         self._main.query_one("#filter-error", Static).update("")
-        self._main.query_one(f"#table-{self.active}", DataTable).focus()
+        self.table(self.active).focus()
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
@@ -298,7 +262,8 @@ class SigtopApp(App[int]):
 
     @on(DataTable.RowSelected)
     def _row_selected(self, event: DataTable.RowSelected) -> None:
-        name = (event.data_table.id or "").removeprefix("table-")
-        row = self._rows.get(name, {}).get(event.row_key.value)
+        if not isinstance(event.data_table, SignalTable):
+            return
+        row = event.data_table.shown.get(event.row_key.value)
         if row is not None:
-            self.push_screen(detail_screen(self.model, name, row))
+            self.push_screen(detail_screen(self.model, event.data_table.spec.name, row))

@@ -25,7 +25,7 @@ from sigtop.names import (
     signame,
 )
 from sigtop.records import SignalEvent
-from sigtop.views import clock
+from sigtop.ui.columns import clock
 
 MAX_DETAIL_EVENTS = 200
 MAX_CMDLINE = 300

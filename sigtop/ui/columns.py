@@ -1,7 +1,10 @@
-"""What each table shows: columns, how a model row becomes cells, how it sorts.
+"""The column definitions: what each table shows, how a model row becomes cells, how it sorts.
 
-No widgets here, so the tables' content is testable without a terminal.
-Every string a process controls becomes `rich.text.Text`: never markup.
+One presentation per table: the live view (ui.table.SignalTable) and the
+plain `sigtop batch` table (report.py) both render from these. No widgets
+here (rich only), so the content is testable without a terminal, and the
+batch report loads no Textual. Every string a process controls becomes
+`rich.text.Text`: never markup.
 """
 
 from __future__ import annotations
@@ -47,11 +50,22 @@ class Column:
     sort_key: Callable[[Any], Any]
     cell: Callable[[Any, float], Text | str]
     numeric: bool = False
+    # When the terminal is too narrow for every column, the lowest priority
+    # goes first: a table keeps who, what and the outcome longest.
+    priority: int = 50
+    # Meaningful only while watching (the last interval's rate, time since):
+    # the batch report, printed once at the end, leaves these out.
+    live_only: bool = False
 
 
 def _num(get: Callable[[Any], float], style: Callable[[Any], str] | None = None) -> Callable[[Any, float], Text]:
     # Sorting reads the model's numbers (Column.sort_key), never the cell text.
     return lambda row, _now: Text(_fmt(get(row)), style=style(row) if style else "", justify="right")
+
+
+def _pid(get: Callable[[Any], int]) -> Callable[[Any, float], Text]:
+    # A pid is an identifier, not a quantity: no thousands separators.
+    return lambda row, _now: Text(str(get(row)), justify="right")
 
 
 def _sender(row: FlowRow) -> str:
@@ -71,61 +85,79 @@ def _failed(row: FlowRow) -> str:
     return " ".join(f"{errno_name(e)}:{n}" for e, n in sorted(row.errors.items()))
 
 
+def _delivered(r: FlowRow) -> int:
+    return r.results[Result.delivered] + r.results[Result.lose_info]
+
+
 FLOW_COLUMNS = [
-    Column("SENDER", lambda r: r.key.sender_pid, lambda r, _n: Text(_sender(r), justify="right"), True),
+    Column("SENDER", lambda r: r.key.sender_pid, lambda r, _n: Text(_sender(r), justify="right"), True, 100),
     Column(
         "COMM",
         lambda r: r.sender_comm if r.key.sender_pid else "",
         lambda r, _n: Text(printable(r.sender_comm)) if r.key.sender_pid else Text("[kernel]", style="italic"),
+        priority=60,
     ),
-    Column("TARGET", lambda r: r.key.target_pid, lambda r, _n: Text(_target(r), justify="right"), True),
-    Column("COMM", lambda r: r.target_comm, lambda r, _n: Text(printable(r.target_comm))),
-    Column("SIGNAL", lambda r: r.key.sig, lambda r, _n: signame(r.key.sig)),
-    Column("VIA", lambda r: r.key.via, lambda r, _n: r.key.via),
-    Column("COUNT", lambda r: r.count, _num(lambda r: r.count), True),
-    Column("RATE/s", lambda r: r.rate, _num(lambda r: r.rate), True),
-    Column("LAST", lambda r: r.last_ts, lambda r, now: Text(age(now, r.last_ts), justify="right"), True),
+    Column("TARGET", lambda r: r.key.target_pid, lambda r, _n: Text(_target(r), justify="right"), True, 100),
+    Column("COMM", lambda r: r.target_comm, lambda r, _n: Text(printable(r.target_comm)), priority=55),
+    Column("SIGNAL", lambda r: r.key.sig, lambda r, _n: signame(r.key.sig), priority=95),
+    Column("VIA", lambda r: r.key.via, lambda r, _n: r.key.via, priority=45),
+    Column("COUNT", lambda r: r.count, _num(lambda r: r.count), True, 90),
+    Column("RATE/s", lambda r: r.rate, _num(lambda r: r.rate), True, 30, live_only=True),
     Column(
-        "DELIV",
-        lambda r: r.results[Result.delivered] + r.results[Result.lose_info],
-        _num(lambda r: r.results[Result.delivered] + r.results[Result.lose_info]),
+        "LAST", lambda r: r.last_ts, lambda r, now: Text(age(now, r.last_ts), justify="right"), True, 20, live_only=True
+    ),
+    Column("DELIV", _delivered, _num(_delivered), True, 85),
+    Column("IGN", lambda r: r.results[Result.ignored], _num(lambda r: r.results[Result.ignored]), True, 85),
+    Column(
+        "MERGED",
+        lambda r: r.results[Result.already_pending],
+        _num(lambda r: r.results[Result.already_pending]),
         True,
-    ),
-    Column("IGN", lambda r: r.results[Result.ignored], _num(lambda r: r.results[Result.ignored]), True),
-    Column(
-        "MERGED", lambda r: r.results[Result.already_pending], _num(lambda r: r.results[Result.already_pending]), True
+        85,
     ),
     Column(
         "LOST",
         lambda r: r.results[Result.overflow_fail],
         _num(lambda r: r.results[Result.overflow_fail], lambda r: "red" if r.results[Result.overflow_fail] else ""),
         True,
+        85,
     ),
-    Column("FAILED", lambda r: r.failed, lambda r, _n: Text(_failed(r), style="red"), True),
+    Column("FAILED", lambda r: r.failed, lambda r, _n: Text(_failed(r), style="red"), True, 80),
+    Column("PROBES", lambda r: r.results[Result.no_signal], _num(lambda r: r.results[Result.no_signal]), True, 10),
 ]
 
 SIGNALFD_COLUMNS = [
-    Column("PID", lambda r: r.pid, _num(lambda r: r.pid), True),
-    Column("COMM", lambda r: r.comm, lambda r, _n: Text(printable(r.comm))),
-    Column("FD", lambda r: r.fd, _num(lambda r: r.fd), True),
-    Column("MASK", lambda r: r.mask, lambda r, _n: " ".join(signal_mask_names(r.mask)) or "-"),
-    Column("FLAGS", lambda r: r.flags, lambda r, _n: " ".join(sfd_flag_names(r.flags)) or "-"),
-    Column("CALLS", lambda r: r.calls, _num(lambda r: r.calls), True),
-    Column("LAST CHANGE", lambda r: r.last_ts, lambda r, now: Text(age(now, r.last_ts), justify="right"), True),
+    Column("PID", lambda r: r.pid, _pid(lambda r: r.pid), True, 100),
+    Column("COMM", lambda r: r.comm, lambda r, _n: Text(printable(r.comm)), priority=60),
+    Column("FD", lambda r: r.fd, _num(lambda r: r.fd), True, 90),
+    Column("MASK", lambda r: r.mask, lambda r, _n: " ".join(signal_mask_names(r.mask)) or "-", priority=95),
+    Column("FLAGS", lambda r: r.flags, lambda r, _n: " ".join(sfd_flag_names(r.flags)) or "-", priority=50),
+    Column("CALLS", lambda r: r.calls, _num(lambda r: r.calls), True, 85),
+    Column(
+        "LAST CHANGE",
+        lambda r: r.last_ts,
+        lambda r, now: Text(age(now, r.last_ts), justify="right"),
+        True,
+        20,
+        live_only=True,
+    ),
 ]
 
 SIGRETURN_COLUMNS = [
-    Column("PID", lambda r: r.pid, _num(lambda r: r.pid), True),
-    Column("COMM", lambda r: r.comm, lambda r, _n: Text(printable(r.comm))),
-    Column("SIGRET/s", lambda r: r.rate, _num(lambda r: r.rate), True),
-    Column("TOTAL", lambda r: r.sigreturns, _num(lambda r: r.sigreturns), True),
-    Column("HANDLED/s", lambda r: r.handler_rate, _num(lambda r: r.handler_rate), True),
-    Column("BALANCE", lambda r: r.balance, _num(lambda r: r.balance, lambda r: "red" if r.balance < 0 else ""), True),
+    Column("PID", lambda r: r.pid, _pid(lambda r: r.pid), True, 100),
+    Column("COMM", lambda r: r.comm, lambda r, _n: Text(printable(r.comm)), priority=60),
+    Column("SIGRET/s", lambda r: r.rate, _num(lambda r: r.rate), True, 90, live_only=True),
+    Column("TOTAL", lambda r: r.sigreturns, _num(lambda r: r.sigreturns), True, 85),
+    Column("HANDLED/s", lambda r: r.handler_rate, _num(lambda r: r.handler_rate), True, 50, live_only=True),
+    Column(
+        "BALANCE", lambda r: r.balance, _num(lambda r: r.balance, lambda r: "red" if r.balance < 0 else ""), True, 80
+    ),
     Column(
         "UNMATCHED",
         lambda r: r.unmatched,
         _num(lambda r: r.unmatched, lambda r: "bold red" if r.unmatched else ""),
         True,
+        95,
     ),
 ]
 
@@ -159,13 +191,13 @@ TABLES = {
 
 
 def sorted_rows(
-    spec: TableSpec, model: SignalModel, flt: FlowFilter, column: int, descending: bool, limit: int
+    spec: TableSpec, model: SignalModel, flt: FlowFilter, column: int, descending: bool, limit: int | None = None
 ) -> list[tuple[str, Any]]:
     """The rows to show, sorted; only the top `limit` (the model keeps the rest)."""
     rows = spec.rows(model, flt)
     key = spec.columns[column].sort_key
     rows.sort(key=lambda item: (key(item[1]), item[0]), reverse=descending)
-    return rows[:limit]
+    return rows if limit is None else rows[:limit]
 
 
 def cells(spec: TableSpec, row: Any, now: float) -> list[Text | str]:

@@ -1,0 +1,153 @@
+// sigtop's kernel ABI: every enum and struct that the BPF programs and the
+// Python side share, defined once. Python reads the structs' layouts from
+// BCC (which compiles this file), and tests/test_abi.py reads this header to
+// check the Python enums, stat names and field orders against it, without
+// root. Change a value here and that test names what to change in Python.
+
+#ifndef SIGTOP_H
+#define SIGTOP_H
+
+// Map sizes come from the trace configuration (sigtop.live.config.TraceConfig
+// passes them as -D flags), so user space evicts with the same numbers.
+#ifndef FLOW_ENTRIES
+#error "FLOW_ENTRIES comes from TraceConfig.cflags()"
+#endif
+#ifndef THREAD_ENTRIES
+#error "THREAD_ENTRIES comes from TraceConfig.cflags()"
+#endif
+#ifndef SIGNALFD_ENTRIES
+#error "SIGNALFD_ENTRIES comes from TraceConfig.cflags()"
+#endif
+#ifndef PID_FILTER_ENTRIES
+#error "PID_FILTER_ENTRIES comes from TraceConfig.cflags()"
+#endif
+#ifndef INFLIGHT_ENTRIES
+#error "INFLIGHT_ENTRIES comes from TraceConfig.cflags()"
+#endif
+#ifndef RINGBUF_PAGES
+#error "RINGBUF_PAGES comes from TraceConfig.cflags()"
+#endif
+
+// How a signal was sent (sigtop.names.Syscall).
+enum syscall_id {
+    SC_KERNEL = 0,
+    SC_KILL = 1,
+    SC_TKILL = 2,
+    SC_TGKILL = 3,
+    SC_RT_SIGQUEUEINFO = 4,
+    SC_RT_TGSIGQUEUEINFO = 5,
+    SC_PIDFD_SEND_SIGNAL = 6,
+    SC_SIGNALFD = 7,
+    SC_SIGNALFD4 = 8,
+};
+
+// The outcome of one send (sigtop.names.Result): 0..4 are the kernel's
+// TRACE_SIGNAL_* as signal_generate reports them; the rest are ours.
+enum result_id {
+    RES_DELIVERED = 0,        // queued (TRACE_SIGNAL_DELIVERED)
+    RES_IGNORED = 1,
+    RES_ALREADY_PENDING = 2,
+    RES_OVERFLOW_FAIL = 3,
+    RES_LOSE_INFO = 4,
+    RES_NO_SIGNAL = 5,        // the call succeeded and generated nothing (sig 0)
+    RES_FAILED = 6,           // the call failed: see err
+};
+
+// struct event's kind (sigtop.names.EventKind).
+enum event_kind {
+    EV_GENERATE = 1,
+    EV_SEND_DONE = 2,
+    EV_DELIVER = 3,
+    EV_SIGNALFD = 4,
+    EV_UNMATCHED_SIGRETURN = 5,
+};
+
+// Slots of the per-CPU stats array (sigtop.live.maps.STAT_NAMES, in order).
+enum stat_id {
+    STAT_EVENTS_LOST = 0,
+    STAT_FLOWS_FULL = 1,
+    STAT_THREADS_FULL = 2,
+    STAT_SIGNALFDS_FULL = 3,
+    STAT_EVENTS_SENT = 4,
+    STAT_MAX = 5,
+};
+
+// One aggregation key of the flows map (sigtop.records.FlowKey; sender_tgid
+// is sender_pid there).
+struct flow_key {
+    u32 sender_tgid;   // 0: raised by the kernel
+    s32 target_pid;    // task id the kernel reports; for a failed send, the pid asked for
+    u32 target_tgid;   // where the kernel says it (tgkill's tgid, a fault on current), else 0
+    s32 sig;
+    s32 code;
+    s32 err;           // errno of a failed send
+    u16 syscall;       // enum syscall_id
+    u8 result;         // enum result_id
+    u8 pad;
+};
+
+// Last-seen times are stamped by user space when a count moves: a clock
+// read per signal is a tenth of what a flow costs to count.
+struct flow_val {
+    u64 count;
+    u64 first_ts;
+    char sender_comm[16];
+    char target_comm[16];
+};
+
+// Written only by the thread itself (deliver and rt_sigreturn run on it),
+// so plain increments are exact.
+struct thread_val {
+    u64 sigreturns;
+    u64 handler_deliveries;  // signal_deliver with a real handler
+    u64 deliveries;          // every signal_deliver (default actions too)
+    u64 unmatched;           // rt_sigreturn with no handler frame outstanding
+    u32 tgid;
+    u32 pad;
+    char comm[16];
+};
+
+struct signalfd_key {
+    u32 tgid;
+    s32 fd;
+};
+
+struct signalfd_val {
+    u64 mask;
+    u64 calls;
+    u64 created_ts;   // 0: created before sigtop attached
+    u64 last_ts;
+    u32 flags;
+    u32 pad;
+    char comm[16];
+};
+
+// One detail event in the ring buffer (sigtop.records.SignalEvent; the
+// model reads HOT_FIELDS of every one, in this order).
+struct event {
+    u64 ts;
+    u64 info_value;
+    u64 handler;       // deliver: sa_handler; signalfd: mask
+    u64 sa_flags;
+    u32 kind;          // enum event_kind
+    u32 sender_tgid;   // the thread's process (generate: current's even when kernel-raised)
+    u32 sender_tid;
+    s32 target_pid;
+    u32 target_tgid;
+    s32 sig;
+    s32 code;
+    s32 result;
+    s32 ret;           // send done / signalfd: the syscall's return value
+    s32 arg_pid;
+    s32 arg_tid;
+    s32 info_pid;
+    u32 info_uid;
+    u32 flags;
+    u32 group;
+    u16 syscall;
+    u8 has_info;
+    u8 pad;
+    char comm[16];         // current task (send_done, signalfd, unmatched sigreturn)
+};
+
+#endif

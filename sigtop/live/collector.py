@@ -1,0 +1,196 @@
+"""The live source: a poller thread that ties the loaded program, its ring buffer, the map drain and /proc.
+
+A plain thread polls the ring buffer with a timeout (so it can always stop)
+and, once per interval, reads the kernel's cumulative maps and hands the
+differences to the event loop as one `Batch` through
+`loop.call_soon_threadsafe`: the only thread-safe way into asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import mmap
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sigtop.live import loader, ringbuf
+from sigtop.live.config import TraceConfig
+from sigtop.live.layout import event_layout
+from sigtop.live.maps import MapDrain
+from sigtop.live.preflight import CollectorError
+from sigtop.live.procfs import ProcResolver
+from sigtop.records import Batch, EventBlock, EventLayout, SignalEvent
+from sigtop.source import Deliver
+
+POLL_TIMEOUT_MS = 100
+# Detail events decoded per second of interval; beyond it a storm's older
+# events are skipped (and counted) so that decoding cannot starve the view.
+MAX_EVENTS_PER_S = 120_000
+
+
+class BpfSource:
+    """Live signals from the kernel (a `sigtop.source.Source`). attach() then start(); stop() detaches."""
+
+    live = True
+    name = ""
+
+    def __init__(self, config: TraceConfig | None = None) -> None:
+        self.config = config or TraceConfig()
+        self.bpf: Any = None
+        self.attach_s = 0.0
+        self.task_storage = False
+        self.error: str | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._reader: ringbuf.RingBufferReader | None = None
+        self._layout: EventLayout | None = None
+        self._records = bytearray()  # ring records read this interval
+        self._event_budget = 0
+        self._events_skipped = 0
+        self._drain: MapDrain | None = None
+        self._procs = ProcResolver()
+        self._last_collect = 0.0
+        # ktime (CLOCK_MONOTONIC) to wall clock
+        self._mono_to_wall = time.time() - time.monotonic()
+
+    # ---- attach / detach -------------------------------------------------
+
+    def attach(self) -> None:
+        """Compile and attach every probe; raise CollectorError with one line on failure.
+
+        Attaching an attached source does nothing (the CLI attaches early,
+        beside its imports; the runner attaches whatever is not yet)."""
+        if self.bpf is not None:
+            return
+        started = time.monotonic()
+        loaded = loader.load(self.config)
+        self.bpf, self.task_storage = loaded.bpf, loaded.task_storage
+        try:
+            if self.config.pids:
+                self._fill_pid_filter()
+            if self.config.details:
+                self._open_events()
+        except Exception as exc:
+            self.detach()
+            raise CollectorError(f"could not set up the BPF maps: {exc}") from None
+        self._drain = MapDrain(self.bpf, self.config, self._mono_to_wall)
+        self._last_collect = time.monotonic()
+        self.attach_s = time.monotonic() - started
+
+    def _fill_pid_filter(self) -> None:
+        """Pids and their threads: the kernel reports a thread-directed target by tid."""
+        table = self.bpf[b"pid_filter"]
+        for pid in self.config.pids:
+            ids = {pid}
+            with contextlib.suppress(OSError):
+                ids.update(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+            for tid in ids:
+                table[table.Key(tid)] = table.Leaf(1)
+
+    def _open_events(self) -> None:
+        ctype = loader.bcc_event_class(self.bpf, b"events")
+        self._layout = event_layout(ctype)
+        size = self.config.ringbuf_pages * mmap.PAGESIZE
+        self._reader = ringbuf.RingBufferReader(self.bpf[b"events"].map_fd, size, ctypes.sizeof(ctype))
+        self._event_budget = int(MAX_EVENTS_PER_S * self.config.interval_s)
+
+    def read_events(self) -> None:
+        """Take what the ring buffer holds, within this interval's budget."""
+        if self._reader is None:
+            return
+        while True:
+            read, skipped = self._reader.read_into(self._records, max(0, self._event_budget))
+            self._event_budget -= read
+            self._events_skipped += skipped
+            if not read and not skipped:
+                return
+
+    def detach(self) -> None:
+        """Detach every probe and free the maps. Safe to call twice."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self.bpf is not None:
+            bpf, self.bpf = self.bpf, None
+            loader.detach(bpf)
+
+    # ---- the poller thread -----------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
+        """Start polling; each batch is passed to `deliver` on the event loop's thread."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, args=(loop, deliver), name="sigtop-bpf-poller", daemon=True)
+        self._thread.start()
+
+    def _run(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
+        try:
+            self._poll(loop, deliver)
+        except Exception as exc:  # reported to the consumer, which exits with one line
+            self.error = f"the collector failed: {type(exc).__name__}: {exc}"
+            self._post(loop, deliver, Batch(ts=time.time(), interval_s=0.0, final=True))
+
+    def _poll(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
+        interval = self.config.interval_s
+        next_collect = time.monotonic() + interval
+        while not self._stop.is_set():
+            wait_ms = max(0, min(POLL_TIMEOUT_MS, int((next_collect - time.monotonic()) * 1000)))
+            if self._reader is not None:
+                # Woken early only when a storm fills the buffer; otherwise drained here.
+                self._reader.wait(wait_ms / 1000)
+                self.read_events()
+            else:
+                self._stop.wait(wait_ms / 1000)
+            if time.monotonic() >= next_collect:
+                next_collect += interval
+                if next_collect < time.monotonic():  # fell behind: do not burst
+                    next_collect = time.monotonic() + interval
+                self._post(loop, deliver, self.collect())
+        self.read_events()
+        self._post(loop, deliver, self.collect(final=True))
+
+    def _post(self, loop: asyncio.AbstractEventLoop, deliver: Deliver, batch: Batch) -> None:
+        try:
+            loop.call_soon_threadsafe(deliver, batch)
+        except RuntimeError:  # the loop has closed: nobody is listening any more
+            pass
+
+    def stop(self) -> None:
+        """Stop polling after one last collection (posted to the loop), then detach."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.detach()
+
+    # ---- one collection --------------------------------------------------
+
+    def collect(self, final: bool = False) -> Batch:
+        """Everything new since the last call, as one batch."""
+        if self._drain is None:
+            raise CollectorError("collect() before attach()")
+        now = time.monotonic()
+        batch = Batch(ts=time.time(), interval_s=now - self._last_collect, final=final)
+        self._last_collect = now
+        # The kernel keeps no last-seen clock per signal: what moved was seen by now.
+        batch.flows = self._drain.flows(now, batch.ts)
+        batch.threads = self._drain.threads(batch.ts)
+        batch.signalfds = self._drain.signalfds()
+        batch.stats = self._drain.stats()
+        batch.events = self._take_events(batch)
+        batch.procs = self._procs.resolve(batch)
+        return batch
+
+    def _take_events(self, batch: Batch) -> Sequence[SignalEvent]:
+        """The interval's events, still packed (the model decodes what it keeps); the budget starts again."""
+        records, self._records = self._records, bytearray()
+        batch.stats.events_dropped += self._events_skipped
+        self._events_skipped = 0
+        self._event_budget = int(MAX_EVENTS_PER_S * self.config.interval_s)
+        if not records or self._layout is None:
+            return []
+        return EventBlock(records, self._layout, self._mono_to_wall)

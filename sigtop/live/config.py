@@ -1,0 +1,51 @@
+"""What to trace and with what sizes: the trace configuration, turned into the BPF program's -D flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TraceConfig:
+    pids: tuple[int, ...] = ()  # only signals from or to these processes
+    signals: tuple[int, ...] = ()  # only these signals
+    details: bool = True  # detail events for drill-down (the counts never need them)
+    exclude_self: bool = True
+    interval_s: float = 1.0
+    ringbuf_pages: int = 2048  # 8 MiB
+    task_storage: bool | None = None  # in-flight syscalls in task storage; None: where BTF exists
+    # Map sizes (bpf/sigtop.h requires each): user space evicts against the same numbers.
+    flow_entries: int = 16384
+    thread_entries: int = 16384
+    signalfd_entries: int = 4096
+    pid_filter_entries: int = 1024
+    inflight_entries: int = 10240  # the LRU fallback of in-flight syscalls, by tid
+
+    def map_sizes(self) -> dict[str, int]:
+        """The -D names bpf/sigtop.h requires, with their values."""
+        return {
+            "FLOW_ENTRIES": self.flow_entries,
+            "THREAD_ENTRIES": self.thread_entries,
+            "SIGNALFD_ENTRIES": self.signalfd_entries,
+            "PID_FILTER_ENTRIES": self.pid_filter_entries,
+            "INFLIGHT_ENTRIES": self.inflight_entries,
+            "RINGBUF_PAGES": self.ringbuf_pages,
+        }
+
+    def cflags(self, self_tgid: int, task_storage: bool = False) -> list[str]:
+        flags = [
+            f"-DSELF_TGID={self_tgid if self.exclude_self else 0}",
+            f"-DTASK_STORAGE={int(task_storage)}",
+            f"-DDETAILS={int(self.details)}",
+            *(f"-D{name}={value}" for name, value in self.map_sizes().items()),
+            "-w",  # the headers of a nearby kernel warn; our code is checked by the verifier
+        ]
+        if self.pids:
+            flags.append("-DFILTER_PIDS=1")
+        if self.signals:
+            mask = 0
+            for sig in self.signals:
+                if sig > 0:
+                    mask |= 1 << (sig - 1)
+            flags.append(f"-DSIG_MASK={mask:#x}ULL")
+        return flags

@@ -1,0 +1,117 @@
+"""Checks before tracing: privileges, tracefs and its tracepoints, kernel headers, BCC.
+
+Each raises (or reports) one line a user can act on; `sigtop doctor` runs
+them one by one, attach runs them in order before compiling anything.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from sigtop.names import Syscall
+from sigtop.source import SourceError
+
+TRACEFS_PATHS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+CAP_PERFMON, CAP_BPF = 38, 39
+
+REQUIRED_TRACEPOINTS = (
+    "signal/signal_generate",
+    "signal/signal_deliver",
+    *(f"syscalls/sys_{d}_{s.name}" for s in Syscall if s != Syscall.kernel for d in ("enter", "exit")),
+    "syscalls/sys_enter_rt_sigreturn",
+)
+
+
+class CollectorError(SourceError):
+    """A failure to start (or go on) tracing, with a one-line message for the user."""
+
+
+def effective_caps() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def check_privileges() -> None:
+    if os.geteuid() == 0:
+        return
+    caps = effective_caps()
+    if not (caps >> CAP_BPF & 1 and caps >> CAP_PERFMON & 1):
+        raise CollectorError("sigtop needs root (or CAP_BPF and CAP_PERFMON) to trace: run it with sudo")
+
+
+def tracefs_root() -> Path | None:
+    for path in TRACEFS_PATHS:
+        try:
+            if (path / "events" / "signal").is_dir():
+                return path
+        except OSError:  # not ours to read (an unprivileged doctor)
+            continue
+    return None
+
+
+def ensure_tracefs() -> Path:
+    """Find tracefs, mounting it where the machine has not (as root may)."""
+    root = tracefs_root()
+    if root is None and os.geteuid() == 0:
+        subprocess.run(
+            ["mount", "-t", "tracefs", "tracefs", str(TRACEFS_PATHS[0])],
+            capture_output=True,
+            check=False,
+        )
+        root = tracefs_root()
+    if root is None:
+        raise CollectorError(
+            "tracefs is not mounted: mount -t tracefs tracefs /sys/kernel/tracing (sigtop doctor checks)"
+        )
+    return root
+
+
+def missing_tracepoints(root: Path) -> list[str]:
+    return [tp for tp in REQUIRED_TRACEPOINTS if not (root / "events" / tp).is_dir()]
+
+
+def kernel_headers_dir() -> Path | None:
+    build = Path("/lib/modules") / os.uname().release / "build"
+    return build if (build / "include").is_dir() else None
+
+
+def has_kernel_headers() -> bool:
+    return kernel_headers_dir() is not None or Path("/sys/kernel/kheaders.tar.xz").exists()
+
+
+def has_btf() -> bool:
+    return Path("/sys/kernel/btf/vmlinux").exists()
+
+
+def import_bcc() -> Any:
+    try:
+        import bcc
+    except ImportError:
+        raise CollectorError(
+            "BCC's Python module is missing: install Debian's python3-bpfcc (make setup);"
+            " the PyPI package 'bcc' is an unrelated project"
+        ) from None
+    return bcc
+
+
+def check_all() -> Path:
+    """Every check attach needs, in order; tracefs's root when all pass."""
+    check_privileges()
+    root = ensure_tracefs()
+    missing = missing_tracepoints(root)
+    if missing:
+        raise CollectorError(f"this kernel lacks tracepoint {missing[0]} (and {len(missing) - 1} more)")
+    if not has_kernel_headers():
+        raise CollectorError(
+            f"no kernel headers for {os.uname().release}: run `make setup` "
+            "(it links Debian's nearest headers) or install linux-headers"
+        )
+    return root

@@ -1,0 +1,178 @@
+"""SignalTable: a DataTable that owns one table's columns, sort state and header labels.
+
+Each refresh reconciles the rows by key (remove the gone, add the new,
+update only the cells that changed, then reorder) instead of clearing and
+rebuilding, so the cursor stays on its row and the scroll position stays
+put while the numbers move. When the terminal is too narrow for every
+column, the lowest-priority columns are hidden first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.cells import cell_len
+from rich.text import Text
+from textual import events
+from textual.widgets import DataTable
+
+from sigtop.ui.columns import TableSpec
+
+SORT_MARKER_WIDTH = 2  # " ▼"
+# Past this share of rows gone, one clear() and rebuild is cheaper than removing each.
+REBUILD_SHARE = 0.5
+
+
+class KeyedText(Text):
+    """A cell that knows its row's key: the first cell of every row, so the public
+    DataTable.sort(key=...) (which sees cells, not keys) can order rows by key."""
+
+    def __init__(self, text: Text | str, row_key: str) -> None:
+        if isinstance(text, Text):
+            super().__init__(text.plain, style=text.style, justify=text.justify, no_wrap=True)
+            for span in text.spans:
+                self.spans.append(span)
+        else:
+            super().__init__(text, no_wrap=True)
+        self.row_key = row_key
+
+
+def _width(cell: Text | str) -> int:
+    return cell.cell_len if isinstance(cell, Text) else cell_len(cell)
+
+
+def _same(shown: object, new: Text | str) -> bool:
+    """Whether a cell on screen already shows this (Text's == ignores its base style)."""
+    if isinstance(shown, Text) and isinstance(new, Text):
+        return shown.plain == new.plain and shown.style == new.style and shown.spans == new.spans
+    return shown == new
+
+
+class SignalTable(DataTable[Any]):
+    """One of sigtop's tables (flows, signalfd, sigreturn), as the spec defines it."""
+
+    def __init__(self, spec: TableSpec, **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.spec = spec
+        self.sort_column = spec.default_sort
+        self.descending = True
+        self.shown: dict[str, Any] = {}  # row key -> model row, as last shown
+        self.visible_columns: list[int] = []  # indices into spec.columns
+        self._cells: dict[str, list[Text | str]] = {}
+
+    # ---- columns -------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self._set_columns(list(range(len(self.spec.columns))))
+
+    def _set_columns(self, visible: list[int]) -> None:
+        self.clear(columns=True)
+        self.visible_columns = visible
+        for i in visible:
+            # room for the sort marker, so that sorting never changes a width
+            self.add_column(self._label(i), key=str(i), width=None)
+
+    def _label(self, i: int) -> Text:
+        label = self.spec.columns[i].label
+        if i != self.sort_column:
+            return Text(label + " " * SORT_MARKER_WIDTH)
+        return Text(label + (" ▼" if self.descending else " ▲"), style="bold underline")
+
+    def _relabel(self) -> None:
+        for i, column in zip(self.visible_columns, self.columns.values(), strict=True):
+            column.label = self._label(i)
+        self.refresh()
+
+    def _fit(self, cells: dict[str, list[Text | str]]) -> list[int]:
+        """The columns that fit the width, dropping the lowest priority first."""
+        everything = list(range(len(self.spec.columns)))
+        available = self.size.width - self.styles.scrollbar_size_vertical
+        if available <= 0:  # not laid out yet
+            return self.visible_columns or everything
+        pad = 2 * self.cell_padding
+        widths = {}
+        for i, column in enumerate(self.spec.columns):
+            content = max((_width(row[i]) for row in cells.values()), default=0)
+            widths[i] = max(content, cell_len(column.label) + SORT_MARKER_WIDTH) + pad
+        shown = set(everything)
+        by_priority = sorted(everything, key=lambda i: (self.spec.columns[i].priority, -i))
+        for i in by_priority:
+            if sum(widths[j] for j in shown) <= available:
+                break
+            if self.spec.columns[i].priority >= 100:  # identity columns always stay
+                continue
+            shown.discard(i)
+        return [i for i in everything if i in shown]
+
+    def on_resize(self, _event: events.Resize) -> None:
+        if self._cells:
+            self._reconcile(self._cells, self._order_keys())
+
+    # ---- sorting ---------------------------------------------------------------
+
+    def set_sort(self, column: int, descending: bool) -> None:
+        self.sort_column = column % len(self.spec.columns)
+        self.descending = descending
+        self._relabel()
+
+    def step_sort(self, step: int) -> None:
+        """Sort by the next visible column left (-1) or right (+1) of the current one."""
+        visible = self.visible_columns or list(range(len(self.spec.columns)))
+        here = visible.index(self.sort_column) if self.sort_column in visible else 0
+        self.set_sort(visible[(here + step) % len(visible)], self.descending)
+
+    def column_index(self, column_key: Any) -> int:
+        """The spec's column index of a DataTable column key."""
+        return int(column_key.value)
+
+    # ---- rows --------------------------------------------------------------------
+
+    def cursor_key(self) -> str | None:
+        if not self.row_count or not 0 <= self.cursor_row < self.row_count:
+            return None
+        return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+
+    def show(self, rows: Sequence[tuple[str, Any]], now: float) -> None:
+        """Show these rows, in this order: reconcile against what is on screen."""
+        self.shown = dict(rows)
+        cells = {key: [c.cell(row, now) for c in self.spec.columns] for key, row in rows}
+        self._reconcile(cells, [key for key, _ in rows])
+
+    def _order_keys(self) -> list[str]:
+        return [row.key.value for row in self.ordered_rows]
+
+    def _reconcile(self, cells: dict[str, list[Text | str]], order: list[str]) -> None:
+        self._cells = cells
+        cursor = self.cursor_key()
+        visible = self._fit(cells)
+        present = {rk.value for rk in self.rows}
+        gone = present - cells.keys()
+        with self.app.batch_update():
+            if visible != self.visible_columns:
+                self._set_columns(visible)
+                present, gone = set(), set()
+                self._relabel()
+            elif present and len(gone) > len(present) * REBUILD_SHARE:
+                self.clear()
+                present, gone = set(), set()
+            for key in gone:
+                self.remove_row(key)
+            first = self.visible_columns[0] if self.visible_columns else 0
+            for key in order:
+                row = cells[key]
+                if key in present:
+                    for i in self.visible_columns:
+                        value = KeyedText(row[i], key) if i == first else row[i]
+                        if not _same(self.get_cell(key, str(i)), value):
+                            self.update_cell(key, str(i), value, update_width=True)
+                else:
+                    shown = (KeyedText(row[i], key) if i == first else row[i] for i in self.visible_columns)
+                    self.add_row(*shown, key=key)
+            if self._order_keys() != order:
+                rank = {key: n for n, key in enumerate(order)}
+                self.sort(str(first), key=lambda cell: rank[cell.row_key])
+        if cursor is not None and cursor in cells:
+            index = self.get_row_index(cursor)
+            if index != self.cursor_row:
+                self.move_cursor(row=index, animate=False)
