@@ -43,11 +43,24 @@ typedef struct siginfo siginfo_t;
 #ifndef TASK_STORAGE
 #define TASK_STORAGE 0
 #endif
+// RAW_GENERATE: signal_generate as a raw tracepoint. Tracepoint programs
+// share one per-CPU guard (bpf_prog_active): a timer's signal raised in an
+// interrupt that lands inside any of them (our sys_enter programs, another
+// tool's) is skipped. A raw tracepoint program is guarded only against
+// itself. It reads the target task, whose layout this kernel's BTF gave:
+// TASK_PID_OFFSET (pid, with tgid right after it) and TASK_COMM_OFFSET.
+#ifndef RAW_GENERATE
+#define RAW_GENERATE 0
+#endif
 // Events between forced wake-ups of the reader, per CPU.
 #define WAKEUP_EVERY 2048
 
 #define SI_USER 0
+#define SI_KERNEL 0x80
 #define SI_TKILL -6
+#define PIDFD_SIGNAL_THREAD 1
+#define PIDFD_SIGNAL_THREAD_GROUP 2
+#define PIDFD_SIGNAL_PROCESS_GROUP 4
 
 // A signal syscall between its sys_enter and sys_exit, per thread;
 // syscall == SC_KERNEL (0) when none is.
@@ -57,7 +70,8 @@ struct inflight {
     s32 arg_pid;       // kill/tkill pid, tg* tgid, pidfd, signalfd ufd
     s32 arg_tid;       // tgkill/rt_tgsigqueueinfo thread
     s32 sig;
-    s32 code;       // the code the generated signal will carry
+    s32 code;          // the code the generated signal will carry
+    s32 alt_code;      // ... or this one, where the syscall's args cannot tell which
     s32 info_pid;
     u32 info_uid;
     u32 flags;         // pidfd_send_signal / signalfd4 flags
@@ -243,13 +257,25 @@ static __always_inline int send_enter(u16 syscall, s32 pid, s32 tid, int sig,
     f->arg_tid = tid;
     f->sig = sig;
     f->flags = flags;
+    // The si_code each send makes (kernel/signal.c): kill and a process
+    // pidfd, SI_USER; tkill, tgkill and a thread-directed pidfd (a thread's
+    // pidfd, PIDFD_SIGNAL_THREAD, PIDFD_SELF_THREAD), SI_TKILL; the sigqueue
+    // family, the caller's own (read below). With flags 0 a pidfd's kind
+    // decides, which its number does not show: either code matches.
     f->code = (syscall == SC_TKILL || syscall == SC_TGKILL) ? SI_TKILL : SI_USER;
+    f->alt_code = f->code;
+    if (syscall == SC_PIDFD_SEND_SIGNAL) {
+        if (flags == PIDFD_SIGNAL_THREAD)
+            f->code = f->alt_code = SI_TKILL;
+        else if (flags == 0)
+            f->alt_code = SI_TKILL;
+    }
     if (uinfo) {
         // x86_64 siginfo_t: signo, errno, code, then pid, uid, value at 16, 20, 24.
         struct { s32 signo, err, code, pad; s32 pid; u32 uid; u64 value; } si = {};
         if (bpf_probe_read_user(&si, sizeof(si), uinfo) == 0) {
             f->has_info = 1;
-            f->code = si.code;
+            f->code = f->alt_code = si.code;
             f->info_pid = si.pid;
             f->info_uid = si.uid;
             f->info_value = si.value;
@@ -367,12 +393,13 @@ TRACEPOINT_PROBE(syscalls, sys_exit_pidfd_send_signal) { return send_exit(args->
 
 // ---- every signal the kernel generates ------------------------------------
 
-TRACEPOINT_PROBE(signal, signal_generate)
+// Both ways in (raw and classic tracepoint) end here. target_tgid is the
+// target's process where the kernel said it (raw: always), else 0.
+static __always_inline int on_generate(int sig, int code, s32 target, u32 target_tgid,
+                                       const char *target_comm, int group, int result)
 {
-    int sig = args->sig;
     if (!sig_wanted(sig))
         return 0;
-    s32 target = args->pid;
 
     // `current` is the sender only while one of its signal syscalls is in
     // flight, and only for the signal that syscall asked for: timers raise
@@ -387,16 +414,17 @@ TRACEPOINT_PROBE(signal, signal_generate)
         tgid = id >> 32;
         tid = (u32)id;
     }
-    bool by_syscall = f && f->sig == sig && f->code == args->code;
+    bool by_syscall = f && f->sig == sig && (f->code == code || f->alt_code == code);
     if (by_syscall && f->syscall >= SC_SIGNALFD)
         by_syscall = false;
     u32 sender = by_syscall ? tgid : 0;
 
-    u32 target_tgid = 0;
-    if (by_syscall && (f->syscall == SC_TGKILL || f->syscall == SC_RT_TGSIGQUEUEINFO))
-        target_tgid = (u32)f->arg_pid;
-    else if ((u32)target == tid)
-        target_tgid = tgid;   // a fault, or a send to oneself
+    if (!target_tgid) {   // the classic tracepoint names only the thread
+        if (by_syscall && (f->syscall == SC_TGKILL || f->syscall == SC_RT_TGSIGQUEUEINFO))
+            target_tgid = (u32)f->arg_pid;
+        else if ((u32)target == tid)
+            target_tgid = tgid;   // a fault, or a send to oneself
+    }
 
     if (sender == SELF_TGID && SELF_TGID)
         return 0;
@@ -414,10 +442,10 @@ TRACEPOINT_PROBE(signal, signal_generate)
     key.target_pid = target;
     key.target_tgid = target_tgid;
     key.sig = sig;
-    key.code = args->code;
+    key.code = code;
     key.syscall = by_syscall ? f->syscall : SC_KERNEL;
-    key.result = args->result;
-    flow_add(&key, ts, args->comm);
+    key.result = result;
+    flow_add(&key, ts, target_comm);
 
     struct event *e = event_reserve();
     if (!e)
@@ -429,9 +457,9 @@ TRACEPOINT_PROBE(signal, signal_generate)
     e->target_pid = target;
     e->target_tgid = target_tgid;
     e->sig = sig;
-    e->code = args->code;
-    e->result = args->result;
-    e->group = args->group;
+    e->code = code;
+    e->result = result;
+    e->group = group;
     e->syscall = key.syscall;
     if (by_syscall) {
         e->arg_pid = f->arg_pid;
@@ -447,6 +475,33 @@ TRACEPOINT_PROBE(signal, signal_generate)
     event_submit(e);
     return 0;
 }
+
+#if RAW_GENERATE
+// TP_PROTO(int sig, struct kernel_siginfo *info, struct task_struct *task,
+//          int group, int result); the loader checked this kernel's prototype.
+RAW_TRACEPOINT_PROBE(signal_generate)
+{
+    int sig = (int)ctx->args[0];
+    if (!sig_wanted(sig))
+        return 0;
+    unsigned long info = ctx->args[1];
+    const char *task = (const char *)ctx->args[2];
+    // What the classic tracepoint's TP_STORE_SIGINFO does: SEND_SIG_NOINFO
+    // (0) is a kill's SI_USER, SEND_SIG_PRIV (1) the kernel's SI_KERNEL.
+    int code = info == 0 ? SI_USER : SI_KERNEL;
+    if (info > 1)
+        bpf_probe_read_kernel(&code, sizeof(code), (const char *)info + 8);   // si_code (uapi layout)
+    s32 ids[2] = {};   // task->pid, task->tgid
+    bpf_probe_read_kernel(&ids, sizeof(ids), task + TASK_PID_OFFSET);
+    return on_generate(sig, code, ids[0], (u32)ids[1], task + TASK_COMM_OFFSET,
+                       (int)ctx->args[3], (int)ctx->args[4]);
+}
+#else
+TRACEPOINT_PROBE(signal, signal_generate)
+{
+    return on_generate(args->sig, args->code, args->pid, 0, args->comm, args->group, args->result);
+}
+#endif
 
 // ---- delivery and return ---------------------------------------------------
 

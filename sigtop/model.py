@@ -134,6 +134,7 @@ class SignalModel:
         self.signalfds: dict[tuple[int, int], SignalfdRow] = {}
         self.procs: OrderedDict[int, ProcInfo] = OrderedDict()
         self.stats = KernelStats()
+        self.program_misses: Counter[str] = Counter()  # skipped runs by probe
         self.evicted_rows = 0
         self.duration_s = 0.0
         self.last_ts = 0.0
@@ -160,6 +161,7 @@ class SignalModel:
         self.duration_s += batch.interval_s
         self.last_ts = batch.ts
         self.stats.add(batch.stats)
+        self.program_misses.update(batch.program_misses)
         self.finished = self.finished or batch.final
         for proc in batch.procs:
             self._remember_proc(proc)

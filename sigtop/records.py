@@ -246,7 +246,11 @@ class KernelStats:
     signalfds_full: int = 0
     events_sent: int = 0
     batches_merged: int = 0  # user space: the consumer fell behind, batches were merged
-    events_dropped: int = 0  # user space: detail events dropped while merging
+    events_dropped: int = 0  # user space: detail events dropped (decode budget, or while merging)
+    # Runs of sigtop's programs the kernel skipped (its per-program
+    # recursion_misses), and of those, signal_generate's: signals not counted.
+    program_misses: int = 0
+    signals_missed: int = 0
 
     def add(self, other: KernelStats) -> None:
         for f in fields(self):
@@ -266,6 +270,7 @@ class Batch:
     procs: list[ProcInfo] = field(default_factory=list)
     stats: KernelStats = field(default_factory=KernelStats)
     final: bool = False  # the last batch of a source
+    program_misses: dict[str, int] = field(default_factory=dict)  # skipped runs by probe, new since the last batch
 
     def merge(self, later: Batch) -> None:
         """Fold a later batch into this one (deltas add up; state is replaced)."""
@@ -277,6 +282,8 @@ class Batch:
         self.procs.extend(later.procs)
         self.stats.add(later.stats)
         self.stats.batches_merged += 1
+        for probe, n in later.program_misses.items():
+            self.program_misses[probe] = self.program_misses.get(probe, 0) + n
         if isinstance(self.events, EventBlock) and isinstance(later.events, EventBlock):
             self.events = self.events.extended(later.events)
         elif later.events:
@@ -322,4 +329,5 @@ class Batch:
             ],
             stats=KernelStats(**data.get("stats", {})),
             final=bool(data.get("final", False)),
+            program_misses={str(k): int(v) for k, v in data.get("program_misses", {}).items()},
         )

@@ -68,6 +68,10 @@ def to_json(model: SignalModel, flow_filter: FlowFilter | None = None) -> dict[s
             "threads_map_full": model.stats.threads_full,
             "signalfds_map_full": model.stats.signalfds_full,
             "rows_evicted": model.evicted_rows,
+            # Runs of sigtop's programs the kernel skipped, by probe; signal_generate's are signals not counted.
+            "program_misses": {probe: n for probe, n in sorted(model.program_misses.items()) if n},
+            "signals_uncounted": model.stats.signals_missed,
+            "detail_events_skipped": model.stats.events_dropped,
         },
         "flows": [flow_json(r) for r in flows],
         "signalfd": [
@@ -120,5 +124,11 @@ def print_tables(model: SignalModel, console: Console, flow_filter: FlowFilter |
         console.print(_table(TABLES["signalfd"], model, flow_filter, "signalfd"))
     if doc["sigreturn"]:
         console.print(_table(TABLES["sigreturn"], model, flow_filter, "rt_sigreturn"))
+    dropped = doc["dropped"]
+    if dropped["signals_uncounted"]:
+        console.print(Text(f"{dropped['signals_uncounted']} signals NOT counted (the kernel skipped sigtop's probe)"))
+    if dropped["program_misses"]:
+        misses = ", ".join(f"{probe} {n}" for probe, n in dropped["program_misses"].items())
+        console.print(Text(f"probe runs skipped by the kernel: {misses}", style="red"))
     if doc["lost_events"]:
         console.print(Text(f"{doc['lost_events']} detail events lost (counts are exact)", style="red"))

@@ -119,19 +119,21 @@ def open_fds(kind: str) -> int:
     return count
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["task-storage", "lru-hash"])
+@pytest.fixture(scope="module", params=[True, False], ids=["btf", "no-btf"])
 def tracer(bpf_ready: None, request: pytest.FixtureRequest) -> Iterator[object]:
     """One live BpfSource for a module's tests, polled synchronously by `measure`.
 
-    Twice: with in-flight syscalls in task storage (kernels with BTF) and in
-    the LRU hash that older kernels fall back to; both must count exactly.
+    Twice: as on a kernel with BTF (in-flight syscalls in task storage, a
+    raw signal_generate reading the target task) and as on one without (an
+    LRU hash, the classic tracepoint); both must count exactly.
     """
     from sigtop.live.collector import BpfSource
     from sigtop.live.config import TraceConfig
 
-    source = BpfSource(TraceConfig(exclude_self=False, details=True, task_storage=request.param))
+    btf = request.param
+    source = BpfSource(TraceConfig(exclude_self=False, details=True, task_storage=btf, raw_generate=btf))
     source.attach()
-    assert source.task_storage is request.param
+    assert (source.task_storage, source.raw_generate) == (btf, btf)
     try:
         yield source
     finally:

@@ -285,3 +285,19 @@ async def test_narrow_terminal_hides_low_priority_columns_first(batches):
 
 def test_snapshot_main_screen_100_columns(batches, snap_compare):
     assert snap_compare(make_app(batches), terminal_size=(100, 42), run_before=loaded)
+
+
+async def test_header_shows_every_loss(batches):
+    """Kernel-lost and user-space-skipped details both count as lost; skipped probe runs show in red."""
+    lossy = copy.deepcopy(batches)
+    last = lossy[-1]
+    last.stats.events_lost, last.stats.events_dropped = 3, 392_857
+    last.stats.program_misses, last.stats.signals_missed = 7, 5
+    last.program_misses = {"signal_generate": 5, "sys_enter_kill": 2}
+    app = SigtopApp(ReplaySource(lossy, speed=0, name="recording.jsonl"))
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        text = header(app)
+        assert "UNCOUNTED 5 signals" in text
+        assert "missed 2 probe runs" in text
+        assert "lost 392,860 details" in text

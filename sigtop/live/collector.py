@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sigtop.live import loader, ringbuf
+from sigtop.live import loader, programs, ringbuf
 from sigtop.live.config import TraceConfig
 from sigtop.live.layout import event_layout
 from sigtop.live.maps import MapDrain
@@ -44,6 +44,7 @@ class BpfSource:
         self.bpf: Any = None
         self.attach_s = 0.0
         self.task_storage = False
+        self.raw_generate = False
         self.error: str | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -53,6 +54,7 @@ class BpfSource:
         self._event_budget = 0
         self._events_skipped = 0
         self._drain: MapDrain | None = None
+        self._misses: programs.ProgramMisses | None = None
         self._procs = ProcResolver()
         self._last_collect = 0.0
         # ktime (CLOCK_MONOTONIC) to wall clock
@@ -69,7 +71,7 @@ class BpfSource:
             return
         started = time.monotonic()
         loaded = loader.load(self.config)
-        self.bpf, self.task_storage = loaded.bpf, loaded.task_storage
+        self.bpf, self.task_storage, self.raw_generate = loaded.bpf, loaded.task_storage, loaded.raw_generate
         try:
             if self.config.pids:
                 self._fill_pid_filter()
@@ -79,6 +81,7 @@ class BpfSource:
             self.detach()
             raise CollectorError(f"could not set up the BPF maps: {exc}") from None
         self._drain = MapDrain(self.bpf, self.config, self._mono_to_wall)
+        self._misses = programs.ProgramMisses(self.bpf)
         self._last_collect = time.monotonic()
         self.attach_s = time.monotonic() - started
 
@@ -181,6 +184,10 @@ class BpfSource:
         batch.threads = self._drain.threads(batch.ts)
         batch.signalfds = self._drain.signalfds()
         batch.stats = self._drain.stats()
+        if self._misses is not None:
+            batch.program_misses = self._misses.read()
+            batch.stats.program_misses = sum(batch.program_misses.values())
+            batch.stats.signals_missed = batch.program_misses.get("signal_generate", 0)
         batch.events = self._take_events(batch)
         batch.procs = self._procs.resolve(batch)
         return batch

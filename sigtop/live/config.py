@@ -14,6 +14,7 @@ class TraceConfig:
     interval_s: float = 1.0
     ringbuf_pages: int = 2048  # 8 MiB
     task_storage: bool | None = None  # in-flight syscalls in task storage; None: where BTF exists
+    raw_generate: bool | None = None  # signal_generate as a raw tracepoint; None: where BTF allows
     # Map sizes (bpf/sigtop.h requires each): user space evicts against the same numbers.
     flow_entries: int = 16384
     thread_entries: int = 16384
@@ -32,10 +33,15 @@ class TraceConfig:
             "RINGBUF_PAGES": self.ringbuf_pages,
         }
 
-    def cflags(self, self_tgid: int, task_storage: bool = False) -> list[str]:
+    def cflags(
+        self, self_tgid: int, task_storage: bool = False, task_offsets: dict[str, int] | None = None
+    ) -> list[str]:
+        """The program's -D flags; task_offsets (from the kernel's BTF) make signal_generate a raw tracepoint."""
         flags = [
             f"-DSELF_TGID={self_tgid if self.exclude_self else 0}",
             f"-DTASK_STORAGE={int(task_storage)}",
+            f"-DRAW_GENERATE={int(task_offsets is not None)}",
+            *(f"-D{name}={value}" for name, value in (task_offsets or {}).items()),
             f"-DDETAILS={int(self.details)}",
             *(f"-D{name}={value}" for name, value in self.map_sizes().items()),
             "-w",  # the headers of a nearby kernel warn; our code is checked by the verifier

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sigtop.live import preflight
+from sigtop.live import btf, preflight
 from sigtop.live.config import TraceConfig
 from sigtop.live.preflight import CollectorError
 
@@ -63,30 +63,71 @@ class _StderrCapture:
 class LoadedProgram:
     bpf: Any  # bcc.BPF, every probe attached
     task_storage: bool  # in-flight syscalls in task storage (else the LRU hash)
+    raw_generate: bool  # signal_generate as a raw tracepoint (else the classic one)
+
+
+# The raw tracepoint's arguments as the program reads them (bpf/sigtop.bpf.c).
+GENERATE_ARGS = ["int", "struct kernel_siginfo *", "struct task_struct *", "int", "int"]
+
+
+def task_offsets() -> dict[str, int]:
+    """Where the raw signal_generate program reads the target task, from this kernel's BTF.
+
+    Raises BtfError when the kernel's BTF lacks them or the tracepoint has
+    another prototype: the caller then uses the classic tracepoint.
+    """
+    types = btf.load_vmlinux()
+    args = types.raw_tracepoint_args("signal_generate")
+    if args != GENERATE_ARGS:
+        raise btf.BtfError(f"signal_generate's raw arguments are {args}")
+    pid = types.member_offset("task_struct", "pid")
+    if types.member_offset("task_struct", "tgid") != pid + 4:
+        raise btf.BtfError("task_struct.tgid does not follow pid")  # the program reads both at once
+    return {"TASK_PID_OFFSET": pid, "TASK_COMM_OFFSET": types.member_offset("task_struct", "comm")}
+
+
+def _choices(config: TraceConfig) -> list[tuple[bool, bool]]:
+    """(task storage, raw generate) to try, best first; a choice the config made is never varied."""
+    has_btf = preflight.has_btf()
+    storage = [config.task_storage] if config.task_storage is not None else ([True, False] if has_btf else [False])
+    raw = [config.raw_generate] if config.raw_generate is not None else ([True, False] if has_btf else [False])
+    return [(s, r) for s in storage for r in raw]
 
 
 def load(config: TraceConfig) -> LoadedProgram:
-    """Check the machine, compile, load and attach every probe; CollectorError with one line on failure."""
+    """Check the machine, compile, load and attach every probe; CollectorError with one line on failure.
+
+    Task-local storage needs BTF (and a kernel that offers it to tracepoint
+    programs, 5.19 and later); else an LRU hash does. A raw signal_generate
+    needs the task's layout from BTF; else the classic tracepoint does.
+    """
     preflight.check_all()
     bcc = preflight.import_bcc()
-    # Task-local storage needs BTF (and a kernel that offers it to
-    # tracepoint programs, 5.19 and later); else an LRU hash does.
-    wanted = config.task_storage
-    if wanted is None:
-        wanted = preflight.has_btf()
-    bpf, failure = _compile_and_attach(bcc, config, wanted)
-    if failure is not None and wanted and config.task_storage is None:
-        wanted = False
-        bpf, failure = _compile_and_attach(bcc, config, wanted)
-    if failure is not None:
-        raise CollectorError(f"could not load the BPF program: {failure}")
-    release_compiler_memory()
-    return LoadedProgram(bpf, wanted)
+    offsets: dict[str, int] | None = None
+    offsets_failure = ""
+    failure = "nothing to try"
+    for task_storage, raw in _choices(config):
+        if raw and offsets is None:
+            try:
+                offsets = task_offsets()
+            except btf.BtfError as exc:
+                offsets_failure = str(exc)
+                if config.raw_generate:
+                    raise CollectorError(f"signal_generate cannot be a raw tracepoint here: {exc}") from None
+                continue
+        bpf, error = _compile_and_attach(bcc, config, task_storage, offsets if raw else None)
+        if error is None:
+            release_compiler_memory()
+            return LoadedProgram(bpf, task_storage, raw)
+        failure = error
+    raise CollectorError(f"could not load the BPF program: {failure or offsets_failure}")
 
 
-def _compile_and_attach(bcc: Any, config: TraceConfig, task_storage: bool) -> tuple[Any, str | None]:
+def _compile_and_attach(
+    bcc: Any, config: TraceConfig, task_storage: bool, task_offsets: dict[str, int] | None
+) -> tuple[Any, str | None]:
     """The attached program, or None and the first error line."""
-    cflags = config.cflags(os.getpid(), task_storage=task_storage)
+    cflags = config.cflags(os.getpid(), task_storage=task_storage, task_offsets=task_offsets)
     # Built in two steps so that a load failing half-way through (some
     # probes already attached) can be detached before the next try.
     bpf = bcc.BPF.__new__(bcc.BPF)

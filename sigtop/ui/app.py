@@ -162,7 +162,14 @@ class SigtopApp(App[int]):
         text = Text()
         text.append("sigtop ", style="bold")
         text.append(f"{m.signals_per_sec:,.0f} sig/s  total {m.total_signals:,}  flows {len(m.flows):,}  ")
-        text.append(f"lost {m.stats.events_lost:,}", style="bold red" if m.stats.events_lost else "")
+        # Every loss, kernel or user space: counts are exact unless the first two say otherwise.
+        if m.stats.signals_missed:
+            text.append(f"UNCOUNTED {m.stats.signals_missed:,} signals  ", style="bold white on red")
+        other_misses = m.stats.program_misses - m.stats.signals_missed
+        if other_misses:
+            text.append(f"missed {other_misses:,} probe runs  ", style="bold red")
+        lost = m.stats.events_lost + m.stats.events_dropped
+        text.append(f"lost {lost:,} details", style="bold red" if lost else "")
         text.append(f"  filter {self.flow_filter.describe() or '-'}  ")
         state = "PAUSED" if self.paused else ("LIVE" if self.source.live else "REPLAY")
         if m.finished and not self.source.live:

@@ -8,6 +8,8 @@ Commands arrive one per line on stdin; each is answered with one line on stdout.
   signalfd UFD SIG,SIG...          the same through the old syscall (no flags)
   count SIG        answers how many times the handler for SIG ran
   kill PID SIG N   sends SIG to PID N times (PID: another child of the same test)
+  thread           starts a thread that waits; answers its tid
+  endthread        ends that thread (and waits for it); answers ok
   exit             exits
 """
 
@@ -15,10 +17,12 @@ import ctypes
 import os
 import signal
 import sys
+import threading
 
 libc = ctypes.CDLL(None, use_errno=True)
 SYS_signalfd, SYS_signalfd4 = 282, 289
 counts: dict[int, int] = {}
+threads: list[tuple[threading.Thread, threading.Event]] = []
 
 
 def handler(signum, _frame):
@@ -59,6 +63,25 @@ def main() -> None:
         elif cmd == "kill":
             for _ in range(int(rest[2])):
                 os.kill(int(rest[0]), signal.Signals[rest[1]])
+            answer = "ok"
+        elif cmd == "thread":
+            started, done = threading.Event(), threading.Event()
+            tids: list[int] = []
+
+            def run(started: threading.Event = started, done: threading.Event = done, tids: list[int] = tids) -> None:
+                tids.append(threading.get_native_id())
+                started.set()
+                done.wait()
+
+            thread = threading.Thread(target=run, daemon=True)
+            thread.start()
+            started.wait()
+            threads.append((thread, done))
+            answer = str(tids[0])
+        elif cmd == "endthread":
+            thread, done = threads.pop()
+            done.set()
+            thread.join()
             answer = "ok"
         elif cmd == "exit":
             return
