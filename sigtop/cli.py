@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sigtop.filters import FilterError, FlowFilter
-from sigtop.names import UnknownSignalError, parse_signal
+from sigtop.names import UnknownSignalError, parse_signal, printable
 from sigtop.source import Source, SourceError
 
 EXIT_USAGE = 2
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (CliError, SourceError, FilterError) as exc:
-        print(f"sigtop: {exc}", file=sys.stderr)
+        print(f"sigtop: {printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -16,6 +16,7 @@ from sigtop.names import (
     Result,
     Syscall,
     kernel_origin,
+    printable,
 )
 from sigtop.records import (
     Batch,
@@ -197,6 +198,10 @@ class SignalModel:
         self._evict()
 
     def _remember_proc(self, proc: ProcInfo) -> None:
+        # The sanitising choke point for what /proc (or a recording) said.
+        proc.comm, proc.cmdline, proc.user = printable(proc.comm), printable(proc.cmdline), printable(proc.user)
+        proc.cgroup = printable(proc.cgroup)
+        proc.parents = [(pid, printable(comm)) for pid, comm in proc.parents]
         self.procs[proc.pid] = proc
         self.procs.move_to_end(proc.pid)
         while len(self.procs) > MAX_PROCS:
@@ -234,9 +239,9 @@ class SignalModel:
             row = FlowRow(rkey, syscall=key.syscall)
             self.flows[rkey] = row
         if delta.sender_comm and key.sender_pid:
-            row.sender_comm = delta.sender_comm
+            row.sender_comm = printable(delta.sender_comm)
         if delta.target_comm:
-            row.target_comm = delta.target_comm
+            row.target_comm = printable(delta.target_comm)
         if not row.target_comm and rkey.target_pid > 0:
             info = self.procs.get(rkey.target_pid)
             row.target_comm = info.comm if info else ""
@@ -257,7 +262,7 @@ class SignalModel:
             if info and info.comm:
                 row.comm = info.comm
             elif t.tid == t.tgid or not row.comm:
-                row.comm = t.comm
+                row.comm = printable(t.comm)
             row.sigreturns += t.sigreturns
             row.handler_deliveries += t.handler_deliveries
             row.deliveries += t.deliveries
@@ -287,7 +292,7 @@ class SignalModel:
             row = self.signalfds[key] = SignalfdRow(state.pid, state.fd, created_ts=state.created_ts)
         if not row.history or row.history[-1][1] != state.mask:
             row.history.append((state.last_ts, state.mask))
-        row.comm = state.comm
+        row.comm = printable(state.comm)
         row.mask = state.mask
         row.flags = state.flags
         row.calls += state.calls
@@ -345,6 +350,7 @@ class SignalModel:
             for slot in slots:
                 event = slot[_EVENT] = events[slot[_INDEX]]
                 event.latency_ns = slot[_LATENCY]
+                event.comm, event.target_comm = printable(event.comm), printable(event.target_comm)
                 row.events.append(event)
             if isinstance(row, SigreturnRow) and not row.comm and slots:
                 row.comm = slots[-1][_EVENT].comm

@@ -209,8 +209,20 @@ def pidfd_flag_names(flags: int) -> list[str]:
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), *range(0x7F, 0xA0)]}
 _CONTROL.update({ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"})
+# Bidirectional overrides and isolates reorder what follows them on screen
+# (a name that reads as another): shown escaped too.
+_CONTROL.update({c: f"\\u{c:04x}" for c in [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]})
 
 
 def printable(text: str) -> str:
-    """A process-chosen string with control bytes shown escaped: no escape sequence reaches the terminal."""
+    """A string someone else chose, with control and bidi characters shown escaped (\\x1b, \\u202e).
+
+    The one sanitiser: the model passes every string from a process, the
+    file system or a recording through it (SignalModel.apply), so no escape
+    sequence reaches a terminal, live or replayed, in the UI, the batch
+    table or the JSON. Markup is a separate matter: those strings are only
+    ever rendered as rich Text, never parsed.
+    """
+    if text.isprintable() and text.isascii():
+        return text  # the common case, without a copy
     return text.translate(_CONTROL)

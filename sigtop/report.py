@@ -31,8 +31,10 @@ def flow_syscall(row: FlowRow) -> str:
     return Syscall(row.syscall).name
 
 
-def flow_json(row: FlowRow) -> dict[str, Any]:
+def flow_json(row: FlowRow, model: SignalModel | None = None) -> dict[str, Any]:
     key = row.key
+    procs = model.procs if model is not None else {}
+    sender, target = procs.get(key.sender_pid), procs.get(key.target_pid)
     data: dict[str, Any] = {
         "sender_pid": key.sender_pid,
         "sender_comm": row.sender_comm if key.sender_pid else "[kernel]",
@@ -49,6 +51,8 @@ def flow_json(row: FlowRow) -> dict[str, Any]:
         "first_ts": round(row.first_ts, 6),
         "last_ts": round(row.last_ts, 6),
     }
+    data["sender_cgroup"] = sender.cgroup if sender and key.sender_pid else None
+    data["target_cgroup"] = target.cgroup if target and key.target_pid > 0 else None
     if key.pidfd >= 0:
         data["target_pidfd"] = key.pidfd
     return data
@@ -73,7 +77,7 @@ def to_json(model: SignalModel, flow_filter: FlowFilter | None = None) -> dict[s
             "signals_uncounted": model.stats.signals_missed,
             "detail_events_skipped": model.stats.events_dropped,
         },
-        "flows": [flow_json(r) for r in flows],
+        "flows": [flow_json(r, model) for r in flows],
         "signalfd": [
             {
                 "pid": r.pid,

@@ -52,8 +52,7 @@ def read_proc(pid: int) -> ProcInfo | None:
     except OSError:
         cmdline = ""
     try:
-        cgroup = (base / "cgroup").read_text(errors="replace").strip().splitlines()
-        cgroup_path = cgroup[-1].split(":", 2)[-1] if cgroup else ""
+        cgroup_path = cgroup_of((base / "cgroup").read_text(errors="replace"))
     except OSError:
         cgroup_path = ""
     ppid = int(status.get("PPid", "0") or 0)
@@ -75,6 +74,33 @@ def read_proc(pid: int) -> ProcInfo | None:
         parents=parents,
         cgroup=cgroup_path,
     )
+
+
+# On a host that mixes v1 and v2, where to look when the v2 path is the root:
+# the hierarchies that name services and containers first.
+V1_PREFERENCE = ("name=systemd", "memory", "pids", "cpu,cpuacct", "cpu", "cpuset")
+
+
+def cgroup_of(text: str) -> str:
+    """The cgroup path that says most about a process, from /proc/PID/cgroup.
+
+    The v2 path where it is not the root; else (a host mixing v1 and v2,
+    where v2 holds everything at /) the first v1 hierarchy that places the
+    process somewhere, preferring those that name services and containers.
+    """
+    v2 = ""
+    v1: dict[str, str] = {}
+    for line in text.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and not controllers:
+            v2 = path
+        elif path:
+            v1[controllers] = path
+    if v2 and v2 != "/":
+        return v2
+    ranked = sorted(v1.items(), key=lambda kv: V1_PREFERENCE.index(kv[0]) if kv[0] in V1_PREFERENCE else 99)
+    return next((path for _, path in ranked if path != "/"), v2 or next(iter(v1.values()), ""))
 
 
 def pidfd_target(pid: int, fd: int) -> int | None:

@@ -3,8 +3,8 @@
 One presentation per table: the live view (ui.table.SignalTable) and the
 plain `sigtop batch` table (report.py) both render from these. No widgets
 here (rich only), so the content is testable without a terminal, and the
-batch report loads no Textual. Every string a process controls becomes
-`rich.text.Text`: never markup.
+batch report loads no Textual. Every string a process controls arrives
+sanitised by the model and becomes `rich.text.Text`: never markup.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from rich.text import Text
 
 from sigtop.filters import FlowFilter
 from sigtop.model import FlowRow, SignalfdRow, SignalModel, SigreturnRow
-from sigtop.names import Result, errno_name, printable, sfd_flag_names, signal_mask_names, signame
+from sigtop.names import Result, errno_name, sfd_flag_names, signal_mask_names, signame
 
 
 def _fmt(value: float) -> str:
@@ -94,11 +94,11 @@ FLOW_COLUMNS = [
     Column(
         "COMM",
         lambda r: r.sender_comm if r.key.sender_pid else "",
-        lambda r, _n: Text(printable(r.sender_comm)) if r.key.sender_pid else Text("[kernel]", style="italic"),
+        lambda r, _n: Text(r.sender_comm) if r.key.sender_pid else Text("[kernel]", style="italic"),
         priority=60,
     ),
     Column("TARGET", lambda r: r.key.target_pid, lambda r, _n: Text(_target(r), justify="right"), True, 100),
-    Column("COMM", lambda r: r.target_comm, lambda r, _n: Text(printable(r.target_comm)), priority=55),
+    Column("COMM", lambda r: r.target_comm, lambda r, _n: Text(r.target_comm), priority=55),
     Column("SIGNAL", lambda r: r.key.sig, lambda r, _n: signame(r.key.sig), priority=95),
     Column("VIA", lambda r: r.key.via, lambda r, _n: r.key.via, priority=45),
     Column("COUNT", lambda r: r.count, _num(lambda r: r.count), True, 90),
@@ -128,7 +128,7 @@ FLOW_COLUMNS = [
 
 SIGNALFD_COLUMNS = [
     Column("PID", lambda r: r.pid, _pid(lambda r: r.pid), True, 100),
-    Column("COMM", lambda r: r.comm, lambda r, _n: Text(printable(r.comm)), priority=60),
+    Column("COMM", lambda r: r.comm, lambda r, _n: Text(r.comm), priority=60),
     Column("FD", lambda r: r.fd, _num(lambda r: r.fd), True, 90),
     Column("MASK", lambda r: r.mask, lambda r, _n: " ".join(signal_mask_names(r.mask)) or "-", priority=95),
     Column("FLAGS", lambda r: r.flags, lambda r, _n: " ".join(sfd_flag_names(r.flags)) or "-", priority=50),
@@ -145,7 +145,7 @@ SIGNALFD_COLUMNS = [
 
 SIGRETURN_COLUMNS = [
     Column("PID", lambda r: r.pid, _pid(lambda r: r.pid), True, 100),
-    Column("COMM", lambda r: r.comm, lambda r, _n: Text(printable(r.comm)), priority=60),
+    Column("COMM", lambda r: r.comm, lambda r, _n: Text(r.comm), priority=60),
     Column("SIGRET/s", lambda r: r.rate, _num(lambda r: r.rate), True, 90, live_only=True),
     Column("TOTAL", lambda r: r.sigreturns, _num(lambda r: r.sigreturns), True, 85),
     Column("HANDLED/s", lambda r: r.handler_rate, _num(lambda r: r.handler_rate), True, 50, live_only=True),

@@ -1,4 +1,8 @@
-"""Drill-down and help screens. They read the model; they never change it."""
+"""Drill-down and help screens. They read the model; they never change it.
+
+Strings a process or a recording chose arrive sanitised by the model
+(names.printable) and are only ever appended to rich Text, never parsed as markup.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,6 @@ from sigtop.names import (
     Syscall,
     errno_name,
     pidfd_flag_names,
-    printable,
     sfd_flag_names,
     si_code_name,
     signal_mask_names,
@@ -41,10 +44,10 @@ def process_text(model: SignalModel, pid: int, label: str) -> Text:
     info = model.procs.get(pid)
     if info is None:
         return text.append(f"pid {pid} (gone before sigtop could read /proc)")
-    text.append(f"pid {pid}  comm {printable(info.comm)}  user {info.user or '?'}\n")
-    cmdline = printable(info.cmdline)
+    text.append(f"pid {pid}  comm {info.comm}  user {info.user or '?'}\n")
+    cmdline = info.cmdline
     text.append(f"  cmdline: {cmdline[:MAX_CMDLINE] + '...' if len(cmdline) > MAX_CMDLINE else cmdline or '-'}\n")
-    chain = " <- ".join(f"{p} {printable(c)}" for p, c in info.parents) or "-"
+    chain = " <- ".join(f"{p} {c}" for p, c in info.parents) or "-"
     text.append(f"  parents: {chain}\n")
     text.append(f"  cgroup:  {info.cgroup or '-'}")
     return text
@@ -97,8 +100,8 @@ class FlowDetail(DetailScreen):
         k = r.key
         head = Text()
         head.append("Flow  ", style="bold")
-        head.append(f"{k.sender_pid or 'kernel'} {printable(r.sender_comm)} -> ")
-        head.append(f"{k.target_pid} {printable(r.target_comm)}  ")
+        head.append(f"{k.sender_pid or 'kernel'} {r.sender_comm} -> ")
+        head.append(f"{k.target_pid} {r.target_comm}  ")
         head.append(f"{signame(k.sig)} via {k.via}\n")
         breakdown = "  ".join(f"{res.name} {r.results[res]}" for res in Result if r.results[res])
         head.append(f"count {r.count}  attempts {r.attempts}  {breakdown}\n")
@@ -140,7 +143,7 @@ class SignalfdDetail(DetailScreen):
         r = self.row
         head = Text()
         head.append("signalfd  ", style="bold")
-        head.append(f"pid {r.pid} {printable(r.comm)}  fd {r.fd}  flags {' '.join(sfd_flag_names(r.flags)) or '-'}  ")
+        head.append(f"pid {r.pid} {r.comm}  fd {r.fd}  flags {' '.join(sfd_flag_names(r.flags)) or '-'}  ")
         head.append(f"calls {r.calls}  created {clock(r.created_ts) if r.created_ts else 'before tracing'}\n")
         head.append(f"mask now: {' '.join(signal_mask_names(r.mask)) or '-'}")
         with VerticalScroll():
@@ -166,7 +169,7 @@ class SigreturnDetail(DetailScreen):
         r = self.row
         head = Text()
         head.append("rt_sigreturn  ", style="bold")
-        head.append(f"pid {r.pid} {printable(r.comm)}  total {r.sigreturns}  now {r.rate:.1f}/s  ")
+        head.append(f"pid {r.pid} {r.comm}  total {r.sigreturns}  now {r.rate:.1f}/s  ")
         head.append(f"handler deliveries {r.handler_deliveries}  balance {r.balance}\n")
         if r.unmatched:
             head.append(
@@ -188,7 +191,7 @@ class SigreturnDetail(DetailScreen):
         table = self.query_one("#unmatched", DataTable)
         table.add_columns("TIME", "TID", "COMM", "EVENT")
         for e in reversed(self.row.events):
-            table.add_row(clock(e.ts), str(e.sender_tid), Text(printable(e.comm)), "unmatched rt_sigreturn")
+            table.add_row(clock(e.ts), str(e.sender_tid), Text(e.comm), "unmatched rt_sigreturn")
 
 
 FILTER_HELP = """\
