@@ -10,9 +10,11 @@ import argparse
 import asyncio
 import importlib
 import json
+import math
+import os
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from sigtop.filters import FilterError, FlowFilter
 from sigtop.names import UnknownSignalError, parse_signal, printable
@@ -39,26 +41,36 @@ def _pid(text: str) -> int:
 
 def _signal(text: str) -> int:
     try:
-        return parse_signal(text)
+        number = parse_signal(text)
     except UnknownSignalError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if number == 0:
+        raise argparse.ArgumentTypeError("signal 0 is a probe, not a signal: probes are always shown (PROBES)")
+    return number
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
-    return value
+def _number(
+    low: float, high: float, what: str, low_inclusive: bool = False, high_text: str = ""
+) -> Callable[[str], float]:
+    """An option type: a finite number in a range that makes sense (no nan, no 1e308)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value) or value > high or value < low or (value == low and not low_inclusive):
+            bound = f"at least {low:g}" if low_inclusive else f"more than {low:g}"
+            raise argparse.ArgumentTypeError(f"{what} must be {bound} and at most {high_text or f'{high:g}'}: {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative(text: str) -> float:
-    value = float(text) if text.replace(".", "", 1).isdigit() else -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"not a number >= 0: {text!r}")
-    return value
+MIN_INTERVAL_S, MAX_INTERVAL_S = 0.05, 3600.0  # below: redrawing or collecting is all sigtop would do
+_duration = _number(0, 366 * 86400, "a duration (seconds)", high_text="366 days")
+_interval = _number(MIN_INTERVAL_S, MAX_INTERVAL_S, "an interval (seconds)", low_inclusive=True)
+_speed = _number(0, 1000, "a speed", low_inclusive=True)
 
 
 def _add_filters(p: argparse.ArgumentParser, top: bool = False) -> None:
@@ -92,7 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="With no command, sigtop opens the live view. Run `sigtop doctor` if it does not start.",
     )
     parser.add_argument(
-        "-d", "--delay", type=_positive, default=1.0, metavar="S", help="refresh interval in seconds (default 1)"
+        "-d",
+        "--delay",
+        type=_interval,
+        default=1.0,
+        metavar="S",
+        help=f"refresh interval in seconds, {MIN_INTERVAL_S:g} to {MAX_INTERVAL_S:g} (default 1)",
     )
     parser.add_argument(
         "-c", "--comm", action="append", default=[], metavar="TEXT", help="show only processes whose name contains TEXT"
@@ -101,10 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     b = sub.add_parser("batch", help="trace headless, then print the tables (or JSON)")
-    b.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds (default: at Ctrl-C)")
+    b.add_argument("--duration", type=_duration, metavar="S", help="stop after S seconds (default: at Ctrl-C)")
     b.add_argument(
         "--interval",
-        type=_positive,
+        type=_interval,
         default=1.0,
         metavar="S",
         help="how often the kernel's counters are read (default 1)",
@@ -113,16 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_filters(b)
 
     r = sub.add_parser("record", help="record what the collector produces, as JSON Lines")
-    r.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write ('-' for stdout)")
-    r.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds (default: at Ctrl-C)")
-    r.add_argument("--interval", type=_positive, default=1.0, metavar="S", help="batch interval (default 1)")
+    r.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="file to write ('-' for stdout); never through a symlink, never over an existing file without --force",
+    )
+    r.add_argument("--force", action="store_true", help="replace FILE if it exists (a regular file only)")
+    r.add_argument("--duration", type=_duration, metavar="S", help="stop after S seconds (default: at Ctrl-C)")
+    r.add_argument("--interval", type=_interval, default=1.0, metavar="S", help="batch interval (default 1)")
     _add_filters(r)
 
     p = sub.add_parser("replay", help="open the live view over a recording (no root, no BPF)")
     p.add_argument("file", metavar="FILE")
     p.add_argument(
         "--speed",
-        type=_non_negative,
+        type=_speed,
         default=1.0,
         metavar="X",
         help="playback speed (default 1; 0 loads everything at once)",
@@ -162,20 +186,25 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 def cmd_record(args: argparse.Namespace) -> int:
     from sigtop.live.collector import BpfSource
-    from sigtop.recording import RecordingWriter
+    from sigtop.recording import RecordingWriter, open_output
     from sigtop.runner import trace
 
     config = _trace_config(args, details=True, interval=args.interval)
+    # Opened before attaching: a refused output costs no compile.
+    fd = sys.stdout.fileno() if args.output == "-" else open_output(args.output, force=args.force)
     try:
-        out = sys.stdout if args.output == "-" else Path(args.output).open("w", encoding="utf-8")  # noqa: SIM115
-    except OSError as exc:
-        raise CliError(f"cannot write {args.output}: {exc.strerror}") from None
-    with out:
         writer = RecordingWriter(
-            out, {"pids": list(config.pids), "signals": list(config.signals), "interval_s": config.interval_s}
+            fd,
+            {"pids": list(config.pids), "signals": list(config.signals), "interval_s": config.interval_s},
+            name=args.output,
         )
         asyncio.run(trace(BpfSource(config), args.duration, writer.write))
-    print(f"recorded {writer.batches} batches to {args.output}", file=sys.stderr)
+    except BrokenPipeError:  # the reader of `-o -` went away: the recording simply ends
+        return 0
+    finally:
+        if args.output != "-":
+            os.close(fd)
+    print(f"recorded {writer.batches} batches to {printable(args.output)}", file=sys.stderr)
     return 0
 
 
@@ -186,7 +215,10 @@ def _ui_filter(args: argparse.Namespace) -> FlowFilter:
 def cmd_replay(args: argparse.Namespace) -> int:
     from sigtop.recording import ReplaySource, read_recording
 
-    _head, batches = read_recording(args.file)
+    notes: list[str] = []
+    _head, batches = read_recording(args.file, notes)
+    for note in notes:
+        print(f"sigtop: {printable(note)}", file=sys.stderr)
     source = ReplaySource(batches, speed=args.speed, name=args.file)
     return _run_app(source, args, interval=args.delay)
 
@@ -194,6 +226,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_live(args: argparse.Namespace) -> int:
     from sigtop.live.collector import BpfSource
 
+    _need_terminal()  # before a second of compiling
     source = BpfSource(_trace_config(args, details=True, interval=args.delay))
     # Attach first, then load Textual: side by side they contend for two
     # CPUs and the GIL (attached ~0.5 s later, first screen no sooner).
@@ -215,7 +248,14 @@ def attach_while_loading(source: Source, *modules: str) -> None:
         attached.result()
 
 
+def _need_terminal() -> None:
+    """The live view draws on a terminal; without one it would draw into the void forever."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise CliError("the live view needs a terminal: use `sigtop batch` or `sigtop record` without one")
+
+
 def _run_app(source: Source, args: argparse.Namespace, interval: float) -> int:
+    _need_terminal()
     from sigtop.ui.app import SigtopApp
 
     app = SigtopApp(source, flow_filter=_ui_filter(args), refresh_s=interval)
@@ -223,6 +263,9 @@ def _run_app(source: Source, args: argparse.Namespace, interval: float) -> int:
         app.run()
     finally:
         source.detach()
+    if app.failure:
+        print(f"sigtop: {printable(app.failure)}", file=sys.stderr)
+        return app.return_code or 1
     return app.return_code or 0
 
 

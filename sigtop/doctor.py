@@ -31,6 +31,9 @@ def _bpf() -> str | None:
 def _tracefs() -> str | None:
     root = preflight.tracefs_root()
     if root is None:
+        unreadable = [p for p in preflight.TRACEFS_PATHS if p.exists() and not os.access(p, os.R_OK | os.X_OK)]
+        if unreadable:
+            return f"{unreadable[0]} is not readable by this user (tracefs is root's: run as root)"
         return "tracefs is not mounted"
     missing = preflight.missing_tracepoints(root)
     if missing:

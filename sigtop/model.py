@@ -17,6 +17,7 @@ from sigtop.names import (
     Syscall,
     kernel_origin,
     printable,
+    syscall_name,
 )
 from sigtop.records import (
     Batch,
@@ -214,8 +215,7 @@ class SignalModel:
 
     def row_key(self, key: FlowKey) -> FlowRowKey:
         """Which flows-table row a kernel flow key belongs to."""
-        syscall = Syscall(key.syscall)
-        via = kernel_origin(key.sig, key.code) if syscall == Syscall.kernel else syscall.name
+        via = kernel_origin(key.sig, key.code) if key.syscall == Syscall.kernel else syscall_name(key.syscall)
         if key.result in (Result.failed, Result.no_signal):
             target = key.target_pid  # what was asked for: a pid, -pgid, or a pidfd
             if key.targets_pidfd():

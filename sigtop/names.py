@@ -32,6 +32,11 @@ class Syscall(IntEnum):
     signalfd4 = 8
 
 
+def syscall_name(number: int) -> str:
+    """kill, tgkill, ... or `syscall#9` for an id a newer sigtop wrote."""
+    return Syscall(number).name if number in Syscall._value2member_map_ else f"syscall#{number}"
+
+
 class Result(IntEnum):
     """Outcome of one send: the kernel's TRACE_SIGNAL_* and two of ours."""
 

@@ -7,14 +7,16 @@ same batches to the same app, with no root and no BPF.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import platform
+import stat
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from sigtop.records import Batch
+from sigtop.records import Batch, RecordValueError
 from sigtop.source import Deliver, SourceError
 
 FORMAT = "sigtop-recording"
@@ -36,51 +38,117 @@ def header(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class RecordingFullError(RecordingError):
+    """The output could take no more (a full disk): what was written up to the last whole batch stays valid."""
+
+
+def open_output(path: str, force: bool = False) -> int:
+    """A file descriptor to record into, opened without following a symlink.
+
+    Never clobbers an existing file unless `force` (and even then only a
+    regular file, never through a symlink): root's sigtop must not be made
+    to overwrite a file by a link planted in /tmp. Mode 0600: a recording
+    shows every process's command line.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise RecordingError(f"{path} exists: not overwriting it (--force to replace a regular file)") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RecordingError(f"{path} is a symbolic link: not writing through it") from None
+        raise RecordingError(f"cannot write {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RecordingError(f"{path} is not a regular file: not recording into it")
+    return fd
+
+
 class RecordingWriter:
-    def __init__(self, out: IO[str], config: dict[str, Any]) -> None:
-        self.out = out
+    """Writes a header, then one batch per line, each line whole or not at all.
+
+    Each line goes out in one write; after a failed one (a full disk) the
+    file is cut back to the end of the last whole line, so it always
+    replays. To a pipe (`-o -`) a failed write just ends the recording.
+    """
+
+    def __init__(self, fd: int, config: dict[str, Any], name: str = "") -> None:
+        self.fd = fd
+        self.name = name
         self.batches = 0
+        self._good = 0  # bytes written in whole lines
+        self._seekable = stat.S_ISREG(os.fstat(fd).st_mode)
         self._write(header(config))
 
     def _write(self, doc: dict[str, Any]) -> None:
-        self.out.write(json.dumps(doc, separators=(",", ":")) + "\n")
-        self.out.flush()
+        line = memoryview((json.dumps(doc, separators=(",", ":")) + "\n").encode())
+        written = 0
+        try:
+            while written < len(line):
+                written += os.write(self.fd, line[written:])
+        except OSError as exc:
+            if self._seekable:
+                os.ftruncate(self.fd, self._good)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise RecordingFullError(
+                    f"{self.name}: {exc.strerror} after {self.batches} batches; the file holds them, whole"
+                ) from None
+            raise
+        self._good += written
 
     def write(self, batch: Batch) -> None:
         self._write(batch.to_json())
         self.batches += 1
 
 
-def read_recording(path: str | Path) -> tuple[dict[str, Any], list[Batch]]:
-    """Parse a whole recording, or raise RecordingError naming the bad line."""
+def read_recording(path: str | Path, notes: list[str] | None = None) -> tuple[dict[str, Any], list[Batch]]:
+    """Parse a whole recording, or raise RecordingError naming the bad line.
+
+    A last line cut off (a crash mid-write) is left out, and said in
+    `notes`: everything before it is whole and replays.
+    """
+    batches = []
     try:
         with Path(path).open(encoding="utf-8") as f:
-            lines = f.readlines()
+            first = f.readline()
+            if not first:
+                raise RecordingError(f"{path}: empty file, not a sigtop recording")
+            head = _header(path, first)
+            for number, line in enumerate(f, start=2):
+                if not line.strip():
+                    continue
+                if not line.endswith("\n"):
+                    if notes is not None:
+                        notes.append(f"{path}:{number}: the last line was cut off; replaying {len(batches)} batches")
+                    break
+                batches.append(_batch(path, number, line))
     except (OSError, UnicodeDecodeError) as exc:
         raise RecordingError(f"cannot read recording {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    if not lines:
-        raise RecordingError(f"{path}: empty file, not a sigtop recording")
+    return head, batches
+
+
+def _header(path: str | Path, line: str) -> dict[str, Any]:
     try:
-        head = json.loads(lines[0])
-    except json.JSONDecodeError:
+        head = json.loads(line)
+    except (json.JSONDecodeError, RecursionError):
         raise RecordingError(f"{path}:1: not a sigtop recording (no header)") from None
     if not isinstance(head, dict) or head.get("format") != FORMAT:
         raise RecordingError(f"{path}:1: not a sigtop recording (no header)")
     if head.get("version") != VERSION:
-        raise RecordingError(f"{path}:1: recording version {head.get('version')} is not supported")
-    batches = []
-    for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        if not line.endswith("\n"):
-            raise RecordingError(f"{path}:{number}: truncated line (the recording was cut off)")
-        try:
-            batches.append(Batch.from_json(json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise RecordingError(f"{path}:{number}: corrupt line ({exc.msg} at column {exc.colno})") from None
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise RecordingError(f"{path}:{number}: corrupt batch ({type(exc).__name__}: {exc})") from None
-    return head, batches
+        raise RecordingError(f"{path}:1: recording version {head.get('version')!r:.20} is not supported")
+    return head
+
+
+def _batch(path: str | Path, number: int, line: str) -> Batch:
+    try:
+        return Batch.from_json(json.loads(line))
+    except json.JSONDecodeError as exc:
+        raise RecordingError(f"{path}:{number}: corrupt line ({exc.msg} at column {exc.colno})") from None
+    except RecordValueError as exc:
+        raise RecordingError(f"{path}:{number}: {exc}") from None
+    except (RecursionError, ValueError) as exc:  # nesting too deep, numbers too long for int()
+        raise RecordingError(f"{path}:{number}: corrupt line ({type(exc).__name__})") from None
 
 
 class ReplaySource:

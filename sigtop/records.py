@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from sigtop.names import Result, Syscall
@@ -308,26 +308,152 @@ class Batch:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Batch:
-        """Build a batch from `to_json` output; raises KeyError/TypeError/ValueError when malformed."""
-        return cls(
-            ts=float(data["ts"]),
-            interval_s=float(data["interval_s"]),
-            flows=[FlowDelta(**{**f, "key": FlowKey(**f["key"])}) for f in data.get("flows", [])],
-            threads=[ThreadDelta(**t) for t in data.get("threads", [])],
-            signalfds=[SignalfdState(**s) for s in data.get("signalfds", [])],
-            events=[SignalEvent(**e) for e in data.get("events", [])],
-            procs=[
-                ProcInfo(
-                    **{
-                        **p,
-                        "parents": [tuple(x) for x in p.get("parents", [])],
-                        "pidfds": {int(k): v for k, v in p.get("pidfds", {}).items()},
-                    }
-                )
-                for p in data.get("procs", [])
-            ],
-            stats=KernelStats(**data.get("stats", {})),
-            final=bool(data.get("final", False)),
-            program_misses={str(k): int(v) for k, v in data.get("program_misses", {}).items()},
-        )
+    def from_json(cls, data: Any) -> Batch:
+        """Build a batch from `to_json` output, checking every value; RecordValueError names the first bad one.
+
+        The boundary for recordings, which anyone may have crafted: every
+        field has its type and range checked here, so nothing past it can
+        crash on a null count, a list where a string belongs or a
+        timestamp of 1e300. Keys a newer sigtop added are ignored; ids it
+        added (a syscall, an event kind) are kept and shown as numbers.
+        """
+        return _build(cls, data, "batch", nested=_BATCH_PARTS)
+
+
+class RecordValueError(ValueError):
+    """A recorded value of the wrong type or out of range, naming where it is."""
+
+
+MAX_TS = 1e11  # seconds since 1970: the year 5138
+MAX_COUNT = 2**63
+MAX_TEXT = 1 << 20
+INT32 = (-(2**31), 2**32)  # pids, signals, codes: 32-bit in the kernel (signed or not)
+INT64 = (-(2**63), 2**64)
+
+
+def _int(value: Any, where: str, low: int = INT64[0], high: int = INT64[1]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < high:
+        raise RecordValueError(f"{where}: {value!r:.40} is not an integer in [{low}, {high})")
+    return value
+
+
+def _float(value: Any, where: str, low: float = 0.0, high: float = MAX_TS) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:  # NaN fails
+        raise RecordValueError(f"{where}: {value!r:.40} is not a number in [{low:g}, {high:g}]")
+    return float(value)
+
+
+def _str(value: Any, where: str) -> str:
+    if type(value) is not str or len(value) > MAX_TEXT:
+        raise RecordValueError(f"{where}: {value!r:.40} is not a string (of at most {MAX_TEXT} characters)")
+    return value
+
+
+def _bool(value: Any, where: str) -> bool:
+    if type(value) not in (bool, int):
+        raise RecordValueError(f"{where}: {value!r:.40} is not a boolean")
+    return bool(value)
+
+
+def _optional_count(value: Any, where: str) -> int | None:
+    return None if value is None else _int(value, where, 0, MAX_COUNT)
+
+
+def _list(value: Any, where: str) -> list:
+    if not isinstance(value, list | tuple):
+        raise RecordValueError(f"{where}: {value!r:.40} is not a list")
+    return value
+
+
+def _parents(value: Any, where: str) -> list[tuple[int, str]]:
+    parents = []
+    for i, item in enumerate(_list(value, where)):
+        pair = _list(item, f"{where}[{i}]")
+        if len(pair) != 2:
+            raise RecordValueError(f"{where}[{i}]: not a (pid, comm) pair")
+        parents.append((_int(pair[0], f"{where}[{i}]", *INT32), _str(pair[1], f"{where}[{i}]")))
+    return parents
+
+
+def _pidfds(value: Any, where: str) -> dict[int, int]:
+    if type(value) is not dict:
+        raise RecordValueError(f"{where}: not an object")
+    out = {}
+    for key, v in value.items():
+        fd = int(key) if isinstance(key, str) and key.lstrip("-").isdigit() and len(key) < 12 else key  # JSON: strings
+        out[_int(fd, f"{where} key", *INT32)] = _int(v, f"{where}[{key}]", *INT32)
+    return out
+
+
+def _misses(value: Any, where: str) -> dict[str, int]:
+    if type(value) is not dict:
+        raise RecordValueError(f"{where}: not an object")
+    return {_str(k, where): _int(v, f"{where}[{k}]", 0, MAX_COUNT) for k, v in value.items()}
+
+
+# Checks by the annotation each field is declared with (from __future__ annotations: strings).
+_BY_TYPE = {
+    "int": lambda v, w: _int(v, w, *INT64),
+    "float": _float,
+    "str": _str,
+    "bool": _bool,
+    "int | None": _optional_count,
+    "list[tuple[int, str]]": _parents,
+    "dict[int, int]": _pidfds,
+    "dict[str, int]": _misses,
+}
+# Narrower ranges where a field has one.
+_BY_NAME = {
+    "count": lambda v, w: _int(v, w, 0, MAX_COUNT),
+    "calls": lambda v, w: _int(v, w, 0, MAX_COUNT),
+    "result": lambda v, w: _int(v, w, 0, len(Result)),  # a result the model has no column for cannot be shown
+    "interval_s": lambda v, w: _float(v, w, 0.0, 1e7),
+    "latency_ns": lambda v, w: None if v is None else _int(v, w, 0, MAX_COUNT),
+    "mask": lambda v, w: _int(v, w, 0, 2**64),
+    "info_value": lambda v, w: _int(v, w, 0, 2**64),
+    "handler": lambda v, w: _int(v, w, 0, 2**64),
+    "sa_flags": lambda v, w: _int(v, w, 0, 2**64),
+    **{n: lambda v, w: _int(v, w, *INT32) for n in ("sender_pid", "target_pid", "target_tgid", "sig", "code", "err")},
+    **{n: lambda v, w: _int(v, w, *INT32) for n in ("tid", "tgid", "pid", "fd", "ppid", "sender_tid", "ret")},
+    **{n: lambda v, w: _int(v, w, *INT32) for n in ("arg_pid", "arg_tid", "info_pid", "info_uid", "flags", "group")},
+    **{n: lambda v, w: _int(v, w, 0, 2**16) for n in ("syscall", "kind")},
+}
+
+
+def _build(cls: type, data: Any, where: str, nested: dict[str, Any] | None = None, counts: bool = False) -> Any:
+    """An instance of a records dataclass from a JSON object, every field checked (counts: ints are counts)."""
+    if type(data) is not dict:
+        raise RecordValueError(f"{where}: {data!r:.40} is not an object")
+    nested = nested or {}
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in data:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise RecordValueError(f"{where}: no {f.name}")
+            continue
+        value, at = data[f.name], f"{where}.{f.name}"
+        if f.name in nested:
+            kwargs[f.name] = nested[f.name](value, at)
+        elif counts and f.type == "int":
+            kwargs[f.name] = _int(value, at, 0, MAX_COUNT)
+        elif f.name in _BY_NAME and f.type in ("int", "float", "int | None"):
+            kwargs[f.name] = _BY_NAME[f.name](value, at)
+        elif f.type in _BY_TYPE:
+            kwargs[f.name] = _BY_TYPE[f.type](value, at)
+        else:
+            raise RecordValueError(f"{where}: cannot read field {f.name} ({f.type})")  # a sigtop bug, not the file's
+    return cls(**kwargs)
+
+
+def _each(cls: type, nested: dict[str, Any] | None = None) -> Any:
+    return lambda value, at: [_build(cls, item, f"{at}[{i}]", nested) for i, item in enumerate(_list(value, at))]
+
+
+_BATCH_PARTS: dict[str, Any] = {
+    "flows": _each(FlowDelta, {"key": lambda v, at: _build(FlowKey, v, at)}),
+    "threads": _each(ThreadDelta),
+    "signalfds": _each(SignalfdState),
+    "events": _each(SignalEvent),
+    "procs": _each(ProcInfo),
+    "stats": lambda v, at: _build(KernelStats, v, at, counts=True),
+}

@@ -18,17 +18,17 @@ from sigtop.model import FlowRow, SignalModel
 from sigtop.names import (
     GENERATED_RESULTS,
     Result,
-    Syscall,
     errno_name,
     sfd_flag_names,
     signal_mask_names,
     signame,
+    syscall_name,
 )
 from sigtop.ui.columns import TABLES, TableSpec, sorted_rows
 
 
 def flow_syscall(row: FlowRow) -> str:
-    return Syscall(row.syscall).name
+    return syscall_name(row.syscall)
 
 
 def flow_json(row: FlowRow, model: SignalModel | None = None) -> dict[str, Any]:

@@ -24,7 +24,8 @@ async def trace(
     """Attach, announce, feed every batch to on_batch until done; always detach."""
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: a batch whose terminal closed prints its results like on Ctrl-C.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, done.set)
     queue = BatchQueue()
     try:
@@ -58,7 +59,7 @@ async def trace(
             raise SourceError(source.error)
     finally:
         source.stop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(signum)
 
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import signal
+import sys
+import termios
 from collections import deque
 from collections.abc import Sequence
 
@@ -31,6 +34,7 @@ from sigtop.ui.screens import HelpScreen, detail_screen
 from sigtop.ui.table import SignalTable
 
 MAX_TABLE_ROWS = 500
+TERMINAL_CHECK_S = 0.5
 EVENTS_PER_STEP = 2_000  # detail events folded between two looks at the keyboard (~2 ms)
 STEP_PAUSE_S = 0.001
 
@@ -76,6 +80,8 @@ class SigtopApp(App[int]):
         self._event_backlog: deque[Sequence[SignalEvent]] = deque()
         self._stepper: asyncio.Task[None] | None = None
         self.active = "flows"
+        self.failure: str | None = None  # why the app ended itself, for the CLI to print
+        self._terminal: int | None = None
 
     # ---- layout ------------------------------------------------------------
 
@@ -94,12 +100,18 @@ class SigtopApp(App[int]):
         # The main screen's widgets, also while a detail screen is on top.
         self._main = self.screen
         loop = asyncio.get_running_loop()
-        try:
-            loop.add_signal_handler(signal.SIGTERM, self.exit)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass  # not the main thread (tests): nothing to hook
+        # SIGHUP with the terminal still there (a closed ssh session's
+        # shell, `kill -HUP`): end like SIGTERM, restoring the terminal.
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                loop.add_signal_handler(signum, self.exit)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread (tests): nothing to hook
+        self._terminal = self._terminal_fd()
         self.source.start(loop, self.queue.put)
         self.set_interval(self.refresh_s, self.refresh_view)
+        if self._terminal is not None:
+            self.set_interval(TERMINAL_CHECK_S, self._check_terminal)
         self.refresh_view()
         self.table("flows").focus()
         # Everything built so far (modules, the widget tree) lives as long as
@@ -146,7 +158,30 @@ class SigtopApp(App[int]):
                 else:
                     self._stepper = asyncio.get_running_loop().create_task(self._step_events())
         if batch.final and self.source.error:
-            self.notify(self.source.error, severity="error", timeout=30)
+            # The source is dead: a frozen view saying LIVE would be a lie.
+            self.end(self.source.error)
+
+    def end(self, failure: str) -> None:
+        """Exit with a one-line reason and a non-zero status (the CLI prints it once the terminal is restored)."""
+        self.failure = failure
+        self.exit(return_code=1)
+
+    @staticmethod
+    def _terminal_fd() -> int | None:
+        """The terminal the app draws on, if it runs on one (not under a test's headless driver)."""
+        try:
+            fd = sys.__stdin__.fileno() if sys.__stdin__ is not None else -1
+        except (OSError, ValueError):
+            return None
+        return fd if fd >= 0 and os.isatty(fd) else None
+
+    def _check_terminal(self) -> None:
+        """End when the terminal has gone (hung up with SIGHUP ignored): Textual's input thread
+        would spin on its EOF forever, and nobody is watching."""
+        try:
+            termios.tcgetattr(self._terminal)
+        except (termios.error, OSError):
+            self.end("the terminal went away")
 
     async def _step_events(self) -> None:
         while self._event_backlog:

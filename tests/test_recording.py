@@ -1,0 +1,155 @@
+"""Recordings: written safely (no symlinks, no clobbering, whole lines even on a full disk),
+read defensively (every value checked at the boundary, a cut last line left out)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from sigtop.recording import RecordingError, RecordingFullError, RecordingWriter, open_output, read_recording
+from tests.conftest import RECORDING
+from tests.test_cli import assert_one_line_error, run
+
+REAL_LINES = RECORDING.read_text().splitlines(keepends=True)
+
+
+def test_record_never_overwrites_an_existing_file(tmp_path):
+    precious = tmp_path / "precious"
+    precious.write_text("keep me\n")
+    assert_one_line_error(run("record", "-o", str(precious), "--duration", "1"), "exists: not overwriting it")
+    assert precious.read_text() == "keep me\n"
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_record_never_writes_through_a_symlink(tmp_path, force):
+    """The attack: a link planted where root will record, pointing at a file root owns."""
+    target = tmp_path / "shadow"
+    target.write_text("root's\n")
+    link = tmp_path / "capture.jsonl"
+    link.symlink_to(target)
+    args = ["record", "-o", str(link), "--duration", "1", *(["--force"] if force else [])]
+    assert_one_line_error(run(*args), "symbolic link" if force else "exists")
+    assert target.read_text() == "root's\n"
+    dangling = tmp_path / "dangling.jsonl"
+    dangling.symlink_to(tmp_path / "not-yet")
+    assert_one_line_error(run("record", "-o", str(dangling), "--duration", "1"), "exists")
+    assert not (tmp_path / "not-yet").exists()
+
+
+def test_force_replaces_only_a_regular_file(tmp_path):
+    old = tmp_path / "old.jsonl"
+    old.write_text("x" * 1000)
+    fd = open_output(str(old), force=True)
+    try:
+        assert os.fstat(fd).st_size == 0
+        assert oct(os.fstat(fd).st_mode & 0o777) == oct(0o644 & os.fstat(fd).st_mode)  # mode of the old file kept
+    finally:
+        os.close(fd)
+    with pytest.raises(RecordingError, match="not a regular file"):
+        open_output("/dev/null", force=True)
+    fresh = tmp_path / "fresh.jsonl"
+    os.close(open_output(str(fresh)))
+    assert fresh.stat().st_mode & 0o777 == 0o600  # a recording shows every command line
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_leaves_a_file_that_replays_whole(tiny_disk):
+    from sigtop.records import Batch
+
+    batches = [Batch.from_json(json.loads(line)) for line in REAL_LINES[1:]]
+    path = tiny_disk / "rec.jsonl"
+    fd = open_output(str(path))
+    try:
+        writer = RecordingWriter(fd, {"interval_s": 1}, name=str(path))
+
+        def fill() -> None:
+            for i in range(10_000):
+                writer.write(batches[i % len(batches)])
+
+        with pytest.raises(RecordingFullError, match="No space left"):
+            fill()
+    finally:
+        os.close(fd)
+    written = writer.batches
+    assert written > 3
+    assert path.read_bytes().endswith(b"\n")
+    notes: list[str] = []
+    _head, replayed = read_recording(path, notes)
+    assert (len(replayed), notes) == (written, [])
+
+
+def test_a_crash_mid_line_replays_every_whole_batch(tmp_path):
+    path = tmp_path / "cut.jsonl"
+    path.write_text("".join(REAL_LINES) + REAL_LINES[-1][:100])  # the last write never finished
+    notes: list[str] = []
+    _head, batches = read_recording(path, notes)
+    assert len(batches) == len(REAL_LINES) - 1
+    assert notes == [f"{path}:{len(REAL_LINES) + 1}: the last line was cut off; replaying {len(batches)} batches"]
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda b: b["flows"][0].update(count=None), "batch.flows[0].count: None is not an integer"),
+        (lambda b: b["flows"][0]["key"].update(result=9), "batch.flows[0].key.result: 9 is not an integer in [0, 7)"),
+        (lambda b: b.update(ts=1e300), "batch.ts: 1e+300 is not a number"),
+        (lambda b: b["procs"][0].update(comm=["a", "list"]), "batch.procs[0].comm: ['a', 'list'] is not a string"),
+        (lambda b: b["procs"][0].update(parents=[[1]]), "not a (pid, comm) pair"),
+        (lambda b: b.update(flows={"not": "a list"}), "batch.flows: {'not': 'a list'} is not a list"),
+        (lambda b: b["stats"].update(events_lost=-1), "batch.stats.events_lost"),
+        (lambda b: b["events"][0].update(latency_ns="soon"), "batch.events[0].latency_ns"),
+    ],
+)
+def test_bad_values_name_their_line_and_field(tmp_path, change, needle):
+    doc = json.loads(REAL_LINES[1])
+    if not doc["events"]:
+        doc["events"] = next(json.loads(line) for line in REAL_LINES[2:] if json.loads(line)["events"])["events"]
+    change(doc)
+    path = tmp_path / "bad.jsonl"
+    path.write_text(REAL_LINES[0] + json.dumps(doc) + "\n")
+    with pytest.raises(RecordingError) as caught:
+        read_recording(path)
+    assert str(caught.value).startswith(f"{path}:2: ")
+    assert needle in str(caught.value)
+
+
+def test_ids_from_a_newer_sigtop_are_shown_not_fatal(tmp_path):
+    from sigtop.model import SignalModel
+    from sigtop.report import to_json
+
+    doc = json.loads(REAL_LINES[1])
+    doc["flows"][0]["key"]["syscall"] = 42  # a send syscall this version does not know
+    doc["flows"][0]["key"]["sender_pid"] = 4242
+    doc["flows"][0]["brand_new_field"] = {"from": "the future"}
+    path = tmp_path / "newer.jsonl"
+    path.write_text(REAL_LINES[0] + json.dumps(doc) + "\n")
+    _head, batches = read_recording(path)
+    model = SignalModel()
+    model.apply(batches[0])
+    assert "syscall#42" in {f["syscall"] for f in to_json(model)["flows"]}
+
+
+def test_replay_of_a_cut_recording_says_so_without_a_terminal(tmp_path):
+    """The note first; then, with no terminal to draw on, one line and exit 2 (never a hang)."""
+    path = tmp_path / "cut.jsonl"
+    path.write_text(REAL_LINES[0] + REAL_LINES[1][:50])
+    result = run("replay", str(path), stdin=subprocess.DEVNULL)
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].endswith("the last line was cut off; replaying 0 batches")
+    assert lines[1] == "sigtop: the live view needs a terminal: use `sigtop batch` or `sigtop record` without one"
+    assert result.returncode == 2

@@ -1,0 +1,125 @@
+"""sigtop on a real pseudo-terminal: it ends cleanly on SIGHUP and SIGTERM, ends by itself
+when its terminal disappears, and a live view whose collector dies does not pretend to be live."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import RECORDING, open_fds
+from tests.test_cli import SIGTOP
+
+LEAVE_ALT_SCREEN = b"\x1b[?1049l"
+
+
+def read_until(fd: int, needle: bytes, timeout_s: float = 15.0) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout_s
+    while needle not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{needle!r} never came: {seen[-300:]!r}"
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the other side closed
+                break
+            if not chunk:
+                break
+            seen += chunk
+    return seen
+
+
+def drain(fd: int, timeout_s: float = 5.0) -> bytes:
+    try:
+        return read_until(fd, b"\0never\0", timeout_s)
+    except AssertionError:
+        return b""
+
+
+def start_on_pty(*args: str, controlling: bool = False) -> tuple[subprocess.Popen, int]:
+    master, slave = os.openpty()
+    os.set_blocking(master, True)
+    proc = subprocess.Popen(
+        [*SIGTOP, *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"},
+    )
+    os.close(slave)
+    return proc, master
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM])
+def test_hangup_or_term_restores_the_terminal_and_exits(signum):
+    proc, master = start_on_pty("replay", "--speed", "0", str(RECORDING))
+    try:
+        read_until(master, b"REPLAY")
+        proc.send_signal(signum)  # our own child
+        tail = b""
+        deadline = time.monotonic() + 15
+        while proc.poll() is None and time.monotonic() < deadline:
+            tail += drain(master, 0.5)
+        assert proc.poll() is not None, "sigtop did not end"
+        tail += drain(master, 1)
+        assert LEAVE_ALT_SCREEN in tail  # the terminal was given back, not left raw
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        os.close(master)
+
+
+def test_ends_by_itself_when_its_terminal_is_gone():
+    """No SIGHUP comes (not its controlling terminal, or SIGHUP ignored): it must notice, not spin."""
+    proc, master = start_on_pty("replay", "--speed", "0", str(RECORDING))
+    try:
+        read_until(master, b"REPLAY")
+        os.close(master)
+        master = -1
+        started = time.monotonic()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pytest.fail("sigtop kept running (spinning) with its terminal gone")
+        assert time.monotonic() - started < 10
+        assert proc.returncode == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if master >= 0:
+            os.close(master)
+
+
+@pytest.mark.bpf
+async def test_a_dead_collector_ends_the_live_view_with_its_error(bpf_ready):
+    from sigtop.live.collector import BpfSource
+    from sigtop.live.config import TraceConfig
+    from sigtop.ui.app import SigtopApp
+
+    before = open_fds("bpf-prog")
+    source = BpfSource(TraceConfig(interval_s=0.2))
+    source.attach()
+
+    def broken(*_args):
+        raise RuntimeError("injected: the map drain failed")
+
+    source._drain.flows = broken  # a fault inside our own collector; the kernel side is real
+    app = SigtopApp(source, refresh_s=0.2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(50):
+            await pilot.pause(0.1)
+            if app.failure:
+                break
+    assert app.failure == "the collector failed: RuntimeError: injected: the map drain failed"
+    assert app.return_code == 1
+    assert source.bpf is None  # every probe detached
+    assert open_fds("bpf-prog") == before
