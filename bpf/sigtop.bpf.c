@@ -55,6 +55,7 @@ typedef struct siginfo siginfo_t;
 // Events between forced wake-ups of the reader, per CPU.
 #define WAKEUP_EVERY 2048
 
+#define EPERM 1
 #define SI_USER 0
 #define SI_KERNEL 0x80
 #define SI_TKILL -6
@@ -155,6 +156,7 @@ BPF_HASH(threads, u32, struct thread_val, THREAD_ENTRIES);
 BPF_HASH(signalfds, struct signalfd_key, struct signalfd_val, SIGNALFD_ENTRIES);
 BPF_HASH(pid_filter, u32, u8, PID_FILTER_ENTRIES);
 BPF_PERCPU_ARRAY(stats, u64, STAT_MAX);
+BPF_PERCPU_ARRAY(overflow, u64, OVERFLOW_SLOTS);
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 
 static __always_inline void stat_add(int id)
@@ -225,7 +227,14 @@ static __always_inline void flow_add(struct flow_key *key, u64 ts, const char *t
         if (target_comm)
             bpf_probe_read_kernel(&init.target_comm, sizeof(init.target_comm), target_comm);
         if (flows.update(key, &init) && !flows.lookup(key)) {
+            // Full: the signal is still counted, by signal and result.
             stat_add(STAT_FLOWS_FULL);
+            int slot = (key->sig & 127) * OVERFLOW_RESULTS + (key->result & (OVERFLOW_RESULTS - 1));
+            if (key->sig >= 0 && key->sig < OVERFLOW_SIGNALS) {
+                u64 *n = overflow.lookup(&slot);
+                if (n)
+                    __sync_fetch_and_add(n, 1);
+            }
             return;
         }
         v = flows.lookup(key);
@@ -233,6 +242,15 @@ static __always_inline void flow_add(struct flow_key *key, u64 ts, const char *t
             return;
     }
     __sync_fetch_and_add(&v->count, 1);   // senders on several CPUs share a flow
+}
+
+// The si_codes the kernel defines (SI_* down to SI_DETHREAD, SI_ASYNCNL,
+// SI_KERNEL, the per-signal positive ones); anything else a caller made up.
+static __always_inline int known_code(int code)
+{
+    if ((code >= -7 && code <= 0x80) || code == -60)
+        return code;
+    return CODE_OTHER;
 }
 
 // The clock, read only when an event needs it (a flow reads it once, at creation).
@@ -346,13 +364,24 @@ static __always_inline int send_exit(long ret)
 
     u64 ts = bpf_ktime_get_ns();
     struct flow_key key = {};
+    s32 asked_target = (c.syscall == SC_TKILL || c.syscall == SC_TGKILL ||
+                        c.syscall == SC_RT_TGSIGQUEUEINFO) ? c.arg_tid : c.arg_pid;
+    u32 asked_tgid = (c.syscall == SC_TGKILL || c.syscall == SC_RT_TGSIGQUEUEINFO) ?
+                     (u32)c.arg_pid : 0;
     key.sender_tgid = tgid;
-    key.target_pid = (c.syscall == SC_TKILL || c.syscall == SC_TGKILL ||
-                      c.syscall == SC_RT_TGSIGQUEUEINFO) ? c.arg_tid : c.arg_pid;
-    key.target_tgid = (c.syscall == SC_TGKILL || c.syscall == SC_RT_TGSIGQUEUEINFO) ?
-                      (u32)c.arg_pid : 0;
+    if (ret >= 0 || (ret == -EPERM && c.syscall != SC_PIDFD_SEND_SIGNAL)) {
+        // A probe that succeeded, or one refused permission, names a process
+        // that exists: bounded by the processes there are.
+        key.target_pid = asked_target;
+        key.target_tgid = asked_tgid;
+    }
+    if (ret >= 0)
+        key.code = known_code(c.code);
+    // Any other failure's target is whatever the caller asked for, any
+    // number at all (and a pidfd's, any fd it holds): one flow per sender,
+    // signal, syscall and errno, never one per value, or kill(10000000 + i, 0)
+    // fills the map. The asked pid is in the detail event.
     key.sig = c.sig;
-    key.code = c.code;
     key.syscall = c.syscall;
     key.result = ret < 0 ? RES_FAILED : RES_NO_SIGNAL;
     key.err = ret < 0 ? (s32)-ret : 0;
@@ -365,8 +394,8 @@ static __always_inline int send_exit(long ret)
     e->kind = EV_SEND_DONE;
     e->sender_tgid = tgid;
     e->sender_tid = tid;
-    e->target_pid = key.target_pid;
-    e->target_tgid = key.target_tgid;
+    e->target_pid = asked_target;
+    e->target_tgid = asked_tgid;
     e->sig = c.sig;
     e->code = c.code;
     e->result = key.result;
@@ -442,7 +471,7 @@ static __always_inline int on_generate(int sig, int code, s32 target, u32 target
     key.target_pid = target;
     key.target_tgid = target_tgid;
     key.sig = sig;
-    key.code = code;
+    key.code = known_code(code);
     key.syscall = by_syscall ? f->syscall : SC_KERNEL;
     key.result = result;
     flow_add(&key, ts, target_comm);

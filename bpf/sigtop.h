@@ -39,6 +39,7 @@ enum syscall_id {
     SC_PIDFD_SEND_SIGNAL = 6,
     SC_SIGNALFD = 7,
     SC_SIGNALFD4 = 8,
+    SC_OVERFLOW = 9,          // not a syscall: the signals the flows map had no room for
 };
 
 // The outcome of one send (sigtop.names.Result): 0..4 are the kernel's
@@ -52,6 +53,18 @@ enum result_id {
     RES_NO_SIGNAL = 5,        // the call succeeded and generated nothing (sig 0)
     RES_FAILED = 6,           // the call failed: see err
 };
+
+// si_codes a caller chose freely (the sigqueue family may pass any negative
+// code, any code at all to itself) would each take a flow of their own: the
+// kernel key keeps the codes the kernel defines and folds the rest into this
+// one (the detail event keeps the real code).
+#define CODE_OTHER 0x7fff0000
+
+// The overflow counters: signals (and failed sends) that found the flows map
+// full, by signal and result, so that a full map never loses a count.
+#define OVERFLOW_SIGNALS 65
+#define OVERFLOW_RESULTS 8
+#define OVERFLOW_SLOTS (OVERFLOW_SIGNALS * OVERFLOW_RESULTS)
 
 // struct event's kind (sigtop.names.EventKind).
 enum event_kind {

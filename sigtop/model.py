@@ -49,6 +49,9 @@ class FlowRowKey:
     pidfd: int = -1  # a failed pidfd_send_signal whose target is unknown: its fd
 
 
+OVERFLOW = "overflow"  # FlowRowKey.via of the rows counting what did not fit the kernel's map
+
+
 @dataclass(slots=True)
 class FlowRow:
     key: FlowRowKey
@@ -137,6 +140,7 @@ class SignalModel:
         self.procs: OrderedDict[int, ProcInfo] = OrderedDict()
         self.stats = KernelStats()
         self.program_misses: Counter[str] = Counter()  # skipped runs by probe
+        self.map_fill: dict[str, float] = {}  # how full each kernel map was at the last batch
         self.evicted_rows = 0
         self.duration_s = 0.0
         self.last_ts = 0.0
@@ -164,6 +168,7 @@ class SignalModel:
         self.last_ts = batch.ts
         self.stats.add(batch.stats)
         self.program_misses.update(batch.program_misses)
+        self.map_fill = batch.map_fill or self.map_fill
         self.finished = self.finished or batch.final
         for proc in batch.procs:
             self._remember_proc(proc)
@@ -215,6 +220,8 @@ class SignalModel:
 
     def row_key(self, key: FlowKey) -> FlowRowKey:
         """Which flows-table row a kernel flow key belongs to."""
+        if key.syscall == Syscall.overflow:  # no room in the kernel's map: by signal only
+            return FlowRowKey(0, 0, key.sig, OVERFLOW)
         via = kernel_origin(key.sig, key.code) if key.syscall == Syscall.kernel else syscall_name(key.syscall)
         if key.result in (Result.failed, Result.no_signal):
             target = key.target_pid  # what was asked for: a pid, -pgid, or a pidfd

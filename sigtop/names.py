@@ -30,6 +30,16 @@ class Syscall(IntEnum):
     pidfd_send_signal = 6
     signalfd = 7
     signalfd4 = 8
+    overflow = 9  # not a syscall: signals the kernel's flow map had no room for, counted by signal and result
+
+
+SEND_SYSCALLS = tuple(s for s in Syscall if s not in (Syscall.kernel, Syscall.overflow))
+CODE_OTHER = 0x7FFF0000  # a caller-chosen si_code the kernel does not define (bpf/sigtop.h)
+
+
+def known_code(code: int) -> int:
+    """The si_code as the kernel's flow key keeps it (bpf known_code): made-up codes fold into CODE_OTHER."""
+    return code if -7 <= code <= 0x80 or code == -60 else CODE_OTHER
 
 
 def syscall_name(number: int) -> str:
@@ -120,6 +130,8 @@ def signal_mask_names(mask: int) -> list[str]:
 
 
 def errno_name(err: int) -> str:
+    if err == 0:
+        return "?"  # failed sends counted in the overflow row: their errno did not fit either
     return errno.errorcode.get(err, f"E{err}")
 
 
@@ -161,6 +173,8 @@ FAULT_SIGNALS = frozenset({signal.SIGILL, signal.SIGFPE, signal.SIGSEGV, signal.
 
 def si_code_name(sig: int, code: int) -> str:
     """SI_USER, SEGV_MAPERR, CLD_EXITED, ... or the number."""
+    if code == CODE_OTHER:
+        return "other"
     if code <= 0 or code == 0x80:
         return _SI_CODES.get(code, str(code))
     prefix, names = _SIGNAL_CODES.get(sig, (None, []))

@@ -10,12 +10,13 @@ the kernel's monotonic nanoseconds into them.
 
 from __future__ import annotations
 
+import errno
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
-from sigtop.names import Result, Syscall
+from sigtop.names import Result, Syscall, known_code
 
 # How many detail events a batch keeps when batches must be merged.
 MAX_EVENTS_PER_BATCH = 200_000
@@ -43,13 +44,17 @@ class FlowKey:
     result: int  # names.Result
 
     def targets_pidfd(self) -> bool:
-        """A send that reached no process through pidfd_send_signal: target_pid is the fd that was asked for.
+        """A pidfd_send_signal that reached no process: target_pid is the fd that was asked for.
 
-        A failed call (or a sig-0 probe) never reaches signal_generate, so the
-        kernel never names the process behind the fd; user space may still
-        find it in the sender's /proc/PID/fdinfo.
+        A sig-0 probe never reaches signal_generate, so the kernel never names
+        the process behind the fd; user space may find it in the sender's
+        /proc/PID/fdinfo. A failed call's fd is not kept in the key (the
+        caller may pick any number; see bpf send_exit), except in recordings
+        made before that, which carry it.
         """
-        return self.syscall == Syscall.pidfd_send_signal and self.result in (Result.failed, Result.no_signal)
+        if self.syscall != Syscall.pidfd_send_signal:
+            return False
+        return self.result == Result.no_signal or (self.result == Result.failed and self.target_pid != 0)
 
 
 def event_flow_key(
@@ -57,19 +62,29 @@ def event_flow_key(
 ) -> FlowKey:
     """The flows-map key of the flow a detail event (generate or send_done) was counted in.
 
-    The kernel fills an event's sender_tgid with `current`'s process even for
-    a kernel-raised signal (it names the interrupted or faulting task, for
-    the drill-down), while the flow key says 0, "the kernel": so the sender
-    is 0 unless a syscall sent it. A failed send's errno is carried as the
-    syscall's negative return value.
+    The kernel's key differs from the event in three ways (bpf send_exit
+    and on_generate), rebuilt here and nowhere else:
+    * an event's sender_tgid is `current`'s process even for a kernel-raised
+      signal (it names the interrupted or faulting task, for the drill-down),
+      while the key says 0, "the kernel";
+    * a failed send's key keeps neither the asked target nor the code (the
+      caller chooses them freely), except for EPERM, whose target exists;
+      the event keeps both; its errno is the syscall's negative return;
+    * a caller-made si_code the kernel does not define is CODE_OTHER in the key.
     """
+    err = -ret if ret < 0 else 0
+    if result == Result.failed:
+        keep_target = err == errno.EPERM and syscall != Syscall.pidfd_send_signal
+        return FlowKey(
+            sender, target_pid if keep_target else 0, target_tgid if keep_target else 0, sig, 0, err, syscall, result
+        )
     return FlowKey(
         sender_pid=sender if syscall != Syscall.kernel else 0,
         target_pid=target_pid,
         target_tgid=target_tgid,
         sig=sig,
-        code=code,
-        err=-ret if ret < 0 else 0,
+        code=known_code(code),
+        err=err,
         syscall=syscall,
         result=result,
     )
@@ -271,6 +286,7 @@ class Batch:
     stats: KernelStats = field(default_factory=KernelStats)
     final: bool = False  # the last batch of a source
     program_misses: dict[str, int] = field(default_factory=dict)  # skipped runs by probe, new since the last batch
+    map_fill: dict[str, float] = field(default_factory=dict)  # how full each kernel map is now, 0..1 (state)
 
     def merge(self, later: Batch) -> None:
         """Fold a later batch into this one (deltas add up; state is replaced)."""
@@ -284,6 +300,7 @@ class Batch:
         self.stats.batches_merged += 1
         for probe, n in later.program_misses.items():
             self.program_misses[probe] = self.program_misses.get(probe, 0) + n
+        self.map_fill = later.map_fill or self.map_fill
         if isinstance(self.events, EventBlock) and isinstance(later.events, EventBlock):
             self.events = self.events.extended(later.events)
         elif later.events:
@@ -391,6 +408,12 @@ def _misses(value: Any, where: str) -> dict[str, int]:
     return {_str(k, where): _int(v, f"{where}[{k}]", 0, MAX_COUNT) for k, v in value.items()}
 
 
+def _fills(value: Any, where: str) -> dict[str, float]:
+    if type(value) is not dict:
+        raise RecordValueError(f"{where}: not an object")
+    return {_str(k, where): _float(v, f"{where}[{k}]", 0.0, 1.0) for k, v in value.items()}
+
+
 # Checks by the annotation each field is declared with (from __future__ annotations: strings).
 _BY_TYPE = {
     "int": lambda v, w: _int(v, w, *INT64),
@@ -401,6 +424,7 @@ _BY_TYPE = {
     "list[tuple[int, str]]": _parents,
     "dict[int, int]": _pidfds,
     "dict[str, int]": _misses,
+    "dict[str, float]": _fills,
 }
 # Narrower ranges where a field has one.
 _BY_NAME = {

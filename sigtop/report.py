@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sigtop.filters import FlowFilter
-from sigtop.model import FlowRow, SignalModel
+from sigtop.model import OVERFLOW, FlowRow, SignalModel
 from sigtop.names import (
     GENERATED_RESULTS,
     Result,
@@ -37,7 +37,7 @@ def flow_json(row: FlowRow, model: SignalModel | None = None) -> dict[str, Any]:
     sender, target = procs.get(key.sender_pid), procs.get(key.target_pid)
     data: dict[str, Any] = {
         "sender_pid": key.sender_pid,
-        "sender_comm": row.sender_comm if key.sender_pid else "[kernel]",
+        "sender_comm": "[overflow]" if key.via == OVERFLOW else row.sender_comm if key.sender_pid else "[kernel]",
         "target_pid": key.target_pid if key.pidfd < 0 else None,
         "target_comm": row.target_comm,
         "sig": key.sig,
@@ -51,11 +51,30 @@ def flow_json(row: FlowRow, model: SignalModel | None = None) -> dict[str, Any]:
         "first_ts": round(row.first_ts, 6),
         "last_ts": round(row.last_ts, 6),
     }
+    if row.failed and key.target_pid == 0 and key.pidfd < 0:
+        # Failed sends are counted per errno, not per pid asked for (a made-up pid is free);
+        # the pids asked for are in the detail events (none in batch mode).
+        data["target_pid"] = None
+        data["asked_pids"] = asked_pids(row)
     data["sender_cgroup"] = sender.cgroup if sender and key.sender_pid else None
     data["target_cgroup"] = target.cgroup if target and key.target_pid > 0 else None
     if key.pidfd >= 0:
         data["target_pidfd"] = key.pidfd
     return data
+
+
+MAX_ASKED_PIDS = 20
+
+
+def asked_pids(row: FlowRow) -> list[int]:
+    """The distinct pids a failed flow's sends asked for, newest first, from its detail events."""
+    seen: dict[int, None] = {}
+    for event in reversed(row.events):
+        if event.target_pid not in seen:
+            seen[event.target_pid] = None
+            if len(seen) == MAX_ASKED_PIDS:
+                break
+    return list(seen)
 
 
 def to_json(model: SignalModel, flow_filter: FlowFilter | None = None) -> dict[str, Any]:
@@ -66,6 +85,8 @@ def to_json(model: SignalModel, flow_filter: FlowFilter | None = None) -> dict[s
     return {
         "duration_s": round(duration, 3),
         "lost_events": model.stats.events_lost,
+        # How full each kernel map was at the end (0..1); past 1.0 new flows go to overflow rows.
+        "map_fill": {name: round(fill, 4) for name, fill in sorted(model.map_fill.items())},
         "total_signals": model.total_signals,
         "dropped": {
             "flows_map_full": model.stats.flows_full,

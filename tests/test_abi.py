@@ -108,3 +108,28 @@ def test_the_program_does_not_define_the_shared_types_again():
         assert f"{shared} {{" not in program
     for struct in ("flow_key", "flow_val", "thread_val", "signalfd_key", "signalfd_val", "event"):
         assert f"struct {struct} {{" not in program
+
+
+def test_the_code_folding_matches():
+    from sigtop.names import CODE_OTHER, known_code
+
+    assert f"#define CODE_OTHER {CODE_OTHER:#x}" in HEADER
+    program = bpf_source_text()
+    assert "if ((code >= -7 && code <= 0x80) || code == -60)" in program  # what known_code mirrors
+    assert [known_code(c) for c in (-60, -8, -7, 0, 0x80, 0x81, -(2**31))] == [
+        -60,
+        CODE_OTHER,
+        -7,
+        0,
+        0x80,
+        CODE_OTHER,
+        CODE_OTHER,
+    ]
+
+
+def test_overflow_slots_match():
+    from sigtop.live.maps import OVERFLOW_RESULTS, OVERFLOW_SIGNALS
+
+    assert f"#define OVERFLOW_SIGNALS {OVERFLOW_SIGNALS}" in HEADER
+    assert f"#define OVERFLOW_RESULTS {OVERFLOW_RESULTS}" in HEADER
+    assert len(Result) <= OVERFLOW_RESULTS

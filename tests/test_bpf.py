@@ -183,19 +183,43 @@ def test_kill_process_group_gives_one_flow_per_member(measure, spawn):
         assert (row.key.via, row.count, row.results[Result.ignored]) == ("kill", 1, 1)
 
 
-def test_failed_send_counts_errno_against_asked_pid(measure):
+def test_failed_send_counts_errno_and_keeps_the_asked_pid_in_its_events(measure):
+    """A pid that does not exist is the caller's free choice: one row per sender, signal, syscall
+    and errno (never one per pid, or a loop of made-up pids fills the map); the detail events
+    keep each pid asked for."""
     missing = int(open("/proc/sys/kernel/pid_max").read()) + 12345  # no process can have it
 
     def work():
-        for _ in range(3):
+        for i in range(3):
             with pytest.raises(ProcessLookupError):
-                os.kill(missing, signal.SIGTERM)
+                os.kill(missing + i, signal.SIGTERM)
 
     model = measure(work)
-    row = only_flow(model, os.getpid(), missing)
+    row = only_flow(model, os.getpid(), 0)
     assert row.count == 0
     assert row.failed == 3
     assert dict(row.errors) == {3: 3}  # ESRCH
+    assert [e.arg_pid for e in row.events] == [missing, missing + 1, missing + 2]
+    assert to_json(model)["flows"][0]["asked_pids"] == [missing + 2, missing + 1, missing]
+
+
+def test_a_refused_send_keeps_its_real_target(measure, spawn):
+    """EPERM names a process that exists (bounded): who tried to signal it and was refused."""
+    victim = spawn()
+    attempts: list[int] = []
+
+    def work():
+        attacker = subprocess.Popen(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+             f"import os\nfor _ in range(4):\n    try: os.kill({victim.pid}, 15)\n    except PermissionError: pass"],
+            process_group=0,
+        )  # fmt: skip
+        attempts.append(attacker.pid)
+        assert attacker.wait(timeout=30) == 0
+
+    model = measure(work)
+    row = only_flow(model, attempts[0], victim.pid)
+    assert (row.count, dict(row.errors)) == (0, {1: 4})  # EPERM, against the real target
 
 
 def test_signal_zero_is_a_probe(measure, spawn):

@@ -184,6 +184,7 @@ class BpfSource:
         batch.threads = self._drain.threads(batch.ts)
         batch.signalfds = self._drain.signalfds()
         batch.stats = self._drain.stats()
+        batch.map_fill = dict(self._drain.fill)
         if self._misses is not None:
             batch.program_misses = self._misses.read()
             batch.stats.program_misses = sum(batch.program_misses.values())

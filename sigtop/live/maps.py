@@ -7,16 +7,25 @@ Entries are evicted here only once their counts have been reported.
 
 from __future__ import annotations
 
+import ctypes
 import os
 from typing import Any
 
+from sigtop.live.bpfsys import lookup_and_delete
 from sigtop.live.config import TraceConfig
 from sigtop.live.layout import comm_text
+from sigtop.names import Syscall
 from sigtop.records import FlowDelta, FlowKey, KernelStats, SignalfdState, ThreadDelta
 
 # The per-CPU stats array's slots, in the order of enum stat_id (bpf/sigtop.h).
 STAT_NAMES = ("events_lost", "flows_full", "threads_full", "signalfds_full", "events_sent")
-STALE_FLOW_S = 60.0
+# The overflow array: signal * OVERFLOW_RESULTS + result (bpf/sigtop.h).
+OVERFLOW_SIGNALS, OVERFLOW_RESULTS = 65, 8
+# Eviction: above the high-water mark, flows that did not move since the last
+# collection (their counts already reported) go, least recently moved first,
+# down to the low-water mark. What a flood of new keys still fills in between
+# is counted in the overflow rows.
+FLOWS_HIGH_WATER, FLOWS_LOW_WATER = 0.5, 0.25
 
 
 class MapDrain:
@@ -27,6 +36,9 @@ class MapDrain:
         self.config = config
         self.mono_to_wall = mono_to_wall
         self._prev_flows: dict[bytes, tuple[int, float]] = {}  # count, when it last moved
+        self._prev_overflow = [0] * (OVERFLOW_SIGNALS * OVERFLOW_RESULTS)
+        self.evicted = 0
+        self.fill: dict[str, float] = {}  # how full each map is, 0..1
         self._prev_threads: dict[int, tuple[int, int, int, int]] = {}
         self._prev_signalfds: dict[tuple[int, int], tuple[int, int]] = {}
         self._prev_stats = [0] * len(STAT_NAMES)
@@ -39,49 +51,83 @@ class MapDrain:
         table = self.bpf[b"flows"]
         deltas = []
         seen = set()
-        stale: list[Any] = []
+        idle: list[tuple[float, Any]] = []
         for k, v in table.items_lookup_batch():
             raw = bytes(k)
             seen.add(raw)
             prev, moved = self._prev_flows.get(raw, (0, now))
             if v.count == prev:
-                if now - moved > STALE_FLOW_S:
-                    stale.append(k)
+                idle.append((moved, k))
                 continue
             # A count below what we saw means the key was evicted and came back.
             delta = v.count - prev if v.count > prev else v.count
             self._prev_flows[raw] = (v.count, now)
-            key = FlowKey(
-                sender_pid=k.sender_tgid,
-                target_pid=k.target_pid,
-                target_tgid=k.target_tgid,
-                sig=k.sig,
-                code=k.code,
-                err=k.err,
-                syscall=k.syscall,
-                result=k.result,
-            )
-            deltas.append(
-                FlowDelta(
-                    key=key,
-                    count=delta,
-                    first_ts=self.wall(v.first_ts),
-                    last_ts=wall_now,
-                    sender_comm=comm_text(bytes(v.sender_comm)),
-                    target_comm=comm_text(bytes(v.target_comm)),
-                )
-            )
+            deltas.append(self._delta(k, delta, v, wall_now))
         for raw in self._prev_flows.keys() - seen:
             del self._prev_flows[raw]
-        # Evict idle flows only when the map is filling: their counts were already reported.
-        if len(seen) > self.config.flow_entries * 3 // 4:
-            for k in stale:
-                table.pop(k, None)
-                self._prev_flows.pop(bytes(k), None)
+        evicted_before = self.evicted
+        deltas += self._evict(table, len(seen), idle, wall_now)
+        self.fill["flows"] = (len(seen) - (self.evicted - evicted_before)) / self.config.flow_entries
+        deltas += self._overflow(wall_now)
+        return deltas
+
+    def _delta(self, k: Any, count: int, v: Any, wall_now: float) -> FlowDelta:
+        key = FlowKey(
+            sender_pid=k.sender_tgid,
+            target_pid=k.target_pid,
+            target_tgid=k.target_tgid,
+            sig=k.sig,
+            code=k.code,
+            err=k.err,
+            syscall=k.syscall,
+            result=k.result,
+        )
+        return FlowDelta(
+            key=key,
+            count=count,
+            first_ts=self.wall(v.first_ts),
+            last_ts=wall_now,
+            sender_comm=comm_text(bytes(v.sender_comm)),
+            target_comm=comm_text(bytes(v.target_comm)),
+        )
+
+    def _evict(self, table: Any, entries: int, idle: list[tuple[float, Any]], wall_now: float) -> list[FlowDelta]:
+        """Free the map for new flows: idle ones first, least recently moved first. Exact:
+        each goes with one atomic lookup-and-delete, and whatever it gained since it was
+        read is reported."""
+        limit = self.config.flow_entries
+        if entries <= limit * FLOWS_HIGH_WATER:
+            return []
+        deltas = []
+        idle.sort(key=lambda item: item[0])
+        value_size = ctypes.sizeof(table.Leaf)
+        for _moved, k in idle[: max(0, entries - int(limit * FLOWS_LOW_WATER))]:
+            raw = bytes(k)
+            last = lookup_and_delete(table.map_fd, raw, value_size)
+            prev, _ = self._prev_flows.pop(raw, (0, 0.0))
+            self.evicted += 1
+            if last is not None:
+                value = table.Leaf.from_buffer_copy(last)
+                if value.count > prev:  # it moved between the read and the delete
+                    deltas.append(self._delta(k, value.count - prev, value, wall_now))
+        return deltas
+
+    def _overflow(self, wall_now: float) -> list[FlowDelta]:
+        """Signals that found the map full, by signal and result: one row per signal, never lost."""
+        table = self.bpf[b"overflow"]
+        deltas = []
+        for slot, count in enumerate(_sum_per_cpu(table)):
+            if count == self._prev_overflow[slot]:
+                continue
+            sig, result = divmod(slot, OVERFLOW_RESULTS)
+            key = FlowKey(0, 0, 0, sig, 0, 0, int(Syscall.overflow), result)
+            deltas.append(FlowDelta(key, count - self._prev_overflow[slot], 0.0, wall_now))
+            self._prev_overflow[slot] = count
         return deltas
 
     def threads(self, wall_now: float) -> list[ThreadDelta]:
         table = self.bpf[b"threads"]
+        self.fill["threads"] = len(self._prev_threads) / self.config.thread_entries
         deltas = []
         seen = set()
         for k, v in table.items_lookup_batch():
@@ -112,6 +158,7 @@ class MapDrain:
 
     def signalfds(self) -> list[SignalfdState]:
         table = self.bpf[b"signalfds"]
+        self.fill["signalfds"] = len(self._prev_signalfds) / self.config.signalfd_entries
         states = []
         for k, v in table.items_lookup_batch():
             ident = (k.tgid, k.fd)
@@ -141,3 +188,12 @@ class MapDrain:
         delta = [n - p for n, p in zip(now, self._prev_stats, strict=True)]
         self._prev_stats = now
         return KernelStats(**dict(zip(STAT_NAMES, delta, strict=True)))
+
+
+def _sum_per_cpu(table: Any) -> list[int]:
+    """Every slot of a per-CPU array, summed over the CPUs, in one batch read."""
+    totals = [0] * len(table)
+    for k, values in table.items_lookup_batch():
+        index = k if isinstance(k, int) else k.value
+        totals[index] = sum(values)
+    return totals

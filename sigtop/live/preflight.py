@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from sigtop.names import Syscall
+from sigtop.names import SEND_SYSCALLS
 from sigtop.source import SourceError
 
 TRACEFS_PATHS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
@@ -20,7 +20,7 @@ CAP_PERFMON, CAP_BPF = 38, 39
 REQUIRED_TRACEPOINTS = (
     "signal/signal_generate",
     "signal/signal_deliver",
-    *(f"syscalls/sys_{d}_{s.name}" for s in Syscall if s != Syscall.kernel for d in ("enter", "exit")),
+    *(f"syscalls/sys_{d}_{s.name}" for s in SEND_SYSCALLS for d in ("enter", "exit")),
     "syscalls/sys_enter_rt_sigreturn",
 )
 

@@ -9,35 +9,20 @@ sigtop reports every one of them.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import os
 import struct
 from typing import Any
 
-NR_BPF = 321  # x86_64
-BPF_OBJ_GET_INFO_BY_FD = 15
+from sigtop.live.bpfsys import obj_info
+
 # struct bpf_prog_info (include/uapi/linux/bpf.h): the fields read here, by offset.
 PROG_INFO_SIZE = 224
 NAME_OFFSET, NAME_LEN = 64, 16
 RUN_TIME_NS_OFFSET, RUN_CNT_OFFSET, RECURSION_MISSES_OFFSET = 192, 200, 208
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-
-class ProgramInfoError(OSError):
-    pass
-
 
 def prog_info(fd: int) -> tuple[str, int, int, int]:
     """(name, run_cnt, run_time_ns, recursion_misses) of the program behind an fd."""
-    info = ctypes.create_string_buffer(PROG_INFO_SIZE)
-    attr = struct.pack("<IIQ", fd, PROG_INFO_SIZE, ctypes.addressof(info))
-    attr_buf = ctypes.create_string_buffer(attr, 128)
-    if _libc.syscall(NR_BPF, BPF_OBJ_GET_INFO_BY_FD, attr_buf, 128) != 0:
-        err = ctypes.get_errno()
-        raise ProgramInfoError(err, os.strerror(err))
-    raw = info.raw
+    raw = obj_info(fd, PROG_INFO_SIZE)
     name = raw[NAME_OFFSET : NAME_OFFSET + NAME_LEN].split(b"\0", 1)[0].decode(errors="replace")
     run_cnt, run_time, misses = (
         struct.unpack_from("<Q", raw, off)[0] for off in (RUN_CNT_OFFSET, RUN_TIME_NS_OFFSET, RECURSION_MISSES_OFFSET)

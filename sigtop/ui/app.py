@@ -35,6 +35,7 @@ from sigtop.ui.table import SignalTable
 
 MAX_TABLE_ROWS = 500
 TERMINAL_CHECK_S = 0.5
+MAP_PRESSURE = 0.75
 EVENTS_PER_STEP = 2_000  # detail events folded between two looks at the keyboard (~2 ms)
 STEP_PAUSE_S = 0.001
 
@@ -203,6 +204,12 @@ class SigtopApp(App[int]):
         other_misses = m.stats.program_misses - m.stats.signals_missed
         if other_misses:
             text.append(f"missed {other_misses:,} probe runs  ", style="bold red")
+        # Map pressure: past 75% the kernel's flow map is near full; once full,
+        # new flows are counted (exactly) in the overflow rows, by signal only.
+        if m.stats.flows_full:
+            text.append(f"FLOW MAP FULL: {m.stats.flows_full:,} in overflow rows  ", style="bold white on red")
+        elif m.map_fill.get("flows", 0) >= MAP_PRESSURE:
+            text.append(f"flow map {m.map_fill['flows']:.0%}  ", style="bold red")
         lost = m.stats.events_lost + m.stats.events_dropped
         text.append(f"lost {lost:,} details", style="bold red" if lost else "")
         text.append(f"  filter {self.flow_filter.describe() or '-'}  ")

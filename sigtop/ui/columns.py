@@ -17,7 +17,7 @@ from typing import Any
 from rich.text import Text
 
 from sigtop.filters import FlowFilter
-from sigtop.model import FlowRow, SignalfdRow, SignalModel, SigreturnRow
+from sigtop.model import OVERFLOW, FlowRow, SignalfdRow, SignalModel, SigreturnRow
 from sigtop.names import Result, errno_name, sfd_flag_names, signal_mask_names, signame
 
 
@@ -69,11 +69,23 @@ def _pid(get: Callable[[Any], int]) -> Callable[[Any, float], Text]:
 
 
 def _sender(row: FlowRow) -> str:
+    if row.key.via == OVERFLOW:
+        return "*"
     return str(row.key.sender_pid) if row.key.sender_pid else "-"
+
+
+def _sender_comm(row: FlowRow) -> Text:
+    if row.key.via == OVERFLOW:
+        return Text("[map full]", style="bold red")
+    return Text(row.sender_comm) if row.key.sender_pid else Text("[kernel]", style="italic")
 
 
 def _target(row: FlowRow) -> str:
     k = row.key
+    if k.via == OVERFLOW:
+        return "*"
+    if k.target_pid == 0:  # failed sends to made-up pids, counted together (the drill-down lists them)
+        return "?"
     if k.pidfd >= 0:
         return f"pidfd {k.pidfd}"
     if k.target_pid < 0:
@@ -94,7 +106,7 @@ FLOW_COLUMNS = [
     Column(
         "COMM",
         lambda r: r.sender_comm if r.key.sender_pid else "",
-        lambda r, _n: Text(r.sender_comm) if r.key.sender_pid else Text("[kernel]", style="italic"),
+        lambda r, _n: _sender_comm(r),
         priority=60,
     ),
     Column("TARGET", lambda r: r.key.target_pid, lambda r, _n: Text(_target(r), justify="right"), True, 100),

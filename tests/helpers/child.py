@@ -3,6 +3,7 @@
 Commands arrive one per line on stdin; each is answered with one line on stdout.
   handle SIG       install a handler that counts and acks each run (writes "!")
   ignore SIG       set SIG_IGN
+  ignorert         set SIG_IGN for every realtime signal
   block SIG        block SIG (pthread_sigmask)
   signalfd4 UFD FLAGS SIG,SIG...   create (UFD -1) or update a signalfd; answers the fd
   signalfd UFD SIG,SIG...          the same through the old syscall (no flags)
@@ -46,6 +47,10 @@ def main() -> None:
             answer = "ok"
         elif cmd == "ignore":
             signal.signal(signal.Signals[rest[0]], signal.SIG_IGN)
+            answer = "ok"
+        elif cmd == "ignorert":
+            for sig in range(signal.SIGRTMIN, signal.SIGRTMAX + 1):
+                signal.signal(sig, signal.SIG_IGN)
             answer = "ok"
         elif cmd == "block":
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.Signals[rest[0]]})

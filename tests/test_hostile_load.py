@@ -1,0 +1,94 @@
+"""Counts stay exact whatever other processes do: an unprivileged flood of made-up targets,
+and more distinct flows than the kernel's map holds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from sigtop.model import OVERFLOW, SignalModel
+from sigtop.names import Result
+from sigtop.report import to_json
+from tests.test_bpf import only_flow
+
+pytestmark = pytest.mark.bpf
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+FLOOD = """
+import os, sys
+n = int(sys.argv[1])
+for i in range(n):
+    try:
+        os.kill(10_000_000 + i, 0)  # no such process: ESRCH, each a new pid
+    except OSError:
+        pass
+"""
+
+
+def test_an_unprivileged_flood_of_made_up_targets_cannot_blind(tracer, measure, spawn):
+    """The attack: 20,000 kill(10000000+i, 0) from an unprivileged user filled the flow map in
+    a tenth of a second, and a 100,000-signal storm after it was counted 0."""
+    sink = spawn()
+    sink.ask("ignore SIGUSR2")
+    flood, storm = 20_000, 100_000
+    senders: list[int] = []
+
+    def work():
+        attacker = subprocess.Popen([*NOBODY, sys.executable, "-c", FLOOD, str(flood)], process_group=0)
+        senders.append(attacker.pid)
+        assert attacker.wait(timeout=60) == 0
+        for _ in range(storm):
+            os.kill(sink.pid, signal.SIGUSR2)
+
+    model = measure(work)
+    assert only_flow(model, os.getpid(), sink.pid).count == storm
+    (probes,) = [r for r in model.flows.values() if r.key.sender_pid == senders[0]]
+    assert (probes.key.sig, probes.failed, dict(probes.errors)) == (0, flood, {3: flood})  # one row: ESRCH
+    assert model.stats.flows_full == 0
+
+
+def test_more_flows_than_the_map_holds_are_all_counted(bpf_ready, spawn):
+    """A 64-entry flow map and 93 distinct flows: what does not fit is counted in overflow
+    rows (by signal and result), exactly; idle flows are evicted to make room again."""
+    from sigtop.live.collector import BpfSource
+    from sigtop.live.config import TraceConfig
+
+    children = [spawn() for _ in range(3)]
+    for child in children:
+        child.ask("ignorert")
+    rt = range(signal.SIGRTMIN, signal.SIGRTMAX + 1)
+    source = BpfSource(TraceConfig(details=False, exclude_self=False, flow_entries=64))
+    source.attach()
+    try:
+        source.collect()
+        model = SignalModel()
+
+        def send_round() -> int:
+            for child in children:
+                for sig in rt:
+                    os.kill(child.pid, sig)
+            return len(children) * len(rt)
+
+        sent = send_round()
+        model.apply(source.collect())
+        assert model.stats.flows_full > 0
+        assert model.map_fill["flows"] == 1.0
+        model.apply(source.collect())  # nothing moved: idle flows are evicted, their counts already in
+        assert model.map_fill["flows"] <= 0.25 + 1 / 64
+        sent += send_round()
+        model.apply(source.collect())
+    finally:
+        source.detach()
+    pids = {c.pid for c in children}
+    mine = sum(r.count for r in model.flows.values() if r.key.sender_pid == os.getpid() and r.key.target_pid in pids)
+    overflowed = sum(r.count for r in model.flows.values() if r.key.via == OVERFLOW and r.key.sig in rt)
+    assert mine + overflowed == sent
+    assert overflowed > 0
+    assert all(r.results[Result.ignored] == r.count for r in model.flows.values() if r.key.via == OVERFLOW)
+    doc = to_json(model)
+    assert {f["sender_comm"] for f in doc["flows"] if f["origin"] == OVERFLOW} == {"[overflow]"}
+    assert doc["dropped"]["flows_map_full"] == overflowed
