@@ -35,6 +35,10 @@ from sigtop.records import (
 EVENTS_PER_ROW = 200
 HISTORY_POINTS = 120
 MAX_PROCS = 20_000
+# What the process table may hold in command lines, in all: each is capped
+# where it is read (4 KiB); past this the least recently seen go first.
+MAX_PROC_TEXT = 16 << 20
+MAX_CMDLINE = 4096 + 64  # a recording may hold longer ones: cut here too
 MAX_PENDING_DELIVERIES = 20_000
 
 
@@ -138,6 +142,7 @@ class SignalModel:
         self.sigreturns: dict[int, SigreturnRow] = {}
         self.signalfds: dict[tuple[int, int], SignalfdRow] = {}
         self.procs: OrderedDict[int, ProcInfo] = OrderedDict()
+        self.proc_text = 0  # characters of cmdline and cgroup held in procs
         self.stats = KernelStats()
         self.program_misses: Counter[str] = Counter()  # skipped runs by probe
         self.map_fill: dict[str, float] = {}  # how full each kernel map was at the last batch
@@ -205,13 +210,20 @@ class SignalModel:
 
     def _remember_proc(self, proc: ProcInfo) -> None:
         # The sanitising choke point for what /proc (or a recording) said.
+        if len(proc.cmdline) > MAX_CMDLINE:
+            proc.cmdline = proc.cmdline[:MAX_CMDLINE] + f" …[cut at {MAX_CMDLINE} characters]"
         proc.comm, proc.cmdline, proc.user = printable(proc.comm), printable(proc.cmdline), printable(proc.user)
-        proc.cgroup = printable(proc.cgroup)
-        proc.parents = [(pid, printable(comm)) for pid, comm in proc.parents]
+        proc.cgroup = printable(proc.cgroup[:MAX_CMDLINE])
+        proc.parents = [(pid, printable(comm[:64])) for pid, comm in proc.parents[:32]]
+        old = self.procs.get(proc.pid)
+        if old is not None:
+            self.proc_text -= len(old.cmdline) + len(old.cgroup)
         self.procs[proc.pid] = proc
         self.procs.move_to_end(proc.pid)
-        while len(self.procs) > MAX_PROCS:
-            self.procs.popitem(last=False)
+        self.proc_text += len(proc.cmdline) + len(proc.cgroup)
+        while len(self.procs) > MAX_PROCS or self.proc_text > MAX_PROC_TEXT:
+            _pid, gone = self.procs.popitem(last=False)
+            self.proc_text -= len(gone.cmdline) + len(gone.cgroup)
 
     def process_of(self, tid: int) -> int:
         """The process (tgid) of a task id, as far as /proc told the collector."""

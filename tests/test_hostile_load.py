@@ -92,3 +92,44 @@ def test_more_flows_than_the_map_holds_are_all_counted(bpf_ready, spawn):
     doc = to_json(model)
     assert {f["sender_comm"] for f in doc["flows"] if f["origin"] == OVERFLOW} == {"[overflow]"}
     assert doc["dropped"]["flows_map_full"] == overflowed
+
+
+def test_giant_command_lines_are_capped_where_they_are_read():
+    """300 processes with 1 MB of argv once grew root's sigtop by 294 MB: now 4 KiB each, cut visibly."""
+    import tracemalloc
+
+    from sigtop.live.procfs import MAX_CMDLINE_BYTES, read_proc
+
+    arg = "A" * 100_000  # the kernel takes at most 128 KiB per argument
+    children = [
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", *[arg] * 10], process_group=0)
+        for _ in range(20)
+    ]
+    try:
+        tracemalloc.start()
+        infos = [read_proc(c.pid) for c in children]
+        _now, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+    for info in infos:
+        assert info is not None
+        assert info.cmdline.endswith(f" …[cut at {MAX_CMDLINE_BYTES} bytes]")
+        assert len(info.cmdline) < MAX_CMDLINE_BYTES + 40
+    assert peak < 1_000_000  # 20 MB of argv read as ~100 KB
+
+
+def test_the_process_table_holds_a_bounded_number_of_bytes():
+    from sigtop.model import MAX_PROC_TEXT
+    from sigtop.records import Batch, ProcInfo
+
+    model = SignalModel()
+    huge = "x" * 1_000_000  # as a crafted recording could hold
+    for start in range(0, 30_000, 1000):
+        procs = [ProcInfo(pid, pid, "p", cmdline=huge, cgroup="/c" * 5000) for pid in range(start, start + 1000)]
+        model.apply(Batch(ts=1, interval_s=1, procs=procs))
+    assert model.proc_text <= MAX_PROC_TEXT
+    assert sum(len(p.cmdline) + len(p.cgroup) for p in model.procs.values()) == model.proc_text
+    assert all(p.cmdline.endswith("characters]") for p in model.procs.values())

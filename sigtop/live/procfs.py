@@ -15,6 +15,9 @@ from sigtop.records import Batch, ProcInfo
 PROC = Path("/proc")
 MAX_PARENTS = 16
 PROC_REFRESH_S = 30.0
+# A process chooses its argv (up to ~2 MB each): only this much is read and kept.
+MAX_CMDLINE_BYTES = 4096
+CMDLINE_CUT = " …[cut at {n} bytes]"
 MAX_KNOWN_PROCS = 100_000
 
 
@@ -28,6 +31,18 @@ def _status(pid: int) -> dict[str, str]:
         name, _, value = line.partition(":")
         fields[name] = value.strip()
     return fields
+
+
+def read_cmdline(pid: int) -> str:
+    """A process's command line, at most MAX_CMDLINE_BYTES of it, saying where it was cut."""
+    try:
+        with (PROC / str(pid) / "cmdline").open("rb") as f:
+            raw = f.read(MAX_CMDLINE_BYTES + 1)
+    except OSError:
+        return ""
+    cut = len(raw) > MAX_CMDLINE_BYTES
+    text = raw[:MAX_CMDLINE_BYTES].rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+    return text + CMDLINE_CUT.format(n=MAX_CMDLINE_BYTES) if cut else text
 
 
 def _user(uid_field: str) -> str:
@@ -46,11 +61,7 @@ def read_proc(pid: int) -> ProcInfo | None:
     if not status:
         return None
     base = PROC / str(pid)
-    try:
-        raw = (base / "cmdline").read_bytes()
-        cmdline = raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        cmdline = ""
+    cmdline = read_cmdline(pid)
     try:
         cgroup_path = cgroup_of((base / "cgroup").read_text(errors="replace"))
     except OSError:
