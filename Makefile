@@ -4,13 +4,20 @@ VENV := .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 ARGS ?=
 
-.PHONY: setup run test test-fast bench lint format screenshots clean
+.PHONY: setup setup-run run test test-fast bench lint format screenshots clean
 
+# Everything: what sigtop needs and the test tools (pinned: requirements/constraints.txt).
 setup:
-	@scripts/setup.sh
+	@scripts/setup.sh test
 
-run: setup
-	$(SUDO) $(VENV)/bin/sigtop $(ARGS)
+# Only what running sigtop needs: no test tools.
+setup-run:
+	@scripts/setup.sh run
+
+# Runs this checkout's code as root (via sudo when not root: it says so, and
+# refuses when others can write to the tree).
+run: setup-run
+	@scripts/run-as-root.sh $(ARGS)
 
 # Every test, the BPF ones included; they fail (never skip) without root/BPF.
 test: setup

@@ -2,8 +2,15 @@
 # Install what sigtop needs, only what is missing: Debian's BCC, kernel
 # headers BCC can compile against, tracefs, and a venv that sees Debian's
 # bcc module. Safe to run again; prints what it did.
+#
+#   scripts/setup.sh run    what running sigtop needs (make run)
+#   scripts/setup.sh test   that, and the test tools (make test, make setup)
+#
+# Python packages come at the exact versions of requirements/constraints.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+MODE=${1:-test}
+case "$MODE" in run|test) ;; *) echo "setup: usage: $0 [run|test]" >&2; exit 2 ;; esac
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -23,7 +30,7 @@ fi
 
 # 2. Kernel headers. BCC compiles at run time against /lib/modules/$KREL/build.
 #    Where the running kernel has none, Debian's nearest serve: sigtop's BPF
-#    uses only helpers and tracepoint args, no kernel structs.
+#    uses only helpers and tracepoint args (and BTF offsets), no kernel structs.
 if [ ! -d "/lib/modules/$KREL/build/include" ] && [ ! -e /sys/kernel/kheaders.tar.xz ]; then
   if ! apt_install "linux-headers-$KREL" 2>/dev/null; then
     [ "$apt_updated" -eq 1 ] || { $SUDO apt-get update -qq; apt_updated=1; }
@@ -53,8 +60,14 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import bcc' 2>/dev/null; 
   rm -rf .venv
   $PY -m venv --system-site-packages .venv
 fi
-if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
-  echo "setup: installing sigtop and its test tools into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2> >(grep -v 'is ignored: it is neither' >&2)
-  touch .venv/.installed
+marker=".venv/.installed-$MODE"
+if [ ! -f "$marker" ] || [ pyproject.toml -nt "$marker" ] || [ requirements/constraints.txt -nt "$marker" ]; then
+  target='.'
+  [ "$MODE" = test ] && target='.[test]'
+  echo "setup: installing sigtop$([ "$MODE" = test ] && echo ' and its test tools') into .venv (pinned versions)"
+  .venv/bin/pip install -q --disable-pip-version-check -c requirements/constraints.txt -e "$target" \
+    2> >(grep -v 'is ignored: it is neither' >&2)
+  touch "$marker"
+  [ "$MODE" = test ] && touch .venv/.installed-run
 fi
+exit 0

@@ -39,6 +39,8 @@ MAX_PROCS = 20_000
 # where it is read (4 KiB); past this the least recently seen go first.
 MAX_PROC_TEXT = 16 << 20
 MAX_CMDLINE = 4096 + 64  # a recording may hold longer ones: cut here too
+MAX_RETIRED = 5_000  # earlier owners of reused pids, kept for their rows' drill-downs
+START_SLACK_S = 0.011  # start times are in 10 ms ticks (truncated): one tick, and a bit
 MAX_PENDING_DELIVERIES = 20_000
 
 
@@ -51,6 +53,10 @@ class FlowRowKey:
     sig: int
     via: str  # syscall name, or the kernel origin class (fault, child, timer, ...)
     pidfd: int = -1  # a failed pidfd_send_signal whose target is unknown: its fd
+    # Which process of that pid (0, 1, ...: a new one each time the pid is reused):
+    # a row never carries one process's identity over to another.
+    sender_gen: int = 0
+    target_gen: int = 0
 
 
 OVERFLOW = "overflow"  # FlowRowKey.via of the rows counting what did not fit the kernel's map
@@ -142,6 +148,10 @@ class SignalModel:
         self.sigreturns: dict[int, SigreturnRow] = {}
         self.signalfds: dict[tuple[int, int], SignalfdRow] = {}
         self.procs: OrderedDict[int, ProcInfo] = OrderedDict()
+        self.generation: dict[int, int] = {}  # pid -> how many times it was seen reused
+        self._retired: OrderedDict[tuple[int, int], ProcInfo] = OrderedDict()  # (pid, gen) of earlier owners
+        # pid -> when its current generation's first row began (to tell a later owner from it)
+        self._rows_since: OrderedDict[int, float] = OrderedDict()
         self.proc_text = 0  # characters of cmdline and cgroup held in procs
         self.stats = KernelStats()
         self.program_misses: Counter[str] = Counter()  # skipped runs by probe
@@ -216,6 +226,21 @@ class SignalModel:
         proc.cgroup = printable(proc.cgroup[:MAX_CMDLINE])
         proc.parents = [(pid, printable(comm[:64])) for pid, comm in proc.parents[:32]]
         old = self.procs.get(proc.pid)
+        earlier_rows = self._rows_since.get(proc.pid)
+        reused = (
+            old is not None and old.started and proc.started and abs(old.started - proc.started) > START_SLACK_S
+        ) or (
+            # The owner before exited unread, but its rows say it was there first.
+            old is None and proc.started and earlier_rows is not None and earlier_rows < proc.started - START_SLACK_S
+        )
+        if reused:
+            # Another process under the same pid: its rows start afresh.
+            gen = self.generation.get(proc.pid, 0)
+            self._retired[(proc.pid, gen)] = old
+            while len(self._retired) > MAX_RETIRED:
+                self._retired.popitem(last=False)
+            self.generation[proc.pid] = gen + 1
+            self._rows_since.pop(proc.pid, None)
         if old is not None:
             self.proc_text -= len(old.cmdline) + len(old.cgroup)
         self.procs[proc.pid] = proc
@@ -224,6 +249,20 @@ class SignalModel:
         while len(self.procs) > MAX_PROCS or self.proc_text > MAX_PROC_TEXT:
             _pid, gone = self.procs.popitem(last=False)
             self.proc_text -= len(gone.cmdline) + len(gone.cgroup)
+
+    def proc_of(self, pid: int, gen: int = 0) -> ProcInfo | None:
+        """What /proc said about that pid's process of that generation (an earlier owner's, for an old row)."""
+        if gen == self.generation.get(pid, 0):
+            return self.procs.get(pid)
+        return self._retired.get((pid, gen))
+
+    def _fresh_comm(self, pid: int, kernel_comm: str, flow_created: float) -> str:
+        """The kernel's comm for a flow, unless the flow predates the pid's current process
+        (the kernel keeps the comm a flow was created with, maybe by an earlier owner of the pid)."""
+        info = self.procs.get(pid)
+        if info is not None and info.started and flow_created and flow_created < info.started - START_SLACK_S:
+            return info.comm
+        return printable(kernel_comm)
 
     def process_of(self, tid: int) -> int:
         """The process (tgid) of a task id, as far as /proc told the collector."""
@@ -241,15 +280,19 @@ class SignalModel:
                 pid = self.procs.get(key.sender_pid)
                 resolved = pid.pidfds.get(target) if pid else None
                 if resolved:
-                    return FlowRowKey(key.sender_pid, resolved, key.sig, via)
-                return FlowRowKey(key.sender_pid, 0, key.sig, via, pidfd=target)
+                    return self._keyed(key.sender_pid, resolved, key.sig, via)
+                return self._keyed(key.sender_pid, 0, key.sig, via, pidfd=target)
             if key.target_tgid:
                 target = key.target_tgid
             elif target > 0:
                 target = self.process_of(target)
-            return FlowRowKey(key.sender_pid, target, key.sig, via)
+            return self._keyed(key.sender_pid, target, key.sig, via)
         target = key.target_tgid or self.process_of(key.target_pid)
-        return FlowRowKey(key.sender_pid, target, key.sig, via)
+        return self._keyed(key.sender_pid, target, key.sig, via)
+
+    def _keyed(self, sender: int, target: int, sig: int, via: str, pidfd: int = -1) -> FlowRowKey:
+        gen = self.generation.get
+        return FlowRowKey(sender, target, sig, via, pidfd, gen(sender, 0) if sender else 0, gen(target, 0))
 
     def _flow_row(self, key: FlowKey, delta: FlowDelta) -> FlowRow:
         rkey = self.row_key(key)
@@ -257,10 +300,15 @@ class SignalModel:
         if row is None:
             row = FlowRow(rkey, syscall=key.syscall)
             self.flows[rkey] = row
+            for pid in (rkey.sender_pid, rkey.target_pid):
+                if pid > 0 and delta.first_ts and pid not in self._rows_since:
+                    self._rows_since[pid] = delta.first_ts
+                    if len(self._rows_since) > MAX_PROCS:
+                        self._rows_since.popitem(last=False)
         if delta.sender_comm and key.sender_pid:
-            row.sender_comm = printable(delta.sender_comm)
+            row.sender_comm = self._fresh_comm(rkey.sender_pid, delta.sender_comm, delta.first_ts)
         if delta.target_comm:
-            row.target_comm = printable(delta.target_comm)
+            row.target_comm = self._fresh_comm(rkey.target_pid, delta.target_comm, delta.first_ts)
         if not row.target_comm and rkey.target_pid > 0:
             info = self.procs.get(rkey.target_pid)
             row.target_comm = info.comm if info else ""

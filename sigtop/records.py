@@ -249,6 +249,9 @@ class ProcInfo:
     parents: list[tuple[int, str]] = field(default_factory=list)  # (pid, comm) up to init
     cgroup: str = ""
     pidfds: dict[int, int] = field(default_factory=dict)  # fd -> pid, for pidfds it holds
+    # When the process started (wall-clock seconds, 10 ms ticks): with pid, its identity.
+    # A later process given the same pid has another start time. 0: unknown (old recordings).
+    started: float = 0.0
 
 
 @dataclass(slots=True)

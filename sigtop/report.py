@@ -33,8 +33,8 @@ def flow_syscall(row: FlowRow) -> str:
 
 def flow_json(row: FlowRow, model: SignalModel | None = None) -> dict[str, Any]:
     key = row.key
-    procs = model.procs if model is not None else {}
-    sender, target = procs.get(key.sender_pid), procs.get(key.target_pid)
+    sender = model.proc_of(key.sender_pid, key.sender_gen) if model is not None else None
+    target = model.proc_of(key.target_pid, key.target_gen) if model is not None else None
     data: dict[str, Any] = {
         "sender_pid": key.sender_pid,
         "sender_comm": "[overflow]" if key.via == OVERFLOW else row.sender_comm if key.sender_pid else "[kernel]",
@@ -56,6 +56,9 @@ def flow_json(row: FlowRow, model: SignalModel | None = None) -> dict[str, Any]:
         # the pids asked for are in the detail events (none in batch mode).
         data["target_pid"] = None
         data["asked_pids"] = asked_pids(row)
+    # A process is its pid and its start time: a later process given the same pid is another row.
+    data["sender_started"] = round(sender.started, 2) if sender and key.sender_pid and sender.started else None
+    data["target_started"] = round(target.started, 2) if target and key.target_pid > 0 and target.started else None
     data["sender_cgroup"] = sender.cgroup if sender and key.sender_pid else None
     data["target_cgroup"] = target.cgroup if target and key.target_pid > 0 else None
     if key.pidfd >= 0:

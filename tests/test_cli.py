@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -174,3 +175,39 @@ def test_batch_prints_its_results_on_sighup(bpf_ready, spawn):
     assert tracer.returncode == 0, err
     (flow,) = json.loads(out)["flows"]
     assert (flow["target_pid"], flow["count"]) == (child.pid, 9)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs the check as another user")
+@pytest.mark.parametrize("others_can_write", [False, True])
+def test_make_run_says_it_runs_the_tree_as_root_and_refuses_a_shared_tree(tmp_path, others_can_write):
+    import shutil
+    import stat
+
+    tree = tmp_path / "checkout"
+    (tree / "scripts").mkdir(parents=True)
+    shutil.copy(Path(__file__).parent.parent / "scripts" / "run-as-root.sh", tree / "scripts")
+    (tree / "sigtop.py").write_text("# code that would run as root\n")
+    stub = tmp_path / "bin"
+    stub.mkdir()
+    (stub / "sudo").write_text('#!/bin/sh\necho "sudo asked to run: $*"\n')  # records, runs nothing
+    (stub / "sudo").chmod(0o755)
+    if others_can_write:
+        (tree / "sigtop.py").chmod(0o666)
+    for path in (tmp_path, tree, tree / "scripts", stub):
+        path.chmod(path.stat().st_mode | stat.S_IXOTH | stat.S_IROTH)
+    shutil.chown(tree, 65534, 65534)
+    result = subprocess.run(
+        [*as_nobody(), str(tree / "scripts" / "run-as-root.sh"), "--pid", "1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": f"{stub}:/usr/bin:/bin", "HOME": "/"},
+    )
+    if others_can_write:
+        assert result.returncode == 2
+        assert "refusing to run this tree's code as root: ./sigtop.py is writable by other users" in result.stderr
+        assert "sudo asked" not in result.stdout
+    else:
+        assert result.returncode == 0, result.stderr
+        assert "code in this tree (writable by nobody) runs as root" in result.stderr
+        assert result.stdout.strip() == "sudo asked to run: .venv/bin/sigtop --pid 1"

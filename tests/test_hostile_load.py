@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -133,3 +134,58 @@ def test_the_process_table_holds_a_bounded_number_of_bytes():
     assert model.proc_text <= MAX_PROC_TEXT
     assert sum(len(p.cmdline) + len(p.cgroup) for p in model.procs.values()) == model.proc_text
     assert all(p.cmdline.endswith("characters]") for p in model.procs.values())
+
+
+NAMED_SENDER = """
+import ctypes, os, signal, sys
+ctypes.CDLL(None).prctl(15, sys.argv[1].encode())  # PR_SET_NAME: this process's comm
+signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+for _ in range(int(sys.argv[2])):
+    os.kill(os.getpid(), signal.SIGUSR2)  # to itself: the target side of its identity too
+if len(sys.argv) > 3:
+    sys.stdin.readline()  # stay, as an impostor would, until told to go
+"""
+
+
+def start_with_pid(pid: int, argv: list[str]) -> subprocess.Popen:
+    """Start a process that gets exactly this (free) pid, as pid reuse does (ns_last_pid)."""
+    for _ in range(50):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(pid - 1))
+        proc = subprocess.Popen(argv, process_group=0, stdin=subprocess.PIPE)
+        if proc.pid == pid:
+            return proc
+        proc.wait()
+    pytest.skip("could not get the pid reused (the machine forks too much)")
+
+
+def test_a_reused_pid_is_a_new_process_with_its_own_row(tracer, measure, spawn):
+    """An unprivileged process given the pid of an earlier (root) one must not inherit its row,
+    comm, user or cmdline: identity is pid + start time."""
+    model = SignalModel()
+    tracer.read_events()
+    tracer.collect()
+    first = subprocess.Popen([sys.executable, "-c", NAMED_SENDER, "root-owner", "3"], process_group=0)
+    assert first.wait(timeout=30) == 0
+    tracer.read_events()
+    model.apply(tracer.collect())  # the first owner is gone before /proc could be read
+    # A pid comes back only after the pid space wraps: never within one 10 ms tick of start time.
+    time.sleep(0.1)
+    second = start_with_pid(first.pid, [*NOBODY, sys.executable, "-c", NAMED_SENDER, "nobody-owner", "5", "stay"])
+    try:
+        time.sleep(0.3)  # its five signals sent
+        tracer.read_events()
+        model.apply(tracer.collect())
+    finally:
+        second.kill()  # ours
+        second.wait()
+    rows = sorted(
+        (r for r in model.flows.values() if r.key.sender_pid == first.pid and r.key.sig == signal.SIGUSR2),
+        key=lambda r: r.key.sender_gen,
+    )
+    assert [(r.key.sender_gen, r.key.target_gen, r.count, r.sender_comm) for r in rows] == [
+        (0, 0, 3, "root-owner"),
+        (1, 1, 5, "nobody-owner"),
+    ]
+    assert model.proc_of(first.pid, 1).user == "nobody"
+    assert model.proc_of(first.pid, 0) is None  # the first owner was never read: nothing is made up

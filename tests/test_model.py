@@ -280,3 +280,21 @@ def test_batch_table_renders_from_the_live_columns():
     probe = next(r for r in rows if r[4] == "0")
     assert probe[-1] == "2"  # PROBES: the sig-0 count the JSON has as no_signal
     assert next(r for r in rows if r[4] == "SIGUSR1")[6] == "1,234"
+
+
+def test_a_new_start_time_under_an_old_pid_is_a_new_process():
+    model = SignalModel()
+    old = ProcInfo(100, 100, "sshd", cmdline="/usr/sbin/sshd", user="root", started=1000.0)
+    model.apply(Batch(ts=1001, interval_s=1, procs=[old], flows=[delta(key(sender=100), 2, ts=1000.5)]))
+    new = ProcInfo(100, 100, "evil", cmdline="./evil", user="nobody", started=1500.0)
+    # The kernel's flow entry outlived its first owner: its comm and first_ts are the old ones.
+    model.apply(Batch(ts=1501, interval_s=1, procs=[new], flows=[delta(key(sender=100), 3, ts=1000.5)]))
+    rows = sorted(model.flows.values(), key=lambda r: r.key.sender_gen)
+    assert [(r.key.sender_gen, r.count, r.sender_comm) for r in rows] == [(0, 2, "sender"), (1, 3, "evil")]
+    assert model.proc_of(100, 0).user == "root"
+    assert model.proc_of(100, 1).user == "nobody"
+    doc = to_json(model)
+    assert {(f["sender_started"], f["count"]) for f in doc["flows"]} == {(1000.0, 2), (1500.0, 3)}
+    # The same process read again (a refresh) is not a new one.
+    model.apply(Batch(ts=1502, interval_s=1, procs=[ProcInfo(100, 100, "evil", started=1500.004)]))
+    assert model.generation[100] == 1

@@ -6,6 +6,7 @@ resolves a pid as soon as it appears; the model only ever sees `ProcInfo`.
 
 from __future__ import annotations
 
+import os
 import pwd
 import time
 from pathlib import Path
@@ -55,10 +56,29 @@ def _user(uid_field: str) -> str:
         return str(uid)
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def start_ticks(pid: int) -> int | None:
+    """When a task started, in clock ticks since boot (/proc/PID/stat field 22), None if gone."""
+    try:
+        with (PROC / str(pid) / "stat").open("rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def started_wall(ticks: int) -> float:
+    """Clock ticks since boot as wall-clock seconds."""
+    since_boot = time.clock_gettime(time.CLOCK_BOOTTIME)
+    return time.time() - since_boot + ticks / CLOCK_TICKS
+
+
 def read_proc(pid: int) -> ProcInfo | None:
     """ProcInfo for a task id (a thread's id gives its process's tgid), or None if gone."""
+    ticks = start_ticks(pid)
     status = _status(pid)
-    if not status:
+    if not status or ticks is None:
         return None
     base = PROC / str(pid)
     cmdline = read_cmdline(pid)
@@ -84,6 +104,7 @@ def read_proc(pid: int) -> ProcInfo | None:
         ppid=ppid,
         parents=parents,
         cgroup=cgroup_path,
+        started=started_wall(ticks),
     )
 
 
@@ -128,10 +149,11 @@ def pidfd_target(pid: int, fd: int) -> int | None:
 
 
 class ProcResolver:
-    """Reads /proc for every process a batch names for the first time (or not lately)."""
+    """Reads /proc for every process a batch names for the first time, not lately, or
+    under the same pid but another start time (a new process that was given a reused pid)."""
 
     def __init__(self) -> None:
-        self._known_procs: dict[int, float] = {}
+        self._known_procs: dict[int, tuple[float, int]] = {}  # pid -> (read at, start ticks)
         self._known_pidfds: set[tuple[int, int]] = set()
 
     def resolve(self, batch: Batch) -> list[ProcInfo]:
@@ -154,10 +176,11 @@ class ProcResolver:
         procs = {}
         for pid in wanted:
             seen = self._known_procs.get(pid)
-            if seen is not None and now - seen < PROC_REFRESH_S:
+            if seen is not None and now - seen[0] < PROC_REFRESH_S and start_ticks(pid) == seen[1]:
                 continue
-            self._known_procs[pid] = now
             info = read_proc(pid)
+            ticks = start_ticks(pid)
+            self._known_procs[pid] = (now, ticks if ticks is not None else -1)
             if info is not None:
                 procs[pid] = info
         for sender, fd in pidfds:

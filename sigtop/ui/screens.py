@@ -34,14 +34,14 @@ MAX_DETAIL_EVENTS = 200
 MAX_CMDLINE = 300
 
 
-def process_text(model: SignalModel, pid: int, label: str) -> Text:
+def process_text(model: SignalModel, pid: int, label: str, gen: int | None = None) -> Text:
     """A process's /proc details, as plain text (cmdline and comm are the process's own)."""
     text = Text(f"{label}: ", style="bold")
     if pid == 0:
         return text.append("the kernel (no sending process)")
     if pid < 0:
         return text.append(f"process group {-pid}")
-    info = model.procs.get(pid)
+    info = model.procs.get(pid) if gen is None else model.proc_of(pid, gen)
     if info is None:
         return text.append(f"pid {pid} (gone before sigtop could read /proc)")
     text.append(f"pid {pid}  comm {info.comm}  user {info.user or '?'}\n")
@@ -109,8 +109,8 @@ class FlowDetail(DetailScreen):
         head.append(f"si_code: {codes or '-'}   first {clock(r.first_ts)}  last {clock(r.last_ts)}")
         with VerticalScroll():
             yield Static(head, id="flow-head")
-            yield Static(process_text(self.model, k.sender_pid, "sender"), classes="proc")
-            yield Static(process_text(self.model, k.target_pid, "target"), classes="proc")
+            yield Static(process_text(self.model, k.sender_pid, "sender", k.sender_gen), classes="proc")
+            yield Static(process_text(self.model, k.target_pid, "target", k.target_gen), classes="proc")
             yield DataTable(id="events", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
