@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from soak import render_soak, run_soak, soak_verdicts
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PY = sys.executable
@@ -153,6 +155,12 @@ def main() -> None:
     parser.add_argument("--show", action="store_true", help="print the table of the last run")
     parser.add_argument("--configs", help="comma-separated subset of configurations (bare is always run)")
     parser.add_argument("--loads", help="comma-separated subset of loads")
+    parser.add_argument(
+        "--soak-s",
+        type=float,
+        default=150.0,
+        help="seconds of the churn soak (RSS curves of the TUI and record; past the 20,000-row caps); 0 skips it",
+    )
     args = parser.parse_args()
     if args.show:
         print(render(json.loads((HERE / "results" / "latest.json").read_text())))
@@ -228,6 +236,9 @@ def main() -> None:
             if fs
         },
     }
+    if args.soak_s > 0:
+        print(f"soak: {args.soak_s:.0f} s of churn...", file=sys.stderr)
+        result["soak"] = run_soak(args.soak_s)
     outdir = HERE / "results"
     outdir.mkdir(exist_ok=True)
     (outdir / "latest.json").write_text(json.dumps(result, indent=1))
@@ -261,6 +272,8 @@ def render(r: dict) -> str:
         f"exactness: {sum(e['equal'] for e in r['exact'])}/{len(r['exact'])} runs counted every signal sent"
         + ("" if ok else f" MISMATCH {r['exact']}")
     )
+    if r.get("soak"):
+        lines.extend(["", *render_soak(r["soak"])])
     lines.extend(["", *verdicts(r)])
     return "\n".join(lines)
 
@@ -305,6 +318,9 @@ def verdicts(r: dict) -> list[str]:
             f = tracers[name]
             say(f["attach_s"] < 1.5, f"{name}: start to attached {f['attach_s']:.2f} s (< 1.5)")
             say(f["rss_mb"] < 200, f"{name}: peak RSS {f['rss_mb']:.0f} MB (< 200)")
+    if r.get("soak"):
+        for met, text in soak_verdicts(r["soak"]):
+            say(met, text)
     return out
 
 

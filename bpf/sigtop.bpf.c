@@ -75,6 +75,7 @@ struct inflight {
     s32 alt_code;      // ... or this one, where the syscall's args cannot tell which
     s32 info_pid;
     u32 info_uid;
+    u32 real_uid;      // the caller's, when it passed a siginfo (to tell a forged one)
     u32 flags;         // pidfd_send_signal / signalfd4 flags
     u32 generated;     // signal_generate events this call caused
     u32 tgid;          // the caller's, so that signal_generate need not ask again
@@ -293,6 +294,7 @@ static __always_inline int send_enter(u16 syscall, s32 pid, s32 tid, int sig,
         struct { s32 signo, err, code, pad; s32 pid; u32 uid; u64 value; } si = {};
         if (bpf_probe_read_user(&si, sizeof(si), uinfo) == 0) {
             f->has_info = 1;
+            f->real_uid = (u32)bpf_get_current_uid_gid();
             f->code = f->alt_code = si.code;
             f->info_pid = si.pid;
             f->info_uid = si.uid;
@@ -474,6 +476,9 @@ static __always_inline int on_generate(int sig, int code, s32 target, u32 target
     key.code = known_code(code);
     key.syscall = by_syscall ? f->syscall : SC_KERNEL;
     key.result = result;
+    // A siginfo the caller built names a sender: not its own is a forgery.
+    key.spoofed = by_syscall && f->has_info &&
+                  (f->info_pid != (s32)f->tgid || f->info_uid != f->real_uid);
     flow_add(&key, ts, target_comm);
 
     struct event *e = event_reserve();
@@ -490,6 +495,7 @@ static __always_inline int on_generate(int sig, int code, s32 target, u32 target
     e->result = result;
     e->group = group;
     e->syscall = key.syscall;
+    e->spoofed = key.spoofed;
     if (by_syscall) {
         e->arg_pid = f->arg_pid;
         e->arg_tid = f->arg_tid;

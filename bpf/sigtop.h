@@ -96,7 +96,7 @@ struct flow_key {
     s32 err;           // errno of a failed send
     u16 syscall;       // enum syscall_id
     u8 result;         // enum result_id
-    u8 pad;
+    u8 spoofed;        // the caller's siginfo claims another si_pid or si_uid than its own
 };
 
 // Last-seen times are stamped by user space when a count moves: a clock
@@ -159,7 +159,7 @@ struct event {
     u32 group;
     u16 syscall;
     u8 has_info;
-    u8 pad;
+    u8 spoofed;            // generate: as flow_key.spoofed
     char comm[16];         // current task (send_done, signalfd, unmatched sigreturn)
 };
 

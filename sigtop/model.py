@@ -41,7 +41,13 @@ MAX_PROC_TEXT = 16 << 20
 MAX_CMDLINE = 4096 + 64  # a recording may hold longer ones: cut here too
 MAX_RETIRED = 5_000  # earlier owners of reused pids, kept for their rows' drill-downs
 START_SLACK_S = 0.011  # start times are in 10 ms ticks (truncated): one tick, and a bit
-MAX_PENDING_DELIVERIES = 20_000
+# Generated signals waiting for their delivery (to time them), by (process,
+# signal): a standard signal is pending once at most; realtime ones queue.
+MAX_PENDING_DELIVERIES = 5_000
+PENDING_PER_KEY = 64
+# Detail events kept across all rows (~250 bytes each); past it the least
+# recently seen rows give up their details first (their counts stay).
+MAX_KEPT_EVENTS = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +63,7 @@ class FlowRowKey:
     # a row never carries one process's identity over to another.
     sender_gen: int = 0
     target_gen: int = 0
+    spoofed: bool = False  # the sends' siginfo claimed another sender: a row of their own
 
 
 OVERFLOW = "overflow"  # FlowRowKey.via of the rows counting what did not fit the kernel's map
@@ -74,7 +81,9 @@ class FlowRow:
     first_ts: float = 0.0
     last_ts: float = 0.0
     rate: float = 0.0  # signals/s over the last interval
-    events: deque[SignalEvent] = field(default_factory=lambda: deque(maxlen=EVENTS_PER_ROW))
+    # The row's last EVENTS_PER_ROW detail events; () until it keeps one (20,000 empty deques: 15 MB).
+    events: deque[SignalEvent] | tuple[()] = ()
+    sender_comm_now: str = ""  # the sender's comm in /proc now, where it differs (it exec'd)
 
     @property
     def count(self) -> int:
@@ -104,7 +113,8 @@ class SigreturnRow:
     handler_rate: float = 0.0
     last_ts: float = 0.0
     history: deque[int] = field(default_factory=lambda: deque(maxlen=HISTORY_POINTS))
-    events: deque[SignalEvent] = field(default_factory=lambda: deque(maxlen=EVENTS_PER_ROW))
+    # The row's last EVENTS_PER_ROW detail events; () until it keeps one (20,000 empty deques: 15 MB).
+    events: deque[SignalEvent] | tuple[()] = ()
 
     @property
     def balance(self) -> int:
@@ -136,7 +146,7 @@ _FLOW_EVENTS = frozenset((_GENERATE, int(EventKind.send_done)))
 # Decoded at the batch's end if a row keeps it; its latency set whenever its
 # delivery is seen, maybe batches later.
 _Slot = list
-_INDEX, _TS, _LATENCY, _EVENT = range(4)
+_INDEX, _TS, _LATENCY, _EVENT, _TAKEN_BY = range(5)
 
 
 class SignalModel:
@@ -157,6 +167,7 @@ class SignalModel:
         self.program_misses: Counter[str] = Counter()  # skipped runs by probe
         self.map_fill: dict[str, float] = {}  # how full each kernel map was at the last batch
         self.evicted_rows = 0
+        self.events_trimmed = 0  # details given up to stay within MAX_KEPT_EVENTS (counts unaffected)
         self.duration_s = 0.0
         self.last_ts = 0.0
         self.total_signals = 0
@@ -288,11 +299,13 @@ class SignalModel:
                 target = self.process_of(target)
             return self._keyed(key.sender_pid, target, key.sig, via)
         target = key.target_tgid or self.process_of(key.target_pid)
-        return self._keyed(key.sender_pid, target, key.sig, via)
+        return self._keyed(key.sender_pid, target, key.sig, via, spoofed=bool(key.spoofed))
 
-    def _keyed(self, sender: int, target: int, sig: int, via: str, pidfd: int = -1) -> FlowRowKey:
+    def _keyed(
+        self, sender: int, target: int, sig: int, via: str, pidfd: int = -1, spoofed: bool = False
+    ) -> FlowRowKey:
         gen = self.generation.get
-        return FlowRowKey(sender, target, sig, via, pidfd, gen(sender, 0) if sender else 0, gen(target, 0))
+        return FlowRowKey(sender, target, sig, via, pidfd, gen(sender, 0) if sender else 0, gen(target, 0), spoofed)
 
     def _flow_row(self, key: FlowKey, delta: FlowDelta) -> FlowRow:
         rkey = self.row_key(key)
@@ -309,6 +322,9 @@ class SignalModel:
             row.sender_comm = self._fresh_comm(rkey.sender_pid, delta.sender_comm, delta.first_ts)
         if delta.target_comm:
             row.target_comm = self._fresh_comm(rkey.target_pid, delta.target_comm, delta.first_ts)
+        info = self.proc_of(rkey.sender_pid, rkey.sender_gen) if rkey.sender_pid else None
+        # A sender that exec'd since: its name when it sent, and now.
+        row.sender_comm_now = info.comm if info and info.comm != row.sender_comm else ""
         if not row.target_comm and rkey.target_pid > 0:
             info = self.procs.get(rkey.target_pid)
             row.target_comm = info.comm if info else ""
@@ -381,21 +397,21 @@ class SignalModel:
         pending = self._pending
         hots, ns_per_unit = hot_events(events)
         for index, hot in enumerate(hots):
-            ts, kind, sender, _tid, target_pid, target_tgid, sig, code, result, ret, syscall = hot
+            ts, kind, sender, _tid, target_pid, target_tgid, sig, code, result, ret, syscall, spoofed = hot
             if kind in _FLOW_EVENTS:
-                ident = (sender, target_pid, target_tgid, sig, code, ret, syscall, result)
+                ident = (sender, target_pid, target_tgid, sig, code, ret, syscall, result, spoofed)
                 found = rows.get(ident)
                 if found is None:
                     row, process = self._event_row(*ident)
                     found = rows[ident] = (self._kept_for(kept, row) if row else None, process)
                 keep, process = found
-                slot = [index, ts, None, None]
+                slot = [index, ts, None, None, 0]
                 if keep is not None:
                     keep.append(slot)
                 if kind == _GENERATE and result == _DELIVERED:
                     queue = pending.get((process, sig))
                     if queue is None:
-                        queue = pending[(process, sig)] = deque(maxlen=1000)
+                        queue = pending[(process, sig)] = deque(maxlen=PENDING_PER_KEY)
                         if len(pending) > MAX_PENDING_DELIVERIES:
                             pending.popitem(last=False)
                     queue.append(slot)
@@ -404,20 +420,25 @@ class SignalModel:
                 if queue:
                     generated = queue.popleft()
                     latency = generated[_LATENCY] = max(0, round((ts - generated[_TS]) * ns_per_unit))
+                    generated[_TAKEN_BY] = _tid  # the thread that took it (a group signal: any of them)
                     if generated[_EVENT] is not None:
                         generated[_EVENT].latency_ns = latency
+                        generated[_EVENT].taken_tid = _tid
             elif kind == _UNMATCHED_SIGRETURN:
                 srow = self.sigreturns.get(sender)
                 if srow is None:
                     srow = self.sigreturns[sender] = SigreturnRow(sender)
                 if not self._unmatched_counted:  # an old recording: only the events say
                     srow.unmatched += 1
-                self._kept_for(kept, srow).append([index, ts, None, None])
+                self._kept_for(kept, srow).append([index, ts, None, None, 0])
         for row, slots in kept.values():
             for slot in slots:
                 event = slot[_EVENT] = events[slot[_INDEX]]
                 event.latency_ns = slot[_LATENCY]
+                event.taken_tid = slot[_TAKEN_BY]
                 event.comm, event.target_comm = printable(event.comm), printable(event.target_comm)
+                if not row.events:
+                    row.events = deque(maxlen=EVENTS_PER_ROW)
                 row.events.append(event)
             if isinstance(row, SigreturnRow) and not row.comm and slots:
                 row.comm = slots[-1][_EVENT].comm
@@ -430,10 +451,19 @@ class SignalModel:
         return entry[1]
 
     def _event_row(
-        self, sender: int, target_pid: int, target_tgid: int, sig: int, code: int, ret: int, syscall: int, result: int
+        self,
+        sender: int,
+        target_pid: int,
+        target_tgid: int,
+        sig: int,
+        code: int,
+        ret: int,
+        syscall: int,
+        result: int,
+        spoofed: int,
     ) -> tuple[FlowRow | None, int]:
         """The flow row an event belongs to, and the process its signal goes to."""
-        key = event_flow_key(sender, target_pid, target_tgid, sig, code, ret, syscall, result)
+        key = event_flow_key(sender, target_pid, target_tgid, sig, code, ret, syscall, result, spoofed)
         return self.flows.get(self.row_key(key)), target_tgid or self.process_of(target_pid)
 
     def _evict(self) -> None:
@@ -444,6 +474,15 @@ class SignalModel:
                 for k in oldest:
                     del table[k]
                 self.evicted_rows += excess
+        rows = [*self.flows.values(), *self.sigreturns.values()]
+        kept = sum(len(r.events) for r in rows)
+        if kept > MAX_KEPT_EVENTS:
+            for row in sorted(rows, key=lambda r: r.last_ts):
+                kept -= len(row.events)
+                self.events_trimmed += len(row.events)
+                row.events = ()
+                if kept <= MAX_KEPT_EVENTS * 3 // 4:
+                    break
 
     # ---- user actions ----------------------------------------------------
 

@@ -26,7 +26,7 @@ MAX_EVENTS_PER_BATCH = 200_000
 # In these tuples ts is on the source's own clock and unit (see hot_events).
 HOT_FIELDS = (
     "ts", "kind", "sender_pid", "sender_tid", "target_pid", "target_tgid",
-    "sig", "code", "result", "ret", "syscall",
+    "sig", "code", "result", "ret", "syscall", "spoofed",
 )  # fmt: skip
 
 
@@ -42,6 +42,7 @@ class FlowKey:
     err: int  # errno of a failed send, else 0
     syscall: int  # names.Syscall
     result: int  # names.Result
+    spoofed: int = 0  # 1: the siginfo claimed another sender (si_pid/si_uid) than the real one
 
     def targets_pidfd(self) -> bool:
         """A pidfd_send_signal that reached no process: target_pid is the fd that was asked for.
@@ -58,7 +59,15 @@ class FlowKey:
 
 
 def event_flow_key(
-    sender: int, target_pid: int, target_tgid: int, sig: int, code: int, ret: int, syscall: int, result: int
+    sender: int,
+    target_pid: int,
+    target_tgid: int,
+    sig: int,
+    code: int,
+    ret: int,
+    syscall: int,
+    result: int,
+    spoofed: int = 0,
 ) -> FlowKey:
     """The flows-map key of the flow a detail event (generate or send_done) was counted in.
 
@@ -87,6 +96,7 @@ def event_flow_key(
         err=err,
         syscall=syscall,
         result=result,
+        spoofed=spoofed,
     )
 
 
@@ -155,15 +165,17 @@ class SignalEvent:
     group: int = 0
     handler: int = 0  # deliver: sa_handler; signalfd: the mask
     sa_flags: int = 0
+    spoofed: int = 0  # generate: the siginfo claimed another sender than the real one
     comm: str = ""
     target_comm: str = ""
     latency_ns: int | None = None  # generate to deliver, filled in by the model
+    taken_tid: int = 0  # the thread whose signal_deliver took it (model); 0: not seen taken
 
 
 def hot_fields(e: SignalEvent) -> tuple:
     return (
         e.ts, e.kind, e.sender_pid, e.sender_tid, e.target_pid, e.target_tgid,
-        e.sig, e.code, e.result, e.ret, e.syscall,
+        e.sig, e.code, e.result, e.ret, e.syscall, e.spoofed,
     )  # fmt: skip
 
 
@@ -444,32 +456,88 @@ _BY_NAME = {
     **{n: lambda v, w: _int(v, w, *INT32) for n in ("tid", "tgid", "pid", "fd", "ppid", "sender_tid", "ret")},
     **{n: lambda v, w: _int(v, w, *INT32) for n in ("arg_pid", "arg_tid", "info_pid", "info_uid", "flags", "group")},
     **{n: lambda v, w: _int(v, w, 0, 2**16) for n in ("syscall", "kind")},
+    "spoofed": lambda v, w: _int(v, w, 0, 2),
+    "taken_tid": lambda v, w: _int(v, w, *INT32),
 }
+
+
+# The ranges of _BY_NAME's checks, for the fast path (None: no fast path).
+_NAMED_BOUNDS: dict[str, tuple[float, float]] = {
+    "count": (0, MAX_COUNT),
+    "calls": (0, MAX_COUNT),
+    "result": (0, len(Result)),
+    "interval_s": (0.0, 1e7),
+    **dict.fromkeys(("mask", "info_value", "handler", "sa_flags"), (0, 2**64)),
+    **dict.fromkeys(("sender_pid", "target_pid", "target_tgid", "sig", "code", "err", "tid", "tgid", "pid"), INT32),
+    **dict.fromkeys(("fd", "ppid", "sender_tid", "ret", "arg_pid", "arg_tid", "info_pid", "info_uid"), INT32),
+    **dict.fromkeys(("flags", "group"), INT32),
+    **dict.fromkeys(("syscall", "kind"), (0, 2**16)),
+    "spoofed": (0, 2),
+    "taken_tid": INT32,
+}
+_INT, _FLOAT, _STR, _OTHER = range(4)
+_PLANS: dict[tuple, list[tuple]] = {}
+
+
+def _plan(cls: type, nested: dict[str, Any], counts: bool) -> list[tuple]:
+    """How to check each field of a records dataclass, worked out once per class:
+    (name, kind, low, high, checker, required). The checker is the full check,
+    run when the fast one fails (or for kinds without one), to accept or to
+    name what is wrong."""
+    key = (cls, id(nested), counts)
+    plan = _PLANS.get(key)
+    if plan is not None:
+        return plan
+    plan = []
+    for f in fields(cls):
+        required = f.default is MISSING and f.default_factory is MISSING
+        if f.name in nested:
+            plan.append((f.name, _OTHER, 0, 0, nested[f.name], required))
+        elif counts and f.type == "int":
+            plan.append((f.name, _INT, 0, MAX_COUNT, lambda v, w: _int(v, w, 0, MAX_COUNT), required))
+        elif f.name in _BY_NAME and f.type in ("int", "float", "int | None"):
+            check = _BY_NAME[f.name]
+            bounds = _NAMED_BOUNDS.get(f.name)
+            kind = (_FLOAT if f.type == "float" else _INT) if bounds else _OTHER
+            plan.append((f.name, kind, *(bounds or (0, 0)), check, required))
+        elif f.type in _BY_TYPE:
+            kind = {"int": _INT, "float": _FLOAT, "str": _STR}.get(f.type, _OTHER)
+            low, high = {"int": INT64, "float": (0.0, MAX_TS)}.get(f.type, (0, 0))
+            plan.append((f.name, kind, low, high, _BY_TYPE[f.type], required))
+        else:
+            raise TypeError(f"cannot read field {cls.__name__}.{f.name} ({f.type})")  # a sigtop bug
+    _PLANS[key] = plan
+    return plan
 
 
 def _build(cls: type, data: Any, where: str, nested: dict[str, Any] | None = None, counts: bool = False) -> Any:
     """An instance of a records dataclass from a JSON object, every field checked (counts: ints are counts)."""
     if type(data) is not dict:
         raise RecordValueError(f"{where}: {data!r:.40} is not an object")
-    nested = nested or {}
     kwargs: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.name not in data:
-            if f.default is MISSING and f.default_factory is MISSING:
-                raise RecordValueError(f"{where}: no {f.name}")
+    for name, kind, low, high, check, required in _plan(cls, nested or _NO_NESTED, counts):
+        if name not in data:
+            if required:
+                raise RecordValueError(f"{where}: no {name}")
             continue
-        value, at = data[f.name], f"{where}.{f.name}"
-        if f.name in nested:
-            kwargs[f.name] = nested[f.name](value, at)
-        elif counts and f.type == "int":
-            kwargs[f.name] = _int(value, at, 0, MAX_COUNT)
-        elif f.name in _BY_NAME and f.type in ("int", "float", "int | None"):
-            kwargs[f.name] = _BY_NAME[f.name](value, at)
-        elif f.type in _BY_TYPE:
-            kwargs[f.name] = _BY_TYPE[f.type](value, at)
-        else:
-            raise RecordValueError(f"{where}: cannot read field {f.name} ({f.type})")  # a sigtop bug, not the file's
+        value = data[name]
+        # The fast checks (exact types, in range); anything else gets the full check, which names it.
+        if kind == _INT:
+            if type(value) is int and low <= value < high:
+                kwargs[name] = value
+                continue
+        elif kind == _FLOAT:
+            if (type(value) is float or type(value) is int) and low <= value <= high:
+                kwargs[name] = float(value)
+                continue
+        elif kind == _STR and type(value) is str and len(value) <= MAX_TEXT:
+            kwargs[name] = value
+            continue
+        kwargs[name] = check(value, f"{where}.{name}")
     return cls(**kwargs)
+
+
+_NO_NESTED: dict[str, Any] = {}
 
 
 def _each(cls: type, nested: dict[str, Any] | None = None) -> Any:

@@ -63,6 +63,12 @@ def flow_json(row: FlowRow, model: SignalModel | None = None) -> dict[str, Any]:
     data["target_cgroup"] = target.cgroup if target and key.target_pid > 0 else None
     if key.pidfd >= 0:
         data["target_pidfd"] = key.pidfd
+    data["spoofed"] = key.spoofed
+    if key.spoofed:
+        claims = [e for e in row.events if e.has_info]
+        # What the forged siginfo said, beside who really sent it (sender_pid, sender_user).
+        data["claimed"] = {"si_pid": claims[-1].info_pid, "si_uid": claims[-1].info_uid} if claims else None
+        data["sender_user"] = sender.user if sender else None
     return data
 
 
@@ -100,6 +106,7 @@ def to_json(model: SignalModel, flow_filter: FlowFilter | None = None) -> dict[s
             "program_misses": {probe: n for probe, n in sorted(model.program_misses.items()) if n},
             "signals_uncounted": model.stats.signals_missed,
             "detail_events_skipped": model.stats.events_dropped,
+            "detail_events_trimmed": model.events_trimmed,
         },
         "flows": [flow_json(r, model) for r in flows],
         "signalfd": [

@@ -133,3 +133,9 @@ def test_overflow_slots_match():
     assert f"#define OVERFLOW_SIGNALS {OVERFLOW_SIGNALS}" in HEADER
     assert f"#define OVERFLOW_RESULTS {OVERFLOW_RESULTS}" in HEADER
     assert len(Result) <= OVERFLOW_RESULTS
+
+
+def test_the_tests_ctypes_event_matches_the_header():
+    from tests.test_model import CEvent
+
+    assert [name for name, _ in CEvent._fields_] == c_struct_fields("event")

@@ -523,3 +523,72 @@ def test_pid_filter_follows_threads_created_after_attach(bpf_ready, spawn):
     row = only_flow(model, os.getpid(), child.pid)
     assert (row.key.via, row.count) == ("tkill", 5)
     assert not flows_between(model, os.getpid(), other.pid)
+
+
+def test_a_forged_siginfo_is_shown_as_spoofed_with_both_identities(measure, spawn):
+    """rt_sigqueueinfo lets a caller claim any si_pid/si_uid (here: init's); the flow says so."""
+    child = spawn()
+    child.ask("handle SIGUSR1")
+
+    def work():
+        honest = siginfo(signal.SIGUSR1, 1)
+        syscall(SYS_rt_sigqueueinfo, child.pid, signal.SIGUSR1, ctypes.byref(honest))
+        child.wait_ack()
+        forged = SigInfo(signo=signal.SIGUSR1, code=SI_QUEUE, pid=1, uid=os.getuid(), value=2)
+        for _ in range(2):
+            syscall(SYS_rt_sigqueueinfo, child.pid, signal.SIGUSR1, ctypes.byref(forged))
+            child.wait_ack()
+
+    model = measure(work)
+    rows = {r.key.spoofed: r for r in flows_between(model, os.getpid(), child.pid)}
+    assert (rows[False].count, rows[True].count) == (1, 2)
+    (doc,) = [f for f in to_json(model)["flows"] if f["spoofed"]]
+    assert doc["claimed"] == {"si_pid": 1, "si_uid": os.getuid()}
+    assert doc["sender_pid"] == os.getpid()
+
+
+def test_the_drill_down_names_the_thread_that_took_the_signal(measure, spawn):
+    child = spawn()
+    child.ask("handle SIGUSR1")
+    tids: list[int] = []
+
+    def work():
+        tid = int(child.ask("thread"))
+        tids.append(tid)
+        for sent in range(1, 4):
+            syscall(SYS_tgkill, child.pid, tid, signal.SIGUSR1)
+            # Python runs the handler on its main thread, which waits on stdin: asking wakes it.
+            deadline = time.monotonic() + 10
+            while int(child.ask("count SIGUSR1")) < sent:
+                assert time.monotonic() < deadline, "the handler never ran"
+                time.sleep(0.01)
+        child.ask("endthread")
+
+    model = measure(work)
+    row = only_flow(model, os.getpid(), child.pid)
+    generated = [e for e in row.events if e.kind == EventKind.generate]
+    assert [e.taken_tid for e in generated] == [tids[0]] * 3  # that thread, not the process's main one
+
+
+def test_a_sender_that_execs_shows_both_names(measure, spawn):
+    sink = spawn()
+    sink.ask("ignore SIGUSR2")
+    shells: list[subprocess.Popen] = []
+
+    def work():
+        shell = subprocess.Popen(["sh", "-c", f"kill -USR2 {sink.pid}; exec sleep 5"], process_group=0)
+        shells.append(shell)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and open(f"/proc/{shell.pid}/comm").read().strip() != "sleep":
+            time.sleep(0.01)
+
+    try:
+        model = measure(work)
+    finally:
+        shells[0].kill()  # ours
+        shells[0].wait()
+    row = only_flow(model, shells[0].pid, sink.pid)
+    assert (row.sender_comm, row.sender_comm_now) == ("sh", "sleep")
+    from sigtop.ui.columns import FLOW_COLUMNS
+
+    assert FLOW_COLUMNS[1].cell(row, 0).plain == "sh→sleep"

@@ -181,7 +181,7 @@ def test_filter_parse_and_match():
 
 
 class CEvent(ctypes.Structure):
-    """bpf/sigtop.bpf.c's struct event, as BCC hands its ctypes class to the collector."""
+    """bpf/sigtop.h's struct event, as BCC hands its ctypes class to the collector (test_abi holds it to the header)."""
 
     _fields_ = [
         ("ts", ctypes.c_ulonglong),
@@ -195,7 +195,7 @@ class CEvent(ctypes.Structure):
         *((n, ctypes.c_uint) for n in ("info_uid", "flags", "group")),
         ("syscall", ctypes.c_ushort),
         ("has_info", ctypes.c_ubyte),
-        ("pad", ctypes.c_ubyte),
+        ("spoofed", ctypes.c_ubyte),
         ("comm", ctypes.c_char * 16),
     ]
 
@@ -208,7 +208,6 @@ def packed(events: list[SignalEvent], layout, wall: float) -> bytes:
             **{n: getattr(e, n) for n, _ in CEvent._fields_ if hasattr(e, n)},
             "ts": round((e.ts - wall) * 1e9),
             "sender_tgid": e.sender_pid,
-            "pad": 0,
             "comm": e.comm.encode(),
         }
         out.append(layout.full.pack(*(fields[n] for n, _ in CEvent._fields_)))
@@ -298,3 +297,21 @@ def test_a_new_start_time_under_an_old_pid_is_a_new_process():
     # The same process read again (a refresh) is not a new one.
     model.apply(Batch(ts=1502, interval_s=1, procs=[ProcInfo(100, 100, "evil", started=1500.004)]))
     assert model.generation[100] == 1
+
+
+def test_kept_details_are_bounded_in_all_and_counts_are_not():
+    from sigtop import model as model_module
+
+    model = SignalModel()
+    events, flows = [], []
+    for target in range(2_000):  # 2,000 rows x 200 events: twice the budget
+        flows.append(delta(key(target=target + 1000, sig=10), 200, ts=1000.0 + target))
+        events += [SignalEvent(1000.0 + target, int(EventKind.generate), 100, 100, target + 1000, target + 1000,
+                               10, 0, 0, 0, int(Syscall.kill))] * 200  # fmt: skip
+    model.apply(Batch(ts=5000, interval_s=1, flows=flows, events=events))
+    kept = sum(len(r.events) for r in model.flows.values())
+    assert kept <= model_module.MAX_KEPT_EVENTS
+    assert kept + model.events_trimmed == 400_000
+    assert sum(r.count for r in model.flows.values()) == 400_000
+    newest = max(model.flows.values(), key=lambda r: r.last_ts)
+    assert len(newest.events) == 200  # the most recently seen keep theirs

@@ -153,3 +153,43 @@ def test_replay_of_a_cut_recording_says_so_without_a_terminal(tmp_path):
     assert lines[0].endswith("the last line was cut off; replaying 0 batches")
     assert lines[1] == "sigtop: the live view needs a terminal: use `sigtop batch` or `sigtop record` without one"
     assert result.returncode == 2
+
+
+def test_streamed_lines_read_back_as_the_same_batches(tmp_path):
+    _head, batches = read_recording(RECORDING)
+    path = tmp_path / "again.jsonl"
+    fd = open_output(str(path))
+    try:
+        writer = RecordingWriter(fd, {"interval_s": 1}, name=str(path))
+        for batch in batches:
+            writer.write(batch)
+    finally:
+        os.close(fd)
+    _head, again = read_recording(path)
+    assert again == batches
+
+
+def test_a_storm_batch_is_written_without_holding_it_whole(tmp_path):
+    """A storm-sized batch (40,000 events, a 10 MB line): written in chunks, never held whole."""
+    import tracemalloc
+
+    from sigtop.names import EventKind
+    from sigtop.records import Batch, SignalEvent
+
+    events = [
+        SignalEvent(1.0 + i / 1e6, int(EventKind.generate), 100, 100, 200, 200, 12, 0, 1, 0, 1) for i in range(40_000)
+    ]
+    path = tmp_path / "storm.jsonl"
+    fd = open_output(str(path))
+    try:
+        writer = RecordingWriter(fd, {"interval_s": 1}, name=str(path))
+        tracemalloc.start()
+        writer.write(Batch(ts=2.0, interval_s=1.0, events=events))
+        _now, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    finally:
+        os.close(fd)
+    assert path.stat().st_size > 10_000_000
+    assert peak < 8_000_000  # a few chunks, never the line
+    _head, (batch,) = read_recording(path)
+    assert len(batch.events) == 40_000

@@ -68,6 +68,7 @@ DECODED_FIELDS = (
     "kind", "sender_tgid", "sender_tid", "target_pid", "target_tgid", "sig", "code", "result",
     "ret", "syscall", "arg_pid", "arg_tid", "info_pid", "info_uid", "info_value",
 )  # fmt: skip
+# Decoded after those, by name: has_info, flags, group, handler, sa_flags, spoofed, comm.
 
 
 def _event_decoder(names: list[str]) -> Callable[[tuple, float], SignalEvent]:
@@ -75,7 +76,7 @@ def _event_decoder(names: list[str]) -> Callable[[tuple, float], SignalEvent]:
     at = {name: i for i, name in enumerate(names)}
     fields = itemgetter(*(at[n] for n in DECODED_FIELDS))
     i_ts, i_has_info, i_flags, i_group = at["ts"], at["has_info"], at["flags"], at["group"]
-    i_handler, i_sa_flags, i_comm = at["handler"], at["sa_flags"], at["comm"]
+    i_handler, i_sa_flags, i_comm, i_spoofed = at["handler"], at["sa_flags"], at["comm"], at["spoofed"]
     comms: dict[bytes, str] = {}
 
     def comm(raw: bytes) -> str:
@@ -95,6 +96,7 @@ def _event_decoder(names: list[str]) -> Callable[[tuple, float], SignalEvent]:
             t[i_group],
             t[i_handler],
             t[i_sa_flags],
+            t[i_spoofed],
             comm(t[i_comm]),
         )
 

@@ -81,6 +81,7 @@ class MapDrain:
             err=k.err,
             syscall=k.syscall,
             result=k.result,
+            spoofed=k.spoofed,
         )
         return FlowDelta(
             key=key,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pwd
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 from sigtop.records import Batch, ProcInfo
@@ -19,7 +20,7 @@ PROC_REFRESH_S = 30.0
 # A process chooses its argv (up to ~2 MB each): only this much is read and kept.
 MAX_CMDLINE_BYTES = 4096
 CMDLINE_CUT = " …[cut at {n} bytes]"
-MAX_KNOWN_PROCS = 100_000
+MAX_KNOWN_PROCS = 20_000  # as many as the model keeps
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -153,7 +154,8 @@ class ProcResolver:
     under the same pid but another start time (a new process that was given a reused pid)."""
 
     def __init__(self) -> None:
-        self._known_procs: dict[int, tuple[float, int]] = {}  # pid -> (read at, start ticks)
+        # pid -> (read at, start ticks), least recently wanted first
+        self._known_procs: OrderedDict[int, tuple[float, int]] = OrderedDict()
         self._known_pidfds: set[tuple[int, int]] = set()
 
     def resolve(self, batch: Batch) -> list[ProcInfo]:
@@ -177,10 +179,12 @@ class ProcResolver:
         for pid in wanted:
             seen = self._known_procs.get(pid)
             if seen is not None and now - seen[0] < PROC_REFRESH_S and start_ticks(pid) == seen[1]:
+                self._known_procs.move_to_end(pid)
                 continue
             info = read_proc(pid)
             ticks = start_ticks(pid)
             self._known_procs[pid] = (now, ticks if ticks is not None else -1)
+            self._known_procs.move_to_end(pid)
             if info is not None:
                 procs[pid] = info
         for sender, fd in pidfds:
@@ -192,8 +196,8 @@ class ProcResolver:
             if info is not None:
                 info.pidfds[fd] = target
                 procs[sender] = info
-        if len(self._known_procs) > MAX_KNOWN_PROCS:
-            self._known_procs.clear()
+        while len(self._known_procs) > MAX_KNOWN_PROCS:
+            self._known_procs.popitem(last=False)  # forgotten: read again if seen again
         if len(self._known_pidfds) > MAX_KNOWN_PROCS:
             self._known_pidfds.clear()
         return list(procs.values())

@@ -77,7 +77,11 @@ def _sender(row: FlowRow) -> str:
 def _sender_comm(row: FlowRow) -> Text:
     if row.key.via == OVERFLOW:
         return Text("[map full]", style="bold red")
-    return Text(row.sender_comm) if row.key.sender_pid else Text("[kernel]", style="italic")
+    if not row.key.sender_pid:
+        return Text("[kernel]", style="italic")
+    if row.sender_comm_now:  # it exec'd: the name it sent under, then its name now
+        return Text(f"{row.sender_comm}→{row.sender_comm_now}")
+    return Text(row.sender_comm)
 
 
 def _target(row: FlowRow) -> str:
@@ -91,6 +95,12 @@ def _target(row: FlowRow) -> str:
     if k.target_pid < 0:
         return f"pgrp {-k.target_pid}"
     return str(k.target_pid)
+
+
+def _via(row: FlowRow) -> Text:
+    if row.key.spoofed:  # a forged si_pid/si_uid: never hidden behind the syscall's name
+        return Text(f"{row.key.via} SPOOFED", style="bold red")
+    return Text(row.key.via)
 
 
 def _failed(row: FlowRow) -> str:
@@ -112,7 +122,7 @@ FLOW_COLUMNS = [
     Column("TARGET", lambda r: r.key.target_pid, lambda r, _n: Text(_target(r), justify="right"), True, 100),
     Column("COMM", lambda r: r.target_comm, lambda r, _n: Text(r.target_comm), priority=55),
     Column("SIGNAL", lambda r: r.key.sig, lambda r, _n: signame(r.key.sig), priority=95),
-    Column("VIA", lambda r: r.key.via, lambda r, _n: r.key.via, priority=45),
+    Column("VIA", lambda r: (r.key.via, r.key.spoofed), lambda r, _n: _via(r), priority=45),
     Column("COUNT", lambda r: r.count, _num(lambda r: r.count), True, 90),
     Column("RATE/s", lambda r: r.rate, _num(lambda r: r.rate), True, 30, live_only=True),
     Column(

@@ -71,6 +71,17 @@ def syscall_args(e: SignalEvent) -> str:
     return f"{sc.name}({args})"
 
 
+SI_TIMER = -2
+
+
+def si_value_text(e: SignalEvent) -> str:
+    if e.has_info:
+        return f"{e.info_value:#x}"
+    if e.code == SI_TIMER:  # the kernel fills it from the timer, out of the tracepoint's sight
+        return "n/a (timer: not on the tracepoint)"
+    return "-"
+
+
 def result_text(e: SignalEvent) -> str:
     if e.kind == EventKind.send_done:
         return f"failed {errno_name(-e.ret)}" if e.ret < 0 else "no signal (probe)"
@@ -105,6 +116,15 @@ class FlowDetail(DetailScreen):
         head.append(f"{signame(k.sig)} via {k.via}\n")
         breakdown = "  ".join(f"{res.name} {r.results[res]}" for res in Result if r.results[res])
         head.append(f"count {r.count}  attempts {r.attempts}  {breakdown}\n")
+        if k.spoofed:
+            claims = [e for e in r.events if e.has_info]
+            claim = f"si_pid {claims[-1].info_pid} si_uid {claims[-1].info_uid}" if claims else "(no detail events)"
+            real = self.model.proc_of(k.sender_pid, k.sender_gen)
+            head.append(
+                f"SPOOFED: the siginfo claims {claim}; really sent by pid {k.sender_pid} "
+                f"user {real.user if real else '?'}\n",
+                style="bold red",
+            )
         codes = ", ".join(f"{si_code_name(k.sig, c)}:{n}" for c, n in r.codes.items())
         head.append(f"si_code: {codes or '-'}   first {clock(r.first_ts)}  last {clock(r.last_ts)}")
         with VerticalScroll():
@@ -116,7 +136,9 @@ class FlowDetail(DetailScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#events", DataTable)
-        table.add_columns("TIME", "SENDER TID", "TARGET TID", "CALL", "SI_CODE", "SI_VALUE", "RESULT", "LATENCY")
+        table.add_columns(
+            "TIME", "SENDER TID", "TARGET TID", "CALL", "SI_CODE", "SI_VALUE", "RESULT", "LATENCY", "TAKEN BY"
+        )
         events = list(self.row.events)[-MAX_DETAIL_EVENTS:]
         for e in reversed(events):
             table.add_row(
@@ -125,12 +147,13 @@ class FlowDetail(DetailScreen):
                 str(e.target_pid),
                 syscall_args(e),
                 si_code_name(e.sig, e.code),
-                f"{e.info_value:#x}" if e.has_info else "-",
+                si_value_text(e),
                 result_text(e),
                 f"{e.latency_ns / 1000:.1f} us" if e.latency_ns is not None else "-",
+                str(e.taken_tid) if e.taken_tid else "-",  # the thread that took it (signal_deliver)
             )
         if not events:
-            table.add_row("no detail events for this flow (lost, or captured without details)", *[""] * 7)
+            table.add_row("no detail events for this flow (lost, or captured without details)", *[""] * 8)
         table.focus()
 
 
