@@ -48,7 +48,8 @@ typedef struct siginfo siginfo_t;
 // interrupt that lands inside any of them (our sys_enter programs, another
 // tool's) is skipped. A raw tracepoint program is guarded only against
 // itself. It reads the target task, whose layout this kernel's BTF gave:
-// TASK_PID_OFFSET (pid, with tgid right after it) and TASK_COMM_OFFSET.
+// TASK_PID_OFFSET (pid, with tgid right after it) and TASK_COMM_OFFSET;
+// TASK_THREAD_PID_OFFSET and PID_LEVEL_OFFSET tell a pid namespace's depth.
 #ifndef RAW_GENERATE
 #define RAW_GENERATE 0
 #endif
@@ -254,6 +255,24 @@ static __always_inline int known_code(int code)
     return CODE_OTHER;
 }
 
+// Whether the current task lives in a pid namespace below the host's
+// (task->thread_pid->level > 0). Two reads at BTF offsets; 0 where the
+// kernel has no BTF (the classic path cannot tell).
+static __always_inline u8 in_child_pid_ns(void)
+{
+#if RAW_GENERATE
+    const char *task = (const char *)bpf_get_current_task();
+    const char *pid = 0;
+    u32 level = 0;
+    bpf_probe_read_kernel(&pid, sizeof(pid), task + TASK_THREAD_PID_OFFSET);
+    if (pid)
+        bpf_probe_read_kernel(&level, sizeof(level), pid + PID_LEVEL_OFFSET);
+    return level > 0;
+#else
+    return 0;
+#endif
+}
+
 // The clock, read only when an event needs it (a flow reads it once, at creation).
 static __always_inline u64 event_clock(void)
 {
@@ -379,6 +398,9 @@ static __always_inline int send_exit(long ret)
     }
     if (ret >= 0)
         key.code = known_code(c.code);
+    // The pid asked for is one of the caller's pid namespace: in a container,
+    // kill(2, 0) probes the container's pid 2, not the host's kthreadd.
+    key.ns_local = in_child_pid_ns();
     // Any other failure's target is whatever the caller asked for, any
     // number at all (and a pidfd's, any fd it holds): one flow per sender,
     // signal, syscall and errno, never one per value, or kill(10000000 + i, 0)
@@ -410,6 +432,7 @@ static __always_inline int send_exit(long ret)
     e->flags = c.flags;
     e->syscall = c.syscall;
     e->has_info = c.has_info;
+    e->ns_local = key.ns_local;
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     event_submit(e);
     return 0;

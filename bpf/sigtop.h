@@ -97,6 +97,9 @@ struct flow_key {
     u16 syscall;       // enum syscall_id
     u8 result;         // enum result_id
     u8 spoofed;        // the caller's siginfo claims another si_pid or si_uid than its own
+    u8 ns_local;       // a failed send or probe from a child pid namespace: target_pid is a pid of
+                       // the sender's namespace, not the host's
+    u8 pad[3];
 };
 
 // Last-seen times are stamped by user space when a count moves: a clock
@@ -161,6 +164,8 @@ struct event {
     u8 has_info;
     u8 spoofed;            // generate: as flow_key.spoofed
     char comm[16];         // current task (send_done, signalfd, unmatched sigreturn)
+    u8 ns_local;           // send_done: as flow_key.ns_local
+    u8 pad[7];
 };
 
 #endif

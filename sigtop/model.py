@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sigtop.names import (
     GENERATED_RESULTS,
@@ -64,6 +64,7 @@ class FlowRowKey:
     sender_gen: int = 0
     target_gen: int = 0
     spoofed: bool = False  # the sends' siginfo claimed another sender: a row of their own
+    ns_of: int = 0  # target_pid is a pid of this (sender) process's pid namespace, not found on the host
 
 
 OVERFLOW = "overflow"  # FlowRowKey.via of the rows counting what did not fit the kernel's map
@@ -287,6 +288,12 @@ class SignalModel:
         via = kernel_origin(key.sig, key.code) if key.syscall == Syscall.kernel else syscall_name(key.syscall)
         if key.result in (Result.failed, Result.no_signal):
             target = key.target_pid  # what was asked for: a pid, -pgid, or a pidfd
+            if key.ns_local and target > 0:  # a pid of the sender's namespace: the host's where known
+                info = self.procs.get(key.sender_pid)
+                host = info.ns_pids.get(target) if info else None
+                if host:
+                    return self._keyed(key.sender_pid, host, key.sig, via)
+                return replace(self._keyed(key.sender_pid, target, key.sig, via), ns_of=key.sender_pid, target_gen=0)
             if key.targets_pidfd():
                 pid = self.procs.get(key.sender_pid)
                 resolved = pid.pidfds.get(target) if pid else None
@@ -397,9 +404,9 @@ class SignalModel:
         pending = self._pending
         hots, ns_per_unit = hot_events(events)
         for index, hot in enumerate(hots):
-            ts, kind, sender, _tid, target_pid, target_tgid, sig, code, result, ret, syscall, spoofed = hot
+            ts, kind, sender, _tid, target_pid, target_tgid, sig, code, result, ret, syscall, spoofed, ns_local = hot
             if kind in _FLOW_EVENTS:
-                ident = (sender, target_pid, target_tgid, sig, code, ret, syscall, result, spoofed)
+                ident = (sender, target_pid, target_tgid, sig, code, ret, syscall, result, spoofed, ns_local)
                 found = rows.get(ident)
                 if found is None:
                     row, process = self._event_row(*ident)
@@ -461,9 +468,10 @@ class SignalModel:
         syscall: int,
         result: int,
         spoofed: int,
+        ns_local: int,
     ) -> tuple[FlowRow | None, int]:
         """The flow row an event belongs to, and the process its signal goes to."""
-        key = event_flow_key(sender, target_pid, target_tgid, sig, code, ret, syscall, result, spoofed)
+        key = event_flow_key(sender, target_pid, target_tgid, sig, code, ret, syscall, result, spoofed, ns_local)
         return self.flows.get(self.row_key(key)), target_tgid or self.process_of(target_pid)
 
     def _evict(self) -> None:

@@ -26,7 +26,7 @@ MAX_EVENTS_PER_BATCH = 200_000
 # In these tuples ts is on the source's own clock and unit (see hot_events).
 HOT_FIELDS = (
     "ts", "kind", "sender_pid", "sender_tid", "target_pid", "target_tgid",
-    "sig", "code", "result", "ret", "syscall", "spoofed",
+    "sig", "code", "result", "ret", "syscall", "spoofed", "ns_local",
 )  # fmt: skip
 
 
@@ -43,6 +43,7 @@ class FlowKey:
     syscall: int  # names.Syscall
     result: int  # names.Result
     spoofed: int = 0  # 1: the siginfo claimed another sender (si_pid/si_uid) than the real one
+    ns_local: int = 0  # 1: a failed send or probe from a child pid namespace: target_pid is that namespace's
 
     def targets_pidfd(self) -> bool:
         """A pidfd_send_signal that reached no process: target_pid is the fd that was asked for.
@@ -68,6 +69,7 @@ def event_flow_key(
     syscall: int,
     result: int,
     spoofed: int = 0,
+    ns_local: int = 0,
 ) -> FlowKey:
     """The flows-map key of the flow a detail event (generate or send_done) was counted in.
 
@@ -85,7 +87,15 @@ def event_flow_key(
     if result == Result.failed:
         keep_target = err == errno.EPERM and syscall != Syscall.pidfd_send_signal
         return FlowKey(
-            sender, target_pid if keep_target else 0, target_tgid if keep_target else 0, sig, 0, err, syscall, result
+            sender,
+            target_pid if keep_target else 0,
+            target_tgid if keep_target else 0,
+            sig,
+            0,
+            err,
+            syscall,
+            result,
+            ns_local=ns_local,
         )
     return FlowKey(
         sender_pid=sender if syscall != Syscall.kernel else 0,
@@ -97,6 +107,7 @@ def event_flow_key(
         syscall=syscall,
         result=result,
         spoofed=spoofed,
+        ns_local=ns_local,
     )
 
 
@@ -167,6 +178,7 @@ class SignalEvent:
     sa_flags: int = 0
     spoofed: int = 0  # generate: the siginfo claimed another sender than the real one
     comm: str = ""
+    ns_local: int = 0  # send_done: the asked target is a pid of the sender's namespace
     target_comm: str = ""
     latency_ns: int | None = None  # generate to deliver, filled in by the model
     taken_tid: int = 0  # the thread whose signal_deliver took it (model); 0: not seen taken
@@ -175,7 +187,7 @@ class SignalEvent:
 def hot_fields(e: SignalEvent) -> tuple:
     return (
         e.ts, e.kind, e.sender_pid, e.sender_tid, e.target_pid, e.target_tgid,
-        e.sig, e.code, e.result, e.ret, e.syscall, e.spoofed,
+        e.sig, e.code, e.result, e.ret, e.syscall, e.spoofed, e.ns_local,
     )  # fmt: skip
 
 
@@ -264,6 +276,8 @@ class ProcInfo:
     # When the process started (wall-clock seconds, 10 ms ticks): with pid, its identity.
     # A later process given the same pid has another start time. 0: unknown (old recordings).
     started: float = 0.0
+    nspid: list[int] = field(default_factory=list)  # its pid in each pid namespace, host first (NSpid)
+    ns_pids: dict[int, int] = field(default_factory=dict)  # a pid of its own namespace -> the host's
 
 
 @dataclass(slots=True)
@@ -440,6 +454,7 @@ _BY_TYPE = {
     "dict[int, int]": _pidfds,
     "dict[str, int]": _misses,
     "dict[str, float]": _fills,
+    "list[int]": lambda v, w: [_int(x, f"{w}[{i}]", *INT32) for i, x in enumerate(_list(v, w))][:32],
 }
 # Narrower ranges where a field has one.
 _BY_NAME = {
@@ -457,6 +472,7 @@ _BY_NAME = {
     **{n: lambda v, w: _int(v, w, *INT32) for n in ("arg_pid", "arg_tid", "info_pid", "info_uid", "flags", "group")},
     **{n: lambda v, w: _int(v, w, 0, 2**16) for n in ("syscall", "kind")},
     "spoofed": lambda v, w: _int(v, w, 0, 2),
+    "ns_local": lambda v, w: _int(v, w, 0, 2),
     "taken_tid": lambda v, w: _int(v, w, *INT32),
 }
 
@@ -473,6 +489,7 @@ _NAMED_BOUNDS: dict[str, tuple[float, float]] = {
     **dict.fromkeys(("flags", "group"), INT32),
     **dict.fromkeys(("syscall", "kind"), (0, 2**16)),
     "spoofed": (0, 2),
+    "ns_local": (0, 2),
     "taken_tid": INT32,
 }
 _INT, _FLOAT, _STR, _OTHER = range(4)

@@ -64,6 +64,10 @@ def flow_json(row: FlowRow, model: SignalModel | None = None) -> dict[str, Any]:
     if key.pidfd >= 0:
         data["target_pidfd"] = key.pidfd
     data["spoofed"] = key.spoofed
+    # A pid of the sender's own pid namespace (a container's), not the host's: target_pid is that number.
+    data["target_in_sender_namespace"] = bool(key.ns_of)
+    data["sender_nspid"] = sender.nspid if sender and len(sender.nspid) > 1 else None
+    data["target_nspid"] = target.nspid if target and len(target.nspid) > 1 else None
     if key.spoofed:
         claims = [e for e in row.events if e.has_info]
         # What the forged siginfo said, beside who really sent it (sender_pid, sender_user).

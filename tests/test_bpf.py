@@ -592,3 +592,58 @@ def test_a_sender_that_execs_shows_both_names(measure, spawn):
     from sigtop.ui.columns import FLOW_COLUMNS
 
     assert FLOW_COLUMNS[1].cell(row, 0).plain == "sh→sleep"
+
+
+NS_INIT = """
+import os, signal, sys, time
+child = os.fork()
+if child == 0:
+    time.sleep(60)
+    os._exit(0)
+assert (os.getpid(), child) == (1, 2), (os.getpid(), child)  # init of a new pid namespace, and its pid 2
+for _ in range(3):
+    os.kill(2, 0)  # a container's health check of its own pid 2
+for _ in range(2):
+    try:
+        os.kill(99, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+print("done", flush=True)
+sys.stdin.readline()
+os.kill(2, signal.SIGKILL)
+"""
+
+
+def test_probes_from_a_pid_namespace_are_that_namespaces_pids(tracer, measure):
+    """kill(2, 0) inside a container probes the container's pid 2, not the host's kthreadd."""
+    if not tracer.raw_generate:
+        pytest.skip("telling a namespace-local pid needs the task's layout from BTF")
+    outer = subprocess.Popen(
+        ["unshare", "--pid", "--fork", sys.executable, "-c", NS_INIT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        process_group=0,
+    )
+    ids: dict[str, int] = {}
+
+    def work():
+        assert outer.stdout.readline().strip() == "done"
+        ids["init"] = int(open(f"/proc/{outer.pid}/task/{outer.pid}/children").read().split()[0])
+        ids["two"] = int(open(f"/proc/{ids['init']}/task/{ids['init']}/children").read().split()[0])
+
+    try:
+        model = measure(work)
+    finally:
+        outer.stdin.write("\n")
+        outer.stdin.flush()
+        outer.wait(timeout=30)
+    rows = [r for r in model.flows.values() if r.key.sender_pid == ids["init"]]
+    probe = only_flow(model, ids["init"], ids["two"])  # translated to the host pid of its pid 2
+    assert (probe.key.sig, probe.results[Result.no_signal]) == (0, 3)
+    assert not [r for r in rows if r.key.target_pid == 2]  # never the host's pid 2
+    (failed,) = [r for r in rows if r.failed]
+    assert dict(failed.errors) == {3: 2}
+    assert model.procs[ids["two"]].nspid == [ids["two"], 2]
+    doc = next(f for f in to_json(model)["flows"] if f["sender_pid"] == ids["init"] and f["sig"] == 0)
+    assert (doc["target_pid"], doc["target_nspid"]) == (ids["two"], [ids["two"], 2])

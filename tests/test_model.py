@@ -197,6 +197,8 @@ class CEvent(ctypes.Structure):
         ("has_info", ctypes.c_ubyte),
         ("spoofed", ctypes.c_ubyte),
         ("comm", ctypes.c_char * 16),
+        ("ns_local", ctypes.c_ubyte),
+        ("pad", ctypes.c_ubyte * 7),
     ]
 
 
@@ -209,6 +211,7 @@ def packed(events: list[SignalEvent], layout, wall: float) -> bytes:
             "ts": round((e.ts - wall) * 1e9),
             "sender_tgid": e.sender_pid,
             "comm": e.comm.encode(),
+            "pad": b"",
         }
         out.append(layout.full.pack(*(fields[n] for n, _ in CEvent._fields_)))
     return b"".join(out)

@@ -77,6 +77,7 @@ def _event_decoder(names: list[str]) -> Callable[[tuple, float], SignalEvent]:
     fields = itemgetter(*(at[n] for n in DECODED_FIELDS))
     i_ts, i_has_info, i_flags, i_group = at["ts"], at["has_info"], at["flags"], at["group"]
     i_handler, i_sa_flags, i_comm, i_spoofed = at["handler"], at["sa_flags"], at["comm"], at["spoofed"]
+    i_ns_local = at["ns_local"]
     comms: dict[bytes, str] = {}
 
     def comm(raw: bytes) -> str:
@@ -98,6 +99,7 @@ def _event_decoder(names: list[str]) -> Callable[[tuple, float], SignalEvent]:
             t[i_sa_flags],
             t[i_spoofed],
             comm(t[i_comm]),
+            t[i_ns_local],
         )
 
     return decode

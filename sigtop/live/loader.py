@@ -83,7 +83,12 @@ def task_offsets() -> dict[str, int]:
     pid = types.member_offset("task_struct", "pid")
     if types.member_offset("task_struct", "tgid") != pid + 4:
         raise btf.BtfError("task_struct.tgid does not follow pid")  # the program reads both at once
-    return {"TASK_PID_OFFSET": pid, "TASK_COMM_OFFSET": types.member_offset("task_struct", "comm")}
+    return {
+        "TASK_PID_OFFSET": pid,
+        "TASK_COMM_OFFSET": types.member_offset("task_struct", "comm"),
+        "TASK_THREAD_PID_OFFSET": types.member_offset("task_struct", "thread_pid"),
+        "PID_LEVEL_OFFSET": types.member_offset("pid", "level"),
+    }
 
 
 def _choices(config: TraceConfig) -> list[tuple[bool, bool]]:

@@ -82,6 +82,7 @@ class MapDrain:
             syscall=k.syscall,
             result=k.result,
             spoofed=k.spoofed,
+            ns_local=k.ns_local,
         )
         return FlowDelta(
             key=key,

@@ -106,6 +106,7 @@ def read_proc(pid: int) -> ProcInfo | None:
         parents=parents,
         cgroup=cgroup_path,
         started=started_wall(ticks),
+        nspid=[int(x) for x in status.get("NSpid", "").split() if x.isdigit()][:32],
     )
 
 
@@ -136,6 +137,31 @@ def cgroup_of(text: str) -> str:
     return next((path for _, path in ranked if path != "/"), v2 or next(iter(v1.values()), ""))
 
 
+def pid_namespace(pid: int) -> str | None:
+    try:
+        return os.readlink(PROC / str(pid) / "ns" / "pid")
+    except OSError:
+        return None
+
+
+def host_pid_in_namespace_of(sender: int, ns_pid: int) -> int | None:
+    """The host pid of the process that is `ns_pid` in `sender`'s pid namespace, None if none is.
+
+    A walk of /proc (a few ms on a busy host): only for the rare failed send
+    or probe from inside a container, once per (sender, pid).
+    """
+    namespace = pid_namespace(sender)
+    if namespace is None:
+        return None
+    for entry in os.scandir(PROC):
+        if not entry.name.isdigit() or pid_namespace(int(entry.name)) != namespace:
+            continue
+        nspid = _status(int(entry.name)).get("NSpid", "").split()
+        if nspid and nspid[-1] == str(ns_pid):
+            return int(entry.name)
+    return None
+
+
 def pidfd_target(pid: int, fd: int) -> int | None:
     """The pid a process's pidfd refers to (fdinfo's Pid:), None if unknown or exited."""
     try:
@@ -157,15 +183,20 @@ class ProcResolver:
         # pid -> (read at, start ticks), least recently wanted first
         self._known_procs: OrderedDict[int, tuple[float, int]] = OrderedDict()
         self._known_pidfds: set[tuple[int, int]] = set()
+        self._known_ns_pids: set[tuple[int, int]] = set()
 
     def resolve(self, batch: Batch) -> list[ProcInfo]:
         wanted: set[int] = set()
         pidfds: list[tuple[int, int]] = []
+        ns_pids: list[tuple[int, int]] = []
         for d in batch.flows:
             k = d.key
             if k.sender_pid:
                 wanted.add(k.sender_pid)
-            if k.targets_pidfd():
+            if k.ns_local:
+                if k.target_pid > 0 and (k.sender_pid, k.target_pid) not in self._known_ns_pids:
+                    ns_pids.append((k.sender_pid, k.target_pid))
+            elif k.targets_pidfd():
                 if (k.sender_pid, k.target_pid) not in self._known_pidfds:
                     pidfds.append((k.sender_pid, k.target_pid))
             elif k.target_pid > 0:
@@ -196,6 +227,20 @@ class ProcResolver:
             if info is not None:
                 info.pidfds[fd] = target
                 procs[sender] = info
+        for sender, ns_pid in ns_pids:
+            self._known_ns_pids.add((sender, ns_pid))
+            host = host_pid_in_namespace_of(sender, ns_pid)
+            info = procs.get(sender) or read_proc(sender)
+            if info is not None:
+                if host is not None:
+                    info.ns_pids[ns_pid] = host
+                procs[sender] = info
+            if host is not None and host not in procs:
+                target = read_proc(host)
+                if target is not None:
+                    procs[host] = target
+        if len(self._known_ns_pids) > MAX_KNOWN_PROCS:
+            self._known_ns_pids.clear()
         while len(self._known_procs) > MAX_KNOWN_PROCS:
             self._known_procs.popitem(last=False)  # forgotten: read again if seen again
         if len(self._known_pidfds) > MAX_KNOWN_PROCS:

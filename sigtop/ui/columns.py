@@ -90,6 +90,8 @@ def _target(row: FlowRow) -> str:
         return "*"
     if k.target_pid == 0:  # failed sends to made-up pids, counted together (the drill-down lists them)
         return "?"
+    if k.ns_of:  # a pid of the sender's pid namespace (a container's), with no host pid found
+        return f"ns:{k.target_pid}"
     if k.pidfd >= 0:
         return f"pidfd {k.pidfd}"
     if k.target_pid < 0:

@@ -44,7 +44,8 @@ def process_text(model: SignalModel, pid: int, label: str, gen: int | None = Non
     info = model.procs.get(pid) if gen is None else model.proc_of(pid, gen)
     if info is None:
         return text.append(f"pid {pid} (gone before sigtop could read /proc)")
-    text.append(f"pid {pid}  comm {info.comm}  user {info.user or '?'}\n")
+    ns = f"  (pid in its namespaces: {' / '.join(map(str, info.nspid[1:]))})" if len(info.nspid) > 1 else ""
+    text.append(f"pid {pid}{ns}  comm {info.comm}  user {info.user or '?'}\n")
     cmdline = info.cmdline
     text.append(f"  cmdline: {cmdline[:MAX_CMDLINE] + '...' if len(cmdline) > MAX_CMDLINE else cmdline or '-'}\n")
     chain = " <- ".join(f"{p} {c}" for p, c in info.parents) or "-"
