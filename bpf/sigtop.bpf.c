@@ -368,9 +368,12 @@ static __always_inline int send_exit(long ret)
     struct inflight *f = inflight_find(ikey);
     if (!f)
         return 0;
-    if (f->generated > 0 && ret == 0) {
+    if (f->generated > 0) {
+        // Already counted, per target, at signal_generate. A call that
+        // generated a signal and still failed (EAGAIN: the realtime queue was
+        // full, counted there as OVERFLOW_FAIL) is not counted a second time.
         inflight_end(ikey, f);
-        return 0;   // already counted, per target, at signal_generate
+        return 0;
     }
     u64 id = bpf_get_current_pid_tgid();
     u32 tgid = id >> 32, tid = (u32)id;

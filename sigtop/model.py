@@ -47,7 +47,7 @@ MAX_PENDING_DELIVERIES = 5_000
 PENDING_PER_KEY = 64
 # Detail events kept across all rows (~250 bytes each); past it the least
 # recently seen rows give up their details first (their counts stay).
-MAX_KEPT_EVENTS = 200_000
+MAX_KEPT_EVENTS = 100_000
 
 
 @dataclass(frozen=True, slots=True)

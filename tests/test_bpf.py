@@ -647,3 +647,39 @@ def test_probes_from_a_pid_namespace_are_that_namespaces_pids(tracer, measure):
     assert model.procs[ids["two"]].nspid == [ids["two"], 2]
     doc = next(f for f in to_json(model)["flows"] if f["sender_pid"] == ids["init"] and f["sig"] == 0)
     assert (doc["target_pid"], doc["target_nspid"]) == (ids["two"], [ids["two"], 2])
+
+
+RT_HOLDER = """
+import signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGRTMIN})  # they stay queued
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_full_realtime_queue_counts_each_call_once(measure):
+    """The 4th..6th rt_sigqueueinfo find the target's queue full (RLIMIT_SIGPENDING 3): each is
+    one OVERFLOW_FAIL, not also an EAGAIN failure of the same call."""
+    holder = subprocess.Popen(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "prlimit", "--sigpending=3",
+         sys.executable, "-c", RT_HOLDER],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, process_group=0,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+
+        def work():
+            for i in range(6):
+                info = siginfo(signal.SIGRTMIN, i)
+                ret = libc.syscall(SYS_rt_sigqueueinfo, holder.pid, signal.SIGRTMIN, ctypes.byref(info))
+                assert (ret, ctypes.get_errno() if ret else 0) == ((0, 0) if i < 3 else (-1, 11))  # EAGAIN
+
+        model = measure(work)
+    finally:
+        holder.kill()  # ours
+        holder.wait()
+    (row,) = flows_between(model, os.getpid(), holder.pid)
+    assert (row.results[Result.delivered], row.results[Result.overflow_fail]) == (3, 3)
+    mine = [r for r in model.flows.values() if r.key.sender_pid == os.getpid() and r.key.sig == signal.SIGRTMIN]
+    assert sum(r.failed for r in mine) == 0  # not also an EAGAIN row (failed sends have a row of their own)
+    assert sum(r.attempts for r in mine) == 6
