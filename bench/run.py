@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument(
         "--soak-s",
         type=float,
-        default=180.0,
+        default=300.0,
         help="seconds of the churn soak (RSS curves of the TUI and record; past the 20,000-row caps); 0 skips it",
     )
     args = parser.parse_args()

@@ -2,8 +2,9 @@
 under 2,000 signals a second among 200 new processes a second, their RSS sampled every few seconds.
 
 The workload that once grew the TUI to 387 MB in 10 minutes (and record to 360 MB in a storm);
-`make bench` runs it scaled down (180 s: past the 20,000-row caps), `python bench/soak.py --seconds 600`
-the full length.
+`make bench` runs it scaled down to 300 s: past the 20,000-row caps (~100 s) and past the pid wrap
+(pid_max 32768 at 200 new processes/s: ~165 s, when reused pids start new identities); `--seconds 600`
+is the full length.
 """
 
 from __future__ import annotations
@@ -94,8 +95,8 @@ def run_soak(seconds: float) -> dict:
                     proc.kill()
                     proc.communicate()
         recorded_mb = capture.stat().st_size / 1e6 if capture.exists() else 0.0
-    # Growth after the caps have filled (20,000 rows at 200 new flows a second: ~100 s):
-    # the last third of a run long enough to pass them. Bounded memory means about zero.
+    # Growth after every cap has filled (rows ~100 s, then pid reuse from ~165 s): the last
+    # third of a run long enough to pass them. Bounded memory means about zero.
     tail = [p for p in curve if p[0] >= seconds * 2 / 3]
     return {
         "seconds": seconds,
@@ -133,7 +134,7 @@ def soak_verdicts(soak: dict) -> list[tuple[bool, str]]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=180.0)
+    parser.add_argument("--seconds", type=float, default=300.0)
     result = run_soak(parser.parse_args().seconds)
     print("\n".join(render_soak(result)))
     for met, text in soak_verdicts(result):

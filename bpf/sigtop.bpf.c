@@ -219,12 +219,17 @@ static __always_inline void event_submit(struct event *e)
                              BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
-static __always_inline void flow_add(struct flow_key *key, u64 ts, const char *target_comm)
+static __always_inline void flow_add(struct flow_key *key, u64 ts, const char *target_comm,
+                                     const struct inflight *claim)
 {
     struct flow_val *v = flows.lookup(key);
     if (!v) {
         struct flow_val init = {};
         init.first_ts = ts ? ts : bpf_ktime_get_ns();
+        if (claim) {   // a forged siginfo: what it claimed, for batch mode too
+            init.claimed_pid = claim->info_pid;
+            init.claimed_uid = claim->info_uid;
+        }
         bpf_get_current_comm(&init.sender_comm, sizeof(init.sender_comm));
         if (target_comm)
             bpf_probe_read_kernel(&init.target_comm, sizeof(init.target_comm), target_comm);
@@ -412,7 +417,7 @@ static __always_inline int send_exit(long ret)
     key.syscall = c.syscall;
     key.result = ret < 0 ? RES_FAILED : RES_NO_SIGNAL;
     key.err = ret < 0 ? (s32)-ret : 0;
-    flow_add(&key, ts, 0);
+    flow_add(&key, ts, 0, 0);
 
     struct event *e = event_reserve();
     if (!e)
@@ -505,7 +510,7 @@ static __always_inline int on_generate(int sig, int code, s32 target, u32 target
     // A siginfo the caller built names a sender: not its own is a forgery.
     key.spoofed = by_syscall && f->has_info &&
                   (f->info_pid != (s32)f->tgid || f->info_uid != f->real_uid);
-    flow_add(&key, ts, target_comm);
+    flow_add(&key, ts, target_comm, key.spoofed ? f : 0);
 
     struct event *e = event_reserve();
     if (!e)

@@ -109,6 +109,8 @@ struct flow_val {
     u64 first_ts;
     char sender_comm[16];
     char target_comm[16];
+    s32 claimed_pid;   // a spoofed flow: the si_pid its first siginfo claimed
+    u32 claimed_uid;   // ... and the si_uid
 };
 
 // Written only by the thread itself (deliver and rt_sigreturn run on it),

@@ -85,6 +85,7 @@ class FlowRow:
     # The row's last EVENTS_PER_ROW detail events; () until it keeps one (20,000 empty deques: 15 MB).
     events: deque[SignalEvent] | tuple[()] = ()
     sender_comm_now: str = ""  # the sender's comm in /proc now, where it differs (it exec'd)
+    claimed: tuple[int, int] | None = None  # spoofed: the (si_pid, si_uid) the siginfo claimed
 
     @property
     def count(self) -> int:
@@ -325,6 +326,8 @@ class SignalModel:
                     self._rows_since[pid] = delta.first_ts
                     if len(self._rows_since) > MAX_PROCS:
                         self._rows_since.popitem(last=False)
+        if delta.claimed is not None:
+            row.claimed = delta.claimed
         if delta.sender_comm and key.sender_pid:
             row.sender_comm = self._fresh_comm(rkey.sender_pid, delta.sender_comm, delta.first_ts)
         if delta.target_comm:
@@ -409,7 +412,7 @@ class SignalModel:
                 ident = (sender, target_pid, target_tgid, sig, code, ret, syscall, result, spoofed, ns_local)
                 found = rows.get(ident)
                 if found is None:
-                    row, process = self._event_row(*ident)
+                    row, process = self._event_row(ident)
                     found = rows[ident] = (self._kept_for(kept, row) if row else None, process)
                 keep, process = found
                 slot = [index, ts, None, None, 0]
@@ -457,21 +460,13 @@ class SignalModel:
             entry = kept[id(row)] = (row, deque(maxlen=EVENTS_PER_ROW))
         return entry[1]
 
-    def _event_row(
-        self,
-        sender: int,
-        target_pid: int,
-        target_tgid: int,
-        sig: int,
-        code: int,
-        ret: int,
-        syscall: int,
-        result: int,
-        spoofed: int,
-        ns_local: int,
-    ) -> tuple[FlowRow | None, int]:
-        """The flow row an event belongs to, and the process its signal goes to."""
-        key = event_flow_key(sender, target_pid, target_tgid, sig, code, ret, syscall, result, spoofed, ns_local)
+    def _event_row(self, ident: tuple) -> tuple[FlowRow | None, int]:
+        """The flow row an event belongs to, and the process its signal goes to.
+
+        `ident` is the event's fields in event_flow_key's order (sender, target_pid,
+        target_tgid, sig, code, ret, syscall, result, spoofed, ns_local)."""
+        key = event_flow_key(*ident)
+        target_pid, target_tgid = ident[1], ident[2]
         return self.flows.get(self.row_key(key)), target_tgid or self.process_of(target_pid)
 
     def _evict(self) -> None:

@@ -119,6 +119,7 @@ class FlowDelta:
     last_ts: float
     sender_comm: str = ""
     target_comm: str = ""
+    claimed: tuple[int, int] | None = None  # a spoofed flow: the (si_pid, si_uid) its siginfo claimed
 
 
 @dataclass(slots=True)
@@ -437,6 +438,16 @@ def _misses(value: Any, where: str) -> dict[str, int]:
     return {_str(k, where): _int(v, f"{where}[{k}]", 0, MAX_COUNT) for k, v in value.items()}
 
 
+def _claim(value: Any, where: str) -> tuple[int, int] | None:
+    """A spoofed flow's claimed (si_pid, si_uid), or None."""
+    if value is None:
+        return None
+    pair = _list(value, where)
+    if len(pair) != 2:
+        raise RecordValueError(f"{where}: not an (si_pid, si_uid) pair")
+    return _int(pair[0], where, *INT32), _int(pair[1], where, 0, 2**32)
+
+
 def _fills(value: Any, where: str) -> dict[str, float]:
     if type(value) is not dict:
         raise RecordValueError(f"{where}: not an object")
@@ -454,6 +465,7 @@ _BY_TYPE = {
     "dict[int, int]": _pidfds,
     "dict[str, int]": _misses,
     "dict[str, float]": _fills,
+    "tuple[int, int] | None": _claim,
     "list[int]": lambda v, w: [_int(x, f"{w}[{i}]", *INT32) for i, x in enumerate(_list(v, w))][:32],
 }
 # Narrower ranges where a field has one.

@@ -70,8 +70,9 @@ def flow_json(row: FlowRow, model: SignalModel | None = None) -> dict[str, Any]:
     data["target_nspid"] = target.nspid if target and len(target.nspid) > 1 else None
     if key.spoofed:
         claims = [e for e in row.events if e.has_info]
-        # What the forged siginfo said, beside who really sent it (sender_pid, sender_user).
-        data["claimed"] = {"si_pid": claims[-1].info_pid, "si_uid": claims[-1].info_uid} if claims else None
+        # What the forged siginfo said (the latest event's, else the kernel's first), beside the real sender.
+        claim = (claims[-1].info_pid, claims[-1].info_uid) if claims else row.claimed
+        data["claimed"] = {"si_pid": claim[0], "si_uid": claim[1]} if claim else None
         data["sender_user"] = sender.user if sender else None
     return data
 

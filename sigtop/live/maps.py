@@ -91,6 +91,7 @@ class MapDrain:
             last_ts=wall_now,
             sender_comm=comm_text(bytes(v.sender_comm)),
             target_comm=comm_text(bytes(v.target_comm)),
+            claimed=(v.claimed_pid, v.claimed_uid) if k.spoofed else None,
         )
 
     def _evict(self, table: Any, entries: int, idle: list[tuple[float, Any]], wall_now: float) -> list[FlowDelta]:
