@@ -427,7 +427,8 @@ def test_timer_signals_under_a_send_storm_are_counted_or_reported(tracer, measur
     counted_storm = only_flow(model, runs["storm"], sink.pid).count
     missed = model.program_misses["signal_generate"]
     seen = (
-        f"timer {counted_timer}/{fired_timer}, storm {counted_storm}/{runs['sent']}, misses {dict(model.program_misses)},"
+        f"timer {counted_timer}/{fired_timer}, storm {counted_storm}/{runs['sent']},"
+        f" misses {dict(model.program_misses)},"
         f" timer rows {[(r.key, r.count) for r in timer_rows]}, raw {tracer.raw_generate}"
     )
     assert counted_timer <= fired_timer, seen
