@@ -124,7 +124,7 @@ FLOW_COLUMNS = [
     Column("TARGET", lambda r: r.key.target_pid, lambda r, _n: Text(_target(r), justify="right"), True, 100),
     Column("COMM", lambda r: r.target_comm, lambda r, _n: Text(r.target_comm), priority=55),
     Column("SIGNAL", lambda r: r.key.sig, lambda r, _n: signame(r.key.sig), priority=95),
-    Column("VIA", lambda r: (r.key.via, r.key.spoofed), lambda r, _n: _via(r), priority=45),
+    Column("VIA", lambda r: (r.key.via, r.key.spoofed), lambda r, _n: _via(r), priority=58),
     Column("COUNT", lambda r: r.count, _num(lambda r: r.count), True, 90),
     Column("RATE/s", lambda r: r.rate, _num(lambda r: r.rate), True, 30, live_only=True),
     Column(
