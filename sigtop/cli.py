@@ -142,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--interval", type=_interval, default=1.0, metavar="S", help="batch interval (default 1)")
     _add_filters(r)
 
+    st = sub.add_parser("stream", help="one JSON object per signal event on stdout (NDJSON), for jq and log pipelines")
+    st.add_argument("--duration", type=_duration, metavar="S", help="stop after S seconds (default: at Ctrl-C)")
+    st.add_argument(
+        "--interval", type=_interval, default=1.0, metavar="S", help="how often lines are flushed (default 1)"
+    )
+    _add_filters(st)
+
     p = sub.add_parser("replay", help="open the live view over a recording (no root, no BPF)")
     p.add_argument("file", metavar="FILE")
     p.add_argument(
@@ -205,6 +212,23 @@ def cmd_record(args: argparse.Namespace) -> int:
         if args.output != "-":
             os.close(fd)
     print(f"recorded {writer.batches} batches to {printable(args.output)}", file=sys.stderr)
+    return 0
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from sigtop.export.stream import EventStream
+    from sigtop.live.collector import BpfSource
+    from sigtop.runner import trace
+
+    stream = EventStream(sys.stdout)
+    try:
+        asyncio.run(
+            trace(BpfSource(_trace_config(args, details=True, interval=args.interval)), args.duration, stream.write)
+        )
+    except BrokenPipeError:
+        # The reader went away (| head): end quietly, and keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 
@@ -275,7 +299,14 @@ def cmd_doctor(_args: argparse.Namespace) -> int:
     return run_doctor()
 
 
-COMMANDS = {"batch": cmd_batch, "record": cmd_record, "replay": cmd_replay, "doctor": cmd_doctor, None: cmd_live}
+COMMANDS = {
+    "batch": cmd_batch,
+    "record": cmd_record,
+    "stream": cmd_stream,
+    "replay": cmd_replay,
+    "doctor": cmd_doctor,
+    None: cmd_live,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

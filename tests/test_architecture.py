@@ -30,7 +30,13 @@ def test_only_live_imports_bcc():
 
 def test_ui_and_model_never_import_the_live_side():
     for name, used in modules().items():
-        if name.startswith("ui/") or name in ("model.py", "records.py", "source.py", "report.py", "recording.py"):
+        if name.startswith(("ui/", "export/")) or name in (
+            "model.py",
+            "records.py",
+            "source.py",
+            "report.py",
+            "recording.py",
+        ):
             assert not any(u.startswith("sigtop.live") for u in used), name
 
 
@@ -45,3 +51,9 @@ def test_every_module_says_what_it_is_for():
         doc = ast.get_docstring(ast.parse(path.read_text()))
         assert doc, path
         assert len(doc.splitlines()[0]) > 20, path
+
+
+def test_exports_never_import_the_ui():
+    for name, used in modules().items():
+        if name.startswith("export/"):
+            assert not any(u.startswith(("sigtop.ui", "textual")) for u in used), name
