@@ -574,8 +574,16 @@ TRACEPOINT_PROBE(signal, signal_generate)
 static __always_inline struct thread_val *thread_get(u32 tid, u32 tgid)
 {
     struct thread_val *t = threads.lookup(&tid);
-    if (t)
+    if (t) {
+        if (t->exited) {
+            // Another thread was given this id: its own process and name (the
+            // counters run on: user space reads them as differences).
+            t->exited = 0;
+            t->tgid = tgid;
+            bpf_get_current_comm(&t->comm, sizeof(t->comm));
+        }
         return t;
+    }
     struct thread_val init = {};
     init.tgid = tgid;
     bpf_get_current_comm(&init.comm, sizeof(init.comm));
@@ -596,8 +604,10 @@ TRACEPOINT_PROBE(signal, signal_deliver)
     struct thread_val *t = thread_get(tid, tgid);
     if (t) {
         t->deliveries++;
-        if (args->sa_handler > 1)   // not SIG_DFL (0) or SIG_IGN (1)
+        if (args->sa_handler > 1) {   // not SIG_DFL (0) or SIG_IGN (1): a frame to return from
             t->handler_deliveries++;
+            t->outstanding++;
+        }
     }
     struct event *e = event_reserve();
     if (!e)
@@ -626,10 +636,12 @@ TRACEPOINT_PROBE(syscalls, sys_enter_rt_sigreturn)
     struct thread_val *t = thread_get(tid, tgid);
     if (!t)
         return 0;
-    u64 returns = t->sigreturns++;
+    t->sigreturns++;
     // A return with no handler frame outstanding on this thread: the start
     // of sigreturn-oriented programming, or a handler entered before attach.
-    if (returns >= t->handler_deliveries) {
+    if (t->outstanding > 0) {
+        t->outstanding--;
+    } else {
         t->unmatched++;   // counted here, so batch mode (no events) sees it too
         struct event *e = event_reserve();
         if (!e)
@@ -642,6 +654,58 @@ TRACEPOINT_PROBE(syscalls, sys_enter_rt_sigreturn)
         e->target_tgid = tgid;
         bpf_get_current_comm(&e->comm, sizeof(e->comm));
         event_submit(e);
+    }
+    return 0;
+}
+
+// ---- handler frames across fork, exec and exit -----------------------------
+// These run on process creation, exec and exit only, never per signal.
+
+#define CLONE_THREAD 0x00010000
+
+// A process forked inside a handler has the parent's stack: it may return
+// from those frames once. A new thread starts with none.
+TRACEPOINT_PROBE(task, task_newtask)
+{
+    if (args->clone_flags & CLONE_THREAD)
+        return 0;
+    u32 parent = (u32)bpf_get_current_pid_tgid();
+    struct thread_val *p = threads.lookup(&parent);
+    if (!p || !p->outstanding)
+        return 0;
+    u32 child = (u32)args->pid;
+    struct thread_val init = {};
+    init.tgid = child;
+    init.outstanding = p->outstanding;
+    bpf_probe_read_kernel(&init.comm, sizeof(init.comm), args->comm);
+    if (threads.update(&child, &init))
+        stat_add(STAT_THREADS_FULL);
+    return 0;
+}
+
+// exec replaces the image: no frame of the old one can be returned from.
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    u32 ids[2] = {(u32)args->pid, (u32)args->old_pid};
+    #pragma unroll
+    for (int i = 0; i < 2; i++) {
+        struct thread_val *t = threads.lookup(&ids[i]);
+        if (t) {
+            t->outstanding = 0;
+            bpf_get_current_comm(&t->comm, sizeof(t->comm));
+        }
+    }
+    return 0;
+}
+
+// A thread that ends takes its frames with it; its id may come back as another's.
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    u32 tid = (u32)args->pid;
+    struct thread_val *t = threads.lookup(&tid);
+    if (t) {
+        t->outstanding = 0;
+        t->exited = 1;
     }
     return 0;
 }

@@ -121,6 +121,10 @@ struct thread_val {
     u64 deliveries;          // every signal_deliver (default actions too)
     u64 unmatched;           // rt_sigreturn with no handler frame outstanding
     u32 tgid;
+    u32 outstanding;         // handler frames this thread may still return from: +1 per
+                             // handler delivery, -1 per rt_sigreturn, copied to a forked
+                             // child, cleared by exec and at exit
+    u32 exited;              // the thread is gone: a new one with this id starts afresh
     u32 pad;
     char comm[16];
 };

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -691,3 +692,42 @@ def test_a_full_realtime_queue_counts_each_call_once(measure):
     mine = [r for r in model.flows.values() if r.key.sender_pid == os.getpid() and r.key.sig == signal.SIGRTMIN]
     assert sum(r.failed for r in mine) == 0  # not also an EAGAIN row (failed sends have a row of their own)
     assert sum(r.attempts for r in mine) == 6
+
+
+@pytest.fixture(scope="module")
+def sigframes(tmp_path_factory) -> str:
+    """tests/helpers/sigframes.c, compiled here (a Python handler runs after the real frame returned)."""
+    binary = tmp_path_factory.mktemp("sigframes") / "sigframes"
+    source = Path(__file__).parent / "helpers" / "sigframes.c"
+    subprocess.run(["gcc", "-O1", "-o", str(binary), str(source)], check=True)
+    return str(binary)
+
+
+def test_a_child_forked_inside_a_handler_may_return_from_it(measure, sigframes):
+    """No false alarm: the child inherits the handler frame and returns from it once."""
+    runs: list[int] = []
+
+    def work():
+        proc = subprocess.Popen([sigframes, "fork"], process_group=0)
+        runs.append(proc.pid)
+        assert proc.wait(timeout=30) == 0
+
+    model = measure(work)
+    parent = model.sigreturns[runs[0]]
+    (child,) = [r for pid, r in model.sigreturns.items() if pid != runs[0] and r.comm == "sigframes"]
+    assert (parent.sigreturns, parent.handler_deliveries, parent.unmatched) == (1, 1, 0)
+    assert (child.sigreturns, child.unmatched) == (1, 0)
+
+
+def test_exec_inside_a_handler_leaves_no_frame_to_forge(measure, sigframes):
+    """The handler's frame is gone with the old image: a later bare rt_sigreturn is SROP's first step."""
+    runs: list[int] = []
+
+    def work():
+        proc = subprocess.Popen([sigframes, "exec"], process_group=0)
+        runs.append(proc.pid)
+        assert proc.wait(timeout=30) == -signal.SIGSEGV
+
+    model = measure(work)
+    row = model.sigreturns[runs[0]]
+    assert (row.handler_deliveries, row.sigreturns, row.unmatched) == (1, 1, 1)

@@ -22,6 +22,9 @@ REQUIRED_TRACEPOINTS = (
     "signal/signal_deliver",
     *(f"syscalls/sys_{d}_{s.name}" for s in SEND_SYSCALLS for d in ("enter", "exit")),
     "syscalls/sys_enter_rt_sigreturn",
+    "task/task_newtask",
+    "sched/sched_process_exec",
+    "sched/sched_process_exit",
 )
 
 

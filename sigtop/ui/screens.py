@@ -198,7 +198,7 @@ class SigreturnDetail(DetailScreen):
         if r.unmatched:
             head.append(
                 f"{r.unmatched} rt_sigreturn with no handler frame outstanding: SROP, "
-                "a fork inside a handler, or a handler entered before tracing began",
+                "or a handler entered before tracing began (fork and exec are accounted for)",
                 style="bold red",
             )
         else:
