@@ -157,7 +157,8 @@ class SignalModel:
     def __init__(self, max_rows: int = 20_000) -> None:
         self.max_rows = max_rows
         self.flows: dict[FlowRowKey, FlowRow] = {}
-        self.sigreturns: dict[int, SigreturnRow] = {}
+        # By pid: the process that holds it now; an earlier owner's row by (pid, its generation).
+        self.sigreturns: dict[int | tuple[int, int], SigreturnRow] = {}
         self.signalfds: dict[tuple[int, int], SignalfdRow] = {}
         self.procs: OrderedDict[int, ProcInfo] = OrderedDict()
         self.generation: dict[int, int] = {}  # pid -> how many times it was seen reused
@@ -254,6 +255,9 @@ class SignalModel:
                 self._retired.popitem(last=False)
             self.generation[proc.pid] = gen + 1
             self._rows_since.pop(proc.pid, None)
+            earlier = self.sigreturns.pop(proc.pid, None)
+            if earlier is not None:  # stays, as the earlier owner's
+                self.sigreturns[(proc.pid, gen)] = earlier
         if old is not None:
             self.proc_text -= len(old.cmdline) + len(old.cgroup)
         self.procs[proc.pid] = proc

@@ -318,3 +318,18 @@ def test_kept_details_are_bounded_in_all_and_counts_are_not():
     assert sum(r.count for r in model.flows.values()) == 400_000
     newest = max(model.flows.values(), key=lambda r: r.last_ts)
     assert len(newest.events) == 200  # the most recently seen keep theirs
+
+
+def test_a_reused_pid_starts_a_new_sigreturn_row():
+    model = SignalModel()
+    old = ProcInfo(300, 300, "old", started=100.0)
+    model.apply(Batch(ts=101, interval_s=1, procs=[old], threads=[ThreadDelta(300, 300, "old", 4, 4, 4, 101, 0)]))
+    new = ProcInfo(300, 300, "new", started=500.0)
+    model.apply(Batch(ts=501, interval_s=1, procs=[new], threads=[ThreadDelta(300, 300, "new", 1, 0, 0, 501, 1)]))
+    assert (model.sigreturns[300].comm, model.sigreturns[300].sigreturns, model.sigreturns[300].unmatched) == (
+        "new",
+        1,
+        1,
+    )
+    assert (model.sigreturns[(300, 0)].comm, model.sigreturns[(300, 0)].sigreturns) == ("old", 4)
+    assert len(to_json(model)["sigreturn"]) == 2
