@@ -94,6 +94,14 @@ def _add_filters(p: argparse.ArgumentParser, top: bool = False) -> None:
         metavar="SIG",
         help="only this signal: TERM, SIGUSR1, RTMIN+2 or a number (repeatable; in the kernel)",
     )
+    p.add_argument(
+        "--container",
+        action="append",
+        default=default,
+        metavar="TEXT",
+        help="only flows whose sender or target container/service label contains TEXT "
+        "(docker:4f2a, k8s:, svc:nginx; repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,7 +190,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     model = SignalModel()
     trace_into_model(source, args.duration, model)
-    flow_filter = FlowFilter(frozenset(args.pid), (), frozenset(args.signal))
+    flow_filter = FlowFilter(frozenset(args.pid), (), frozenset(args.signal), tuple(args.container))
     if args.json:
         json.dump(to_json(model, flow_filter), sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -233,7 +241,12 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 
 def _ui_filter(args: argparse.Namespace) -> FlowFilter:
-    return FlowFilter(frozenset(getattr(args, "pid", [])), tuple(args.comm), frozenset(getattr(args, "signal", [])))
+    return FlowFilter(
+        frozenset(getattr(args, "pid", [])),
+        tuple(args.comm),
+        frozenset(getattr(args, "signal", [])),
+        tuple(getattr(args, "container", [])),
+    )
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

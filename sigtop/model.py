@@ -10,6 +10,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from sigtop.containers import container_of
 from sigtop.names import (
     GENERATED_RESULTS,
     EventKind,
@@ -86,6 +87,8 @@ class FlowRow:
     events: deque[SignalEvent] | tuple[()] = ()
     sender_comm_now: str = ""  # the sender's comm in /proc now, where it differs (it exec'd)
     claimed: tuple[int, int] | None = None  # spoofed: the (si_pid, si_uid) the siginfo claimed
+    sender_container: str = ""  # containers.Container.label of each end ("" on the host)
+    target_container: str = ""
 
     @property
     def count(self) -> int:
@@ -339,6 +342,11 @@ class SignalModel:
         info = self.proc_of(rkey.sender_pid, rkey.sender_gen) if rkey.sender_pid else None
         # A sender that exec'd since: its name when it sent, and now.
         row.sender_comm_now = info.comm if info and info.comm != row.sender_comm else ""
+        if info is not None and not row.sender_container:
+            row.sender_container = container_of(info.cgroup).label
+        target = self.proc_of(rkey.target_pid, rkey.target_gen) if rkey.target_pid > 0 and not rkey.ns_of else None
+        if target is not None and not row.target_container:
+            row.target_container = container_of(target.cgroup).label
         if not row.target_comm and rkey.target_pid > 0:
             info = self.procs.get(rkey.target_pid)
             row.target_comm = info.comm if info else ""

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from sigtop.containers import container_of
 from sigtop.filters import FlowFilter
 from sigtop.model import OVERFLOW, FlowRow, SignalModel
 from sigtop.names import (
@@ -60,7 +61,9 @@ def flow_json(row: FlowRow, model: SignalModel | None = None) -> dict[str, Any]:
     data["sender_started"] = round(sender.started, 2) if sender and key.sender_pid and sender.started else None
     data["target_started"] = round(target.started, 2) if target and key.target_pid > 0 and target.started else None
     data["sender_cgroup"] = sender.cgroup if sender and key.sender_pid else None
+    data["sender_container"] = _container_json(sender.cgroup) if sender and key.sender_pid else None
     data["target_cgroup"] = target.cgroup if target and key.target_pid > 0 else None
+    data["target_container"] = _container_json(target.cgroup) if target and key.target_pid > 0 else None
     if key.pidfd >= 0:
         data["target_pidfd"] = key.pidfd
     data["spoofed"] = key.spoofed
@@ -78,6 +81,17 @@ def flow_json(row: FlowRow, model: SignalModel | None = None) -> dict[str, Any]:
 
 
 MAX_ASKED_PIDS = 20
+
+
+def _container_json(cgroup: str) -> dict[str, str] | None:
+    """Which container or service a cgroup names; None on the host."""
+    found = container_of(cgroup)
+    if not found.kind:
+        return None
+    doc = {"kind": found.kind, "name": found.name, "label": found.label}
+    if found.pod:
+        doc.update(pod=found.pod, runtime=found.runtime)
+    return doc
 
 
 def asked_pids(row: FlowRow) -> list[int]:

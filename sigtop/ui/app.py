@@ -93,7 +93,9 @@ class SigtopApp(App[int]):
                 with TabPane(spec.title, id=name):
                     yield SignalTable(spec, id=f"table-{name}")
         with Static(id="filter-bar"):
-            yield Input(placeholder="pid:1234 comm:nginx sig:TERM   (Enter applies, Esc clears)", id="filter")
+            yield Input(
+                placeholder="pid:1234 comm:nginx sig:TERM ctr:docker   (Enter applies, Esc clears)", id="filter"
+            )
             yield Static(id="filter-error")
         yield Footer()
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from rich.text import Text
 
+from sigtop.containers import container_of
 from sigtop.filters import FlowFilter
 from sigtop.model import OVERFLOW, FlowRow, SignalfdRow, SignalModel, SigreturnRow
 from sigtop.names import Result, errno_name, sfd_flag_names, signal_mask_names, signame
@@ -105,6 +106,13 @@ def _via(row: FlowRow) -> Text:
     return Text(row.key.via)
 
 
+def _containers(row: FlowRow) -> Text:
+    s, t = row.sender_container, row.target_container
+    if s == t:
+        return Text(s)
+    return Text(f"{s or 'host'}→{t or 'host'}")
+
+
 def _failed(row: FlowRow) -> str:
     return " ".join(f"{errno_name(e)}:{n}" for e, n in sorted(row.errors.items()))
 
@@ -148,6 +156,8 @@ FLOW_COLUMNS = [
     ),
     Column("FAILED", lambda r: r.failed, lambda r, _n: Text(_failed(r), style="red"), True, 80),
     Column("PROBES", lambda r: r.results[Result.no_signal], _num(lambda r: r.results[Result.no_signal]), True, 10),
+    # Containers or services of both ends ("" on the host): the first to hide when narrow.
+    Column("CONTAINER", lambda r: (r.sender_container, r.target_container), lambda r, _n: _containers(r), priority=5),
 ]
 
 SIGNALFD_COLUMNS = [
@@ -199,12 +209,25 @@ def _flow_rows(model: SignalModel, flt: FlowFilter) -> list[tuple[str, FlowRow]]
     return [(repr(k), r) for k, r in model.flows.items() if not flt or flt.matches_flow(r)]
 
 
+def _container(model: SignalModel, pid: int) -> str:
+    info = model.procs.get(pid)
+    return container_of(info.cgroup).label if info else ""
+
+
 def _signalfd_rows(model: SignalModel, flt: FlowFilter) -> list[tuple[str, SignalfdRow]]:
-    return [(f"{k[0]}:{k[1]}", r) for k, r in model.signalfds.items() if not flt or flt.matches_pid_comm(r.pid, r.comm)]
+    return [
+        (f"{k[0]}:{k[1]}", r)
+        for k, r in model.signalfds.items()
+        if not flt or flt.matches_pid_comm(r.pid, r.comm, _container(model, r.pid))
+    ]
 
 
 def _sigreturn_rows(model: SignalModel, flt: FlowFilter) -> list[tuple[str, SigreturnRow]]:
-    return [(str(k), r) for k, r in model.sigreturns.items() if not flt or flt.matches_pid_comm(r.pid, r.comm)]
+    return [
+        (str(k), r)
+        for k, r in model.sigreturns.items()
+        if not flt or flt.matches_pid_comm(r.pid, r.comm, _container(model, r.pid))
+    ]
 
 
 TABLES = {

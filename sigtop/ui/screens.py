@@ -219,7 +219,7 @@ class SigreturnDetail(DetailScreen):
 
 
 FILTER_HELP = """\
-Filter (/ or F4): pid:1234  comm:nginx  sig:TERM  (bare words work: 1234, TERM, nginx)
+Filter (/ or F4): pid:1234  comm:nginx  sig:TERM  ctr:docker  (bare words: 1234, TERM, nginx)
   terms of one kind match any; kinds combine with AND. Esc clears.
 Results: DELIV queued, IGN discarded (ignored), MERGED already pending (lost merge),
   LOST realtime queue overflow, FAILED the call failed (errno).
