@@ -48,6 +48,14 @@ if [ ! -d "/lib/modules/$KREL/build/include" ] && [ ! -e /sys/kernel/kheaders.ta
   fi
 fi
 
+# 2b. The tests run a real Prometheus (and promtool) on loopback: Debian's.
+#     On a machine with systemd Debian starts its service: stop and disable it.
+if [ "$MODE" = test ] && ! command -v prometheus >/dev/null; then
+  echo "setup: installing Debian's prometheus (for the exporter's tests; its service is left off)"
+  apt_install prometheus
+  if [ -d /run/systemd/system ]; then $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
+fi
+
 # 3. tracefs, where the machine has not mounted it.
 if [ ! -d /sys/kernel/tracing/events/signal ] && [ ! -d /sys/kernel/debug/tracing/events/signal ]; then
   echo "setup: mounting tracefs on /sys/kernel/tracing"

@@ -67,6 +67,13 @@ def _number(
     return parse
 
 
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise argparse.ArgumentTypeError(f"not an ADDR:PORT: {text!r} (e.g. 127.0.0.1:9464)")
+    return host.strip("[]"), int(port)
+
+
 MIN_INTERVAL_S, MAX_INTERVAL_S = 0.05, 3600.0  # below: redrawing or collecting is all sigtop would do
 _duration = _number(0, 366 * 86400, "a duration (seconds)", high_text="366 days")
 _interval = _number(MIN_INTERVAL_S, MAX_INTERVAL_S, "an interval (seconds)", low_inclusive=True)
@@ -157,6 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_filters(st)
 
+    ex = sub.add_parser("exporter", help="serve the counts as Prometheus metrics on /metrics (headless)")
+    ex.add_argument(
+        "--listen",
+        type=_listen,
+        default=("127.0.0.1", 9464),
+        metavar="ADDR:PORT",
+        help="where to serve /metrics (default 127.0.0.1:9464: loopback; expose it deliberately)",
+    )
+    ex.add_argument(
+        "--interval", type=_interval, default=1.0, metavar="S", help="how often counts are read (default 1)"
+    )
+    _add_filters(ex)
+
     p = sub.add_parser("replay", help="open the live view over a recording (no root, no BPF)")
     p.add_argument("file", metavar="FILE")
     p.add_argument(
@@ -240,6 +260,29 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_exporter(args: argparse.Namespace) -> int:
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from sigtop.export.prometheus import SignalMetrics
+    from sigtop.live.collector import BpfSource
+    from sigtop.runner import trace
+
+    metrics = SignalMetrics()
+    registry = CollectorRegistry()
+    registry.register(metrics)
+    host, port = args.listen
+    source = BpfSource(_trace_config(args, details=False, interval=args.interval))
+    source.attach()  # before listening: a scrape never sees a half-started exporter
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        source.detach()
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    print(f"serving /metrics on http://{host}:{port}/metrics", file=sys.stderr, flush=True)
+    asyncio.run(trace(source, None, metrics.apply))
+    return 0
+
+
 def _ui_filter(args: argparse.Namespace) -> FlowFilter:
     return FlowFilter(
         frozenset(getattr(args, "pid", [])),
@@ -316,6 +359,7 @@ COMMANDS = {
     "batch": cmd_batch,
     "record": cmd_record,
     "stream": cmd_stream,
+    "exporter": cmd_exporter,
     "replay": cmd_replay,
     "doctor": cmd_doctor,
     None: cmd_live,

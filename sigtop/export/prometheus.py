@@ -1,0 +1,139 @@
+"""`sigtop exporter`: sigtop's exact counts as Prometheus metrics, served on /metrics.
+
+The counts are folded from each batch's deltas into counters of their own
+(never from the model's rows, which are evicted: a Prometheus counter must
+never go down). Labels are only bounded values, never a pid, a tid or a
+comm: signal (65), origin (the syscall or the kernel's class), result,
+syscall, errno, probe, map. So the series cannot grow with the processes a
+machine runs, however many come and go. Scrapes see the counts as of the
+last collection (every --interval, 1 s by default).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from importlib import metadata
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+from sigtop.model import OVERFLOW
+from sigtop.names import GENERATED_RESULTS, Result, Syscall, errno_name, kernel_origin, signame, syscall_name
+from sigtop.records import Batch
+
+
+class SignalMetrics(Collector):
+    """Counters folded from batches; a prometheus_client collector that reads them at scrape time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # batches fold on the event loop, scrapes read on the HTTP thread
+        self.signals: Counter[tuple[str, str, str]] = Counter()  # (signal, origin, result)
+        self.send_errors: Counter[tuple[str, str, str]] = Counter()  # (syscall, signal, errno)
+        self.probes: Counter[str] = Counter()  # syscall
+        self.spoofed: Counter[str] = Counter()  # signal
+        self.sigreturns = 0
+        self.unmatched = 0
+        self.events_lost = 0
+        self.program_misses: Counter[str] = Counter()  # probe
+        self.signals_uncounted = 0
+        self.map_full: Counter[str] = Counter()  # map
+        self.map_fill: dict[str, float] = {}
+
+    def apply(self, batch: Batch) -> None:
+        with self._lock:
+            for delta in batch.flows:
+                k = delta.key
+                sig = signame(k.sig)
+                if k.syscall == Syscall.overflow:
+                    origin = OVERFLOW
+                elif k.syscall == Syscall.kernel:
+                    origin = kernel_origin(k.sig, k.code)
+                else:
+                    origin = syscall_name(k.syscall)
+                if k.result in GENERATED_RESULTS:
+                    self.signals[(sig, origin, Result(k.result).name)] += delta.count
+                    if k.spoofed:
+                        self.spoofed[sig] += delta.count
+                elif k.result == Result.failed:
+                    self.send_errors[(origin, sig, errno_name(k.err))] += delta.count
+                elif k.result == Result.no_signal:
+                    self.probes[origin] += delta.count
+            for thread in batch.threads:
+                self.sigreturns += thread.sigreturns
+                self.unmatched += thread.unmatched or 0
+            stats = batch.stats
+            self.events_lost += stats.events_lost + stats.events_dropped
+            self.program_misses.update(batch.program_misses)
+            self.signals_uncounted += stats.signals_missed
+            self.map_full.update(
+                {"flows": stats.flows_full, "threads": stats.threads_full, "signalfds": stats.signalfds_full}
+            )
+            self.map_fill = batch.map_fill or self.map_fill
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | InfoMetricFamily]:
+        with self._lock:
+            signals = CounterMetricFamily(
+                "sigtop_signals", "Signals generated, by signal, origin (syscall or kernel class) and result",
+                labels=["signal", "origin", "result"],
+            )  # fmt: skip
+            for (sig, origin, result), n in sorted(self.signals.items()):
+                signals.add_metric([sig, origin, result], n)
+            yield signals
+            errors = CounterMetricFamily(
+                "sigtop_signal_send_errors", "Send syscalls that failed, by syscall, signal and errno",
+                labels=["syscall", "signal", "errno"],
+            )  # fmt: skip
+            for labels, n in sorted(self.send_errors.items()):
+                errors.add_metric(list(labels), n)
+            yield errors
+            probes = CounterMetricFamily("sigtop_signal_probes", "Signal-0 probes, by syscall", labels=["syscall"])
+            for syscall, n in sorted(self.probes.items()):
+                probes.add_metric([syscall], n)
+            yield probes
+            spoofed = CounterMetricFamily(
+                "sigtop_signals_spoofed", "Signals whose siginfo claimed another sender", labels=["signal"]
+            )
+            for sig, n in sorted(self.spoofed.items()):
+                spoofed.add_metric([sig], n)
+            yield spoofed
+            yield CounterMetricFamily("sigtop_rt_sigreturn", "rt_sigreturn calls", value=self.sigreturns)
+            yield CounterMetricFamily(
+                "sigtop_rt_sigreturn_unmatched",
+                "rt_sigreturn with no handler frame outstanding (sigreturn-oriented programming starts so)",
+                value=self.unmatched,
+            )
+            yield CounterMetricFamily(
+                "sigtop_events_lost", "Detail events lost (kernel) or skipped (user space); counts stay exact",
+                value=self.events_lost,
+            )  # fmt: skip
+            misses = CounterMetricFamily(
+                "sigtop_program_misses", "Runs of sigtop's probes the kernel skipped", labels=["probe"]
+            )
+            for probe, n in sorted(self.program_misses.items()):
+                misses.add_metric([probe], n)
+            yield misses
+            yield CounterMetricFamily(
+                "sigtop_signals_uncounted", "Signals not counted because the kernel skipped signal_generate",
+                value=self.signals_uncounted,
+            )  # fmt: skip
+            full = CounterMetricFamily(
+                "sigtop_map_full", "Entries a full kernel map could not take (flows: counted in overflow)",
+                labels=["map"],
+            )  # fmt: skip
+            for name in ("flows", "threads", "signalfds"):
+                full.add_metric([name], self.map_full[name])
+            yield full
+            fill = GaugeMetricFamily("sigtop_map_fill_ratio", "How full each kernel map is", labels=["map"])
+            for name, ratio in sorted(self.map_fill.items()):
+                fill.add_metric([name], ratio)
+            yield fill
+        yield InfoMetricFamily("sigtop_build", "sigtop's version", value={"version": _version()})
+
+
+def _version() -> str:
+    try:
+        return metadata.version("sigtop")
+    except metadata.PackageNotFoundError:
+        return "unknown"

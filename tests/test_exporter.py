@@ -1,0 +1,164 @@
+"""sigtop exporter: exact counts as Prometheus metrics, checked through a real Prometheus."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import tracemalloc
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sigtop.export.prometheus import SignalMetrics
+from sigtop.model import SignalModel
+from sigtop.recording import read_recording
+from sigtop.records import Batch, FlowDelta, FlowKey
+from tests.conftest import RECORDING, REQUIRE_BPF
+from tests.test_cli import SIGTOP
+
+RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
+
+
+def scrape(metrics: SignalMetrics) -> dict[str, list]:
+    registry = CollectorRegistry()
+    registry.register(metrics)
+    families = text_string_to_metric_families(generate_latest(registry).decode())
+    return {f.name: f.samples for f in families}
+
+
+def test_metrics_from_a_recording_match_the_model():
+    _head, batches = read_recording(RECORDING)
+    metrics, model = SignalMetrics(), SignalModel()
+    for batch in batches:
+        metrics.apply(batch)
+        model.apply(batch)
+    samples = scrape(metrics)
+    signals = {
+        (s.labels["signal"], s.labels["origin"], s.labels["result"]): s.value
+        for s in samples["sigtop_signals"]
+        if s.name.endswith("_total")
+    }
+    assert sum(signals.values()) == model.total_signals
+    usr2 = sum(r.results[1] for r in model.flows.values() if r.key.sig == 12)
+    assert signals[("SIGUSR2", "kill", "ignored")] == usr2
+    errors = [s for s in samples["sigtop_signal_send_errors"] if s.name.endswith("_total")]
+    assert {(s.labels["errno"], s.value) for s in errors} == {("ESRCH", 40.0)}
+    for family in samples.values():
+        for sample in family:
+            assert not {"pid", "tid", "comm"} & set(sample.labels)  # never a per-process label
+
+
+def test_series_stay_bounded_while_processes_churn():
+    """200,000 distinct senders: the label sets do not grow, nor does memory."""
+    metrics = SignalMetrics()
+
+    def churn(start: int) -> None:
+        for first in range(start, start + 100_000, 1000):
+            flows = [
+                FlowDelta(FlowKey(pid, pid + 1, pid + 1, 10, 0, 0, 1, 0), 1, 0.0, 0.0)
+                for pid in range(first, first + 1000)
+            ]
+            metrics.apply(Batch(ts=1.0, interval_s=1.0, flows=flows))
+
+    churn(0)
+    before = len(scrape(metrics)["sigtop_signals"])
+    tracemalloc.start()
+    churn(1_000_000)
+    grown, _peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(scrape(metrics)["sigtop_signals"]) == before
+    assert grown < 200_000
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        if REQUIRE_BPF:  # CI installs Debian's prometheus (make setup): it must be there
+            pytest.fail("promtool is missing (make setup installs Debian's prometheus)")
+        pytest.skip("promtool is not installed (make setup installs it)")
+    return found
+
+
+def test_alerting_rules_are_valid_and_their_unit_tests_pass():
+    tool = promtool()
+    subprocess.run([tool, "check", "rules", str(RULES / "sigtop-rules.yml")], check=True, capture_output=True)
+    result = subprocess.run([tool, "test", "rules", "sigtop-rules.test.yml"], cwd=RULES, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def query(port: int, promql: str) -> list:
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=5) as response:  # loopback only
+        return json.load(response)["data"]["result"]
+
+
+@pytest.mark.bpf
+def test_a_real_prometheus_sees_exactly_what_the_workload_sent(bpf_ready, spawn, tmp_path):
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        if REQUIRE_BPF:
+            pytest.fail("prometheus is missing (make setup installs Debian's)")
+        pytest.skip("prometheus is not installed (make setup installs it)")
+    child = spawn()
+    child.ask("ignore SIGUSR2")
+    exporter_port, prometheus_port = free_port(), free_port()
+    exporter = subprocess.Popen(
+        [*SIGTOP, "exporter", "--listen", f"127.0.0.1:{exporter_port}", "--interval", "0.2", "--pid", str(child.pid)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"scrape_configs: [{{job_name: sigtop, static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]}}]\n"
+    )
+    server = None
+    try:
+        assert "serving /metrics" in exporter.stderr.readline()
+        server = subprocess.Popen(
+            [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+             f"--web.listen-address=127.0.0.1:{prometheus_port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for _ in range(37):
+            os.kill(child.pid, signal.SIGUSR2)
+        for _ in range(3):
+            os.kill(child.pid, 0)
+        promql = 'sum(sigtop_signals_total{signal="SIGUSR2", origin="kill", result="ignored"})'
+        deadline, seen = time.monotonic() + 60, None
+        while time.monotonic() < deadline:
+            try:
+                result = query(prometheus_port, promql)
+            except OSError:  # Prometheus still starting
+                result = []
+            seen = float(result[0]["value"][1]) if result else None
+            if seen == 37:
+                break
+            time.sleep(0.5)
+        assert seen == 37
+        probes = query(prometheus_port, 'sum(sigtop_signal_probes_total{syscall="kill"})')
+        assert float(probes[0]["value"][1]) == 3
+    finally:
+        for proc in (server, exporter):
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)  # ours
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
