@@ -226,6 +226,8 @@ static __always_inline void flow_add(struct flow_key *key, u64 ts, const char *t
     if (!v) {
         struct flow_val init = {};
         init.first_ts = ts ? ts : bpf_ktime_get_ns();
+        if (key->sender_tgid)   // current is the sender: once per flow, not per signal
+            init.sender_cgroup = bpf_get_current_cgroup_id();
         if (claim) {   // a forged siginfo: what it claimed, for batch mode too
             init.claimed_pid = claim->info_pid;
             init.claimed_uid = claim->info_uid;

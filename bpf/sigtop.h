@@ -111,6 +111,8 @@ struct flow_val {
     char target_comm[16];
     s32 claimed_pid;   // a spoofed flow: the si_pid its first siginfo claimed
     u32 claimed_uid;   // ... and the si_uid
+    u64 sender_cgroup; // the sender's cgroup v2 id when the flow began (a short-lived sender's
+                       // /proc may be gone before it is read); 0 for the kernel
 };
 
 // Written only by the thread itself (deliver and rt_sigreturn run on it),

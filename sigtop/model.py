@@ -342,8 +342,10 @@ class SignalModel:
         info = self.proc_of(rkey.sender_pid, rkey.sender_gen) if rkey.sender_pid else None
         # A sender that exec'd since: its name when it sent, and now.
         row.sender_comm_now = info.comm if info and info.comm != row.sender_comm else ""
-        if info is not None and not row.sender_container:
-            row.sender_container = container_of(info.cgroup).label
+        if not row.sender_container:
+            # The kernel's cgroup when the flow began; /proc's where the kernel had none.
+            cgroup = delta.sender_cgroup if delta.sender_cgroup not in ("", "/") else (info.cgroup if info else "")
+            row.sender_container = container_of(cgroup).label
         target = self.proc_of(rkey.target_pid, rkey.target_gen) if rkey.target_pid > 0 and not rkey.ns_of else None
         if target is not None and not row.target_container:
             row.target_container = container_of(target.cgroup).label

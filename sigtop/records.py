@@ -120,6 +120,7 @@ class FlowDelta:
     sender_comm: str = ""
     target_comm: str = ""
     claimed: tuple[int, int] | None = None  # a spoofed flow: the (si_pid, si_uid) its siginfo claimed
+    sender_cgroup: str = ""  # the sender's cgroup v2 path when the flow began (kernel), if resolved
 
 
 @dataclass(slots=True)

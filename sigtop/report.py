@@ -62,6 +62,8 @@ def flow_json(row: FlowRow, model: SignalModel | None = None) -> dict[str, Any]:
     data["target_started"] = round(target.started, 2) if target and key.target_pid > 0 and target.started else None
     data["sender_cgroup"] = sender.cgroup if sender and key.sender_pid else None
     data["sender_container"] = _container_json(sender.cgroup) if sender and key.sender_pid else None
+    if data["sender_container"] is None and row.sender_container:  # gone from /proc: the kernel's cgroup named it
+        data["sender_container"] = {"label": row.sender_container}
     data["target_cgroup"] = target.cgroup if target and key.target_pid > 0 else None
     data["target_container"] = _container_json(target.cgroup) if target and key.target_pid > 0 else None
     if key.pidfd >= 0:

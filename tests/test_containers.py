@@ -123,3 +123,42 @@ def test_flows_name_the_containers_of_both_ends(bpf_ready, spawn, runtime_cgroup
 
     assert FlowFilter.parse("ctr:docker").matches_flow(row)
     assert not FlowFilter.parse("ctr:k8s").matches_flow(row)
+
+
+SEND_AND_GO = """
+import os, sys
+sys.stdin.readline()  # moved into its cgroup by now
+for _ in range(int(sys.argv[2])):
+    os.kill(int(sys.argv[1]), 12)
+"""
+
+
+@pytest.mark.bpf
+def test_a_short_lived_senders_container_comes_from_the_kernel(bpf_ready, spawn, runtime_cgroups):
+    """It exits before /proc is read: the kernel's cgroup id, taken when the flow began, names it."""
+    import subprocess
+    import sys
+
+    from sigtop.live.collector import BpfSource
+    from sigtop.live.config import TraceConfig
+    from sigtop.model import SignalModel
+
+    target = spawn()
+    target.ask("ignore SIGUSR2")
+    docker = runtime_cgroups(f"/sigtop-test.slice/docker-{CID}.scope")
+    source = BpfSource(TraceConfig(pids=(target.pid,), details=False))
+    source.attach()
+    try:
+        source.collect()
+        sender = subprocess.Popen([sys.executable, "-c", SEND_AND_GO, str(target.pid), "3"], stdin=subprocess.PIPE)
+        (docker / "cgroup.procs").write_text(str(sender.pid))
+        sender.communicate(b"go\n", timeout=30)  # sends, exits: gone before the collection
+        assert sender.returncode == 0
+        model = SignalModel()
+        model.apply(source.collect())
+    finally:
+        source.detach()
+        target.stop()
+    (row,) = [r for r in model.flows.values() if r.key.sender_pid == sender.pid]
+    assert sender.pid not in model.procs  # /proc never saw it
+    assert (row.count, row.sender_container) == (3, "docker:4f2a9c1b7e3d")

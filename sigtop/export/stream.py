@@ -3,7 +3,7 @@
 `sigtop stream` writes a line per detail event (a generated signal, a failed
 send or probe) as batches arrive, flushed once per batch, for jq, Loki,
 Vector or Elasticsearch. Identity (comm, cmdline, user, cgroup, start time,
-namespace pids) comes from what the source resolved in /proc, sanitised like
+namespace pids, container or service) comes from what the source resolved in /proc, sanitised like
 everything else sigtop shows. A reader that goes away (broken pipe) ends the
 stream cleanly.
 """
@@ -14,6 +14,7 @@ import json
 from collections import OrderedDict
 from typing import IO, Any
 
+from sigtop.containers import container_of
 from sigtop.names import EventKind, Result, errno_name, printable, si_code_name, signame, syscall_name
 from sigtop.records import Batch, ProcInfo, SignalEvent
 
@@ -52,6 +53,7 @@ class EventStream:
             cmdline=printable(info.cmdline),
             user=printable(info.user),
             cgroup=printable(info.cgroup),
+            container=container_of(info.cgroup).label or None,
             started=round(info.started, 2) if info.started else None,
         )
         if len(info.nspid) > 1:

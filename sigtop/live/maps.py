@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import time
+from pathlib import Path
 from typing import Any
 
 from sigtop.live.bpfsys import lookup_and_delete
@@ -39,6 +41,7 @@ class MapDrain:
         self._prev_overflow = [0] * (OVERFLOW_SIGNALS * OVERFLOW_RESULTS)
         self.evicted = 0
         self.fill: dict[str, float] = {}  # how full each map is, 0..1
+        self.cgroups = CgroupPaths()
         self._prev_threads: dict[int, tuple[int, int, int, int]] = {}
         self._prev_signalfds: dict[tuple[int, int], tuple[int, int]] = {}
         self._prev_stats = [0] * len(STAT_NAMES)
@@ -92,6 +95,7 @@ class MapDrain:
             sender_comm=comm_text(bytes(v.sender_comm)),
             target_comm=comm_text(bytes(v.target_comm)),
             claimed=(v.claimed_pid, v.claimed_uid) if k.spoofed else None,
+            sender_cgroup=self.cgroups.path(v.sender_cgroup) if v.sender_cgroup else "",
         )
 
     def _evict(self, table: Any, entries: int, idle: list[tuple[float, Any]], wall_now: float) -> list[FlowDelta]:
@@ -191,6 +195,38 @@ class MapDrain:
         delta = [n - p for n, p in zip(now, self._prev_stats, strict=True)]
         self._prev_stats = now
         return KernelStats(**dict(zip(STAT_NAMES, delta, strict=True)))
+
+
+class CgroupPaths:
+    """cgroup v2 ids (what bpf_get_current_cgroup_id says) to paths: a cgroup's id is its
+    directory's inode on the v2 mount. Walked again when an id is not known yet, at most
+    once per second; bounded."""
+
+    MOUNTS = (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup"))
+    MAX = 20_000
+
+    def __init__(self) -> None:
+        self._paths: dict[int, str] = {}
+        self._walked = 0.0
+        self.root = next((m for m in self.MOUNTS if (m / "cgroup.controllers").exists()), None)
+
+    def path(self, cgroup_id: int) -> str:
+        found = self._paths.get(cgroup_id)
+        if found is None and self.root is not None and time.monotonic() - self._walked > 1.0:
+            self._walk()
+            found = self._paths.get(cgroup_id)
+        return found or ""
+
+    def _walk(self) -> None:
+        self._walked = time.monotonic()
+        if len(self._paths) > self.MAX:
+            self._paths.clear()
+        for directory, _subdirs, _files in os.walk(self.root):
+            try:
+                inode = os.stat(directory).st_ino
+            except OSError:
+                continue
+            self._paths[inode] = "/" + os.path.relpath(directory, self.root).removeprefix(".")
 
 
 def _sum_per_cpu(table: Any) -> list[int]:
