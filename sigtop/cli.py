@@ -175,6 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument(
         "--interval", type=_interval, default=1.0, metavar="S", help="how often counts are read (default 1)"
     )
+    ex.add_argument(
+        "--label-by",
+        choices=("comm", "container"),
+        help="also export sigtop_signals_by_<comm|container>_total{signal,sender,target}, bounded by --top",
+    )
+    ex.add_argument(
+        "--top",
+        type=int,
+        default=20,
+        choices=range(1, 201),
+        metavar="K",
+        help="at most K values get their own series (1..200, default 20); the rest count as 'other'",
+    )
     _add_filters(ex)
 
     p = sub.add_parser("replay", help="open the live view over a recording (no root, no BPF)")
@@ -267,7 +280,7 @@ def cmd_exporter(args: argparse.Namespace) -> int:
     from sigtop.live.collector import BpfSource
     from sigtop.runner import trace
 
-    metrics = SignalMetrics()
+    metrics = SignalMetrics(label_by=args.label_by or "", top=args.top)
     registry = CollectorRegistry()
     registry.register(metrics)
     host, port = args.listen

@@ -162,3 +162,21 @@ def test_a_real_prometheus_sees_exactly_what_the_workload_sent(bpf_ready, spawn,
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+def test_comm_labels_are_opt_in_bounded_and_sum_exactly():
+    """--label-by comm: at most K comms get a series, once they have 10 signals; the rest are 'other'."""
+    metrics = SignalMetrics(label_by="comm", top=3, label_min=10)
+    sent = 0
+    for round_no in range(50):
+        flows = []
+        for sender in range(100):  # 100 comms, 3 of them busy; new random ones every round
+            comm = f"busy{sender}" if sender < 3 else f"short-{round_no}-{sender}"
+            flows.append(FlowDelta(FlowKey(1000 + sender, 2, 2, 15, 0, 0, 1, 0), 5, 0.0, 0.0, comm, "target"))
+            sent += 5
+        metrics.apply(Batch(ts=1.0, interval_s=1.0, flows=flows))
+    samples = [s for s in scrape(metrics)["sigtop_signals_by_comm"] if s.name.endswith("_total")]
+    senders = {s.labels["sender"] for s in samples}
+    assert senders == {"busy0", "busy1", "busy2", "other"}
+    assert sum(s.value for s in samples) == sent
+    assert {s.labels["target"] for s in samples} <= {"target", "other"}

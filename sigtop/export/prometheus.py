@@ -12,23 +12,72 @@ last collection (every --interval, 1 s by default).
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from importlib import metadata
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
+from sigtop.containers import container_of
 from sigtop.model import OVERFLOW
-from sigtop.names import GENERATED_RESULTS, Result, Syscall, errno_name, kernel_origin, signame, syscall_name
+from sigtop.names import (
+    GENERATED_RESULTS,
+    Result,
+    Syscall,
+    errno_name,
+    kernel_origin,
+    printable,
+    signame,
+    syscall_name,
+)
 from sigtop.records import Batch
+
+OTHER = "other"
+MAX_CANDIDATES = 10_000
+
+
+class BoundedLabels:
+    """Which values of an unbounded label (comm, container) get a series of their own.
+
+    A value is admitted once it has been seen `min_count` times, at most `limit`
+    values ever; admitted values keep their series (a counter must never go
+    down, so nothing is ever demoted), everything else counts under `other`
+    (including an admitted value's counts before it was admitted: sums stay
+    exact). Candidates are remembered in a bounded LRU.
+    """
+
+    def __init__(self, limit: int, min_count: int) -> None:
+        self.limit, self.min_count = limit, min_count
+        self.admitted: set[str] = set()
+        self._candidates: OrderedDict[str, int] = OrderedDict()
+
+    def label(self, value: str, count: int) -> str:
+        if value in self.admitted:
+            return value
+        if not value or len(self.admitted) >= self.limit:
+            return OTHER
+        seen = self._candidates.pop(value, 0) + count
+        if seen >= self.min_count:
+            self.admitted.add(value)
+            return OTHER  # this batch's count was seen before the series existed
+        self._candidates[value] = seen
+        while len(self._candidates) > MAX_CANDIDATES:
+            self._candidates.popitem(last=False)
+        return OTHER
 
 
 class SignalMetrics(Collector):
     """Counters folded from batches; a prometheus_client collector that reads them at scrape time."""
 
-    def __init__(self) -> None:
+    def __init__(self, label_by: str = "", top: int = 20, label_min: int = 10) -> None:
         self._lock = threading.Lock()  # batches fold on the event loop, scrapes read on the HTTP thread
+        # Opt-in: signals by sender and target comm or container, bounded (BoundedLabels).
+        self.label_by = label_by
+        self._senders = BoundedLabels(top, label_min)
+        self._targets = BoundedLabels(top, label_min)
+        self.by_label: Counter[tuple[str, str, str]] = Counter()  # (signal, sender, target)
+        self._procs: OrderedDict[int, str] = OrderedDict()  # pid -> its comm or container, bounded
         self.signals: Counter[tuple[str, str, str]] = Counter()  # (signal, origin, result)
         self.send_errors: Counter[tuple[str, str, str]] = Counter()  # (syscall, signal, errno)
         self.probes: Counter[str] = Counter()  # syscall
@@ -41,11 +90,27 @@ class SignalMetrics(Collector):
         self.map_full: Counter[str] = Counter()  # map
         self.map_fill: dict[str, float] = {}
 
+    def _value(self, pid: int, comm: str) -> str:
+        if self.label_by == "comm":
+            return printable(comm) if pid else "[kernel]"
+        return self._procs.get(pid, "") or "host"
+
     def apply(self, batch: Batch) -> None:
         with self._lock:
+            if self.label_by == "container":
+                for proc in batch.procs:
+                    self._procs[proc.pid] = container_of(proc.cgroup).label
+                    self._procs.move_to_end(proc.pid)
+                while len(self._procs) > MAX_CANDIDATES:
+                    self._procs.popitem(last=False)
             for delta in batch.flows:
                 k = delta.key
                 sig = signame(k.sig)
+                if self.label_by and k.result in GENERATED_RESULTS and delta.count:
+                    sender = self._senders.label(self._value(k.sender_pid, delta.sender_comm), delta.count)
+                    target_pid = k.target_tgid or k.target_pid
+                    target = self._targets.label(self._value(target_pid, delta.target_comm), delta.count)
+                    self.by_label[(sig, sender, target)] += delta.count
                 if k.syscall == Syscall.overflow:
                     origin = OVERFLOW
                 elif k.syscall == Syscall.kernel:
@@ -98,6 +163,15 @@ class SignalMetrics(Collector):
             for sig, n in sorted(self.spoofed.items()):
                 spoofed.add_metric([sig], n)
             yield spoofed
+            if self.label_by:
+                by = CounterMetricFamily(
+                    f"sigtop_signals_by_{self.label_by}",
+                    f"Signals generated, by sender's and target's {self.label_by} (bounded: the rest are 'other')",
+                    labels=["signal", "sender", "target"],
+                )
+                for labels, n in sorted(self.by_label.items()):
+                    by.add_metric(list(labels), n)
+                yield by
             yield CounterMetricFamily("sigtop_rt_sigreturn", "rt_sigreturn calls", value=self.sigreturns)
             yield CounterMetricFamily(
                 "sigtop_rt_sigreturn_unmatched",
