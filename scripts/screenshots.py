@@ -80,12 +80,63 @@ async def shoot() -> None:
         print(f"screenshots/{name}.svg")
 
 
+CONTAINER_ID = "4f2a9c1b7e3d" + "0" * 52
+
+
+async def shoot_containers() -> None:
+    """The live app (real BPF, headless) over real cgroups named as Docker and systemd name them:
+    a 'health checker' service probing and signalling an 'nginx' container. Needs root."""
+    from sigtop.live.collector import BpfSource
+    from sigtop.live.config import TraceConfig
+    from sigtop.ui.app import SigtopApp
+
+    mounts = (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup"))
+    root = next(p for p in mounts if (p / "cgroup.procs").exists())
+    made = []
+    for relative in ("sigtop-demo.slice", f"sigtop-demo.slice/docker-{CONTAINER_ID}.scope",
+                     "sigtop-demo.slice/system.slice", "sigtop-demo.slice/system.slice/healthcheck.service"):  # fmt: skip
+        (root / relative).mkdir(exist_ok=True)
+        made.append(root / relative)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "import ctypes, signal, time\nctypes.CDLL(None).prctl(15, b'nginx')\n"
+         "signal.signal(signal.SIGHUP, lambda *a: None)\n"
+         "signal.signal(signal.SIGUSR2, signal.SIG_IGN)\ntime.sleep(30)"],
+    )  # fmt: skip
+    checker_code = (
+        "import ctypes, os, sys, time\nctypes.CDLL(None).prctl(15, b'healthcheck')\nsys.stdin.readline()\n"
+        "pid = int(sys.argv[1])\nfor i in range(40):\n    os.kill(pid, 0)\n    os.kill(pid, 12)\n"
+        "    if i % 10 == 0: os.kill(pid, 1)\n    time.sleep(0.02)\n"
+    )
+    checker = subprocess.Popen([sys.executable, "-c", checker_code, str(worker.pid)], stdin=subprocess.PIPE)
+    try:
+        (made[1] / "cgroup.procs").write_text(str(worker.pid))
+        (made[3] / "cgroup.procs").write_text(str(checker.pid))
+        source = BpfSource(TraceConfig(pids=(worker.pid,), interval_s=0.5))
+        source.attach()
+        app = SigtopApp(source, refresh_s=0.5)
+        async with app.run_test(size=(200, 16)) as pilot:
+            checker.stdin.write(b"go\n")
+            checker.stdin.flush()
+            await pilot.pause(2.5)
+            app.refresh_view()
+            await pilot.pause()
+            app.save_screenshot("containers.svg", str(ROOT / "screenshots"))
+        print("screenshots/containers.svg")
+    finally:
+        for proc in (checker, worker):
+            proc.kill()
+            proc.wait()
+        for path in reversed(made):
+            path.rmdir()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--replay", action="store_true", help="reuse the existing capture")
     args = parser.parse_args()
     if not args.replay:
         capture()
+        asyncio.run(shoot_containers())
     asyncio.run(shoot())
 
 
