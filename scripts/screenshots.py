@@ -93,8 +93,14 @@ async def shoot_containers() -> None:
     mounts = (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup"))
     root = next(p for p in mounts if (p / "cgroup.procs").exists())
     made = []
-    for relative in ("sigtop-demo.slice", f"sigtop-demo.slice/docker-{CONTAINER_ID}.scope",
-                     "sigtop-demo.slice/system.slice", "sigtop-demo.slice/system.slice/healthcheck.service"):  # fmt: skip
+    demo = "sigtop-demo.slice"
+    cgroups = (
+        demo,
+        f"{demo}/docker-{CONTAINER_ID}.scope",
+        f"{demo}/system.slice",
+        f"{demo}/system.slice/healthcheck.service",
+    )
+    for relative in cgroups:
         (root / relative).mkdir(exist_ok=True)
         made.append(root / relative)
     worker = subprocess.Popen(
