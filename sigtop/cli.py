@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib
 import json
 import math
@@ -176,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--interval", type=_interval, default=1.0, metavar="S", help="how often counts are read (default 1)"
     )
     ex.add_argument(
+        "--latency",
+        action="store_true",
+        help="also export sigtop_signal_latency_seconds (reads every detail event: costs like the live view)",
+    )
+    ex.add_argument(
         "--label-by",
         choices=("comm", "container"),
         help="also export sigtop_signals_by_<comm|container>_total{signal,sender,target}, bounded by --top",
@@ -284,7 +290,14 @@ def cmd_exporter(args: argparse.Namespace) -> int:
     registry = CollectorRegistry()
     registry.register(metrics)
     host, port = args.listen
-    source = BpfSource(_trace_config(args, details=False, interval=args.interval))
+    source = BpfSource(_trace_config(args, details=args.latency, interval=args.interval))
+    on_batch = metrics.apply
+    if args.latency:
+        from sigtop.model import SignalModel
+
+        model = SignalModel()
+        model.on_latency = metrics.observe_latency
+        on_batch = functools.partial(metrics.fold, model)
     source.attach()  # before listening: a scrape never sees a half-started exporter
     try:
         start_http_server(port, addr=host, registry=registry)
@@ -292,7 +305,7 @@ def cmd_exporter(args: argparse.Namespace) -> int:
         source.detach()
         raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     print(f"serving /metrics on http://{host}:{port}/metrics", file=sys.stderr, flush=True)
-    asyncio.run(trace(source, None, metrics.apply))
+    asyncio.run(trace(source, None, on_batch))
     return 0
 
 

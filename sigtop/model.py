@@ -7,7 +7,7 @@ Pure: no bcc, no textual, no /proc. Everything it knows arrives in a
 from __future__ import annotations
 
 from collections import Counter, OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from sigtop.containers import container_of
@@ -185,6 +185,9 @@ class SignalModel:
         self._pending: OrderedDict[tuple[int, int], deque[_Slot]] = OrderedDict()
         self._rated_flows: set[FlowRowKey] = set()
         self._unmatched_counted = False  # thread deltas carry exact unmatched counts
+        # Called with (signal, latency in ns) for every delivery matched to its generation
+        # (the exporter's histogram); None: nobody asks.
+        self.on_latency: Callable[[int, int], None] | None = None
         self._rated_sigreturns: set[int] = set()
 
     # ---- folding ---------------------------------------------------------
@@ -444,6 +447,8 @@ class SignalModel:
                 if queue:
                     generated = queue.popleft()
                     latency = generated[_LATENCY] = max(0, round((ts - generated[_TS]) * ns_per_unit))
+                    if self.on_latency is not None:
+                        self.on_latency(sig, latency)
                     generated[_TAKEN_BY] = _tid  # the thread that took it (a group signal: any of them)
                     if generated[_EVENT] is not None:
                         generated[_EVENT].latency_ns = latency

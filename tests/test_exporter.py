@@ -116,9 +116,20 @@ def test_a_real_prometheus_sees_exactly_what_the_workload_sent(bpf_ready, spawn,
         pytest.skip("prometheus is not installed (make setup installs it)")
     child = spawn()
     child.ask("ignore SIGUSR2")
+    child.ask("handle SIGUSR1")
     exporter_port, prometheus_port = free_port(), free_port()
     exporter = subprocess.Popen(
-        [*SIGTOP, "exporter", "--listen", f"127.0.0.1:{exporter_port}", "--interval", "0.2", "--pid", str(child.pid)],
+        [
+            *SIGTOP,
+            "exporter",
+            "--listen",
+            f"127.0.0.1:{exporter_port}",
+            "--interval",
+            "0.2",
+            "--pid",
+            str(child.pid),
+            "--latency",
+        ],
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -139,6 +150,9 @@ def test_a_real_prometheus_sees_exactly_what_the_workload_sent(bpf_ready, spawn,
             os.kill(child.pid, signal.SIGUSR2)
         for _ in range(3):
             os.kill(child.pid, 0)
+        for _ in range(5):
+            os.kill(child.pid, signal.SIGUSR1)
+            child.wait_ack()
         promql = 'sum(sigtop_signals_total{signal="SIGUSR2", origin="kill", result="ignored"})'
         deadline, seen = time.monotonic() + 60, None
         while time.monotonic() < deadline:
@@ -153,6 +167,10 @@ def test_a_real_prometheus_sees_exactly_what_the_workload_sent(bpf_ready, spawn,
         assert seen == 37
         probes = query(prometheus_port, 'sum(sigtop_signal_probes_total{syscall="kill"})')
         assert float(probes[0]["value"][1]) == 3
+        taken = query(prometheus_port, 'sum(sigtop_signal_latency_seconds_count{signal="SIGUSR1"})')
+        assert float(taken[0]["value"][1]) == 5  # every handled signal, timed from generate to take
+        within = query(prometheus_port, 'sum(sigtop_signal_latency_seconds_bucket{signal="SIGUSR1", le="10"})')
+        assert float(within[0]["value"][1]) == 5
     finally:
         for proc in (server, exporter):
             if proc is not None:
@@ -180,3 +198,25 @@ def test_comm_labels_are_opt_in_bounded_and_sum_exactly():
     assert senders == {"busy0", "busy1", "busy2", "other"}
     assert sum(s.value for s in samples) == sent
     assert {s.labels["target"] for s in samples} <= {"target", "other"}
+
+
+def test_the_latency_histogram_counts_every_matched_delivery():
+    _head, batches = read_recording(RECORDING)
+    metrics, model = SignalMetrics(), SignalModel()
+    seen: list[tuple[int, int]] = []
+
+    def observe(sig: int, latency_ns: int) -> None:
+        seen.append((sig, latency_ns))
+        metrics.observe_latency(sig, latency_ns)
+
+    model.on_latency = observe
+    for batch in batches:
+        metrics.fold(model, batch)
+    assert len(seen) > 50
+    histogram = scrape(metrics)["sigtop_signal_latency_seconds"]
+    counts = {s.labels["signal"]: s.value for s in histogram if s.name.endswith("_count")}
+    assert sum(counts.values()) == len(seen)
+    sums = {s.labels["signal"]: s.value for s in histogram if s.name.endswith("_sum")}
+    assert abs(sum(sums.values()) - sum(ns for _, ns in seen) / 1e9) < 1e-6
+    buckets = [s for s in histogram if s.name.endswith("_bucket") and s.labels["signal"] == "SIGUSR1"]
+    assert [b.value for b in buckets] == sorted(b.value for b in buckets)  # cumulative

@@ -15,8 +15,9 @@ import threading
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from importlib import metadata
+from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from sigtop.containers import container_of
@@ -34,6 +35,8 @@ from sigtop.names import (
 from sigtop.records import Batch
 
 OTHER = "other"
+# Generate-to-take latency buckets (seconds): 1 us to 10 s.
+LATENCY_BUCKETS = (1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1, 1.0, 10.0)
 MAX_CANDIDATES = 10_000
 
 
@@ -77,6 +80,8 @@ class SignalMetrics(Collector):
         self._senders = BoundedLabels(top, label_min)
         self._targets = BoundedLabels(top, label_min)
         self.by_label: Counter[tuple[str, str, str]] = Counter()  # (signal, sender, target)
+        # Opt-in (--latency, needs detail events): per signal, counts per bucket and the sum.
+        self.latency: dict[str, list[float]] = {}  # signal -> [count per bucket..., +Inf count, sum]
         self._procs: OrderedDict[int, str] = OrderedDict()  # pid -> its comm or container, bounded
         self.signals: Counter[tuple[str, str, str]] = Counter()  # (signal, origin, result)
         self.send_errors: Counter[tuple[str, str, str]] = Counter()  # (syscall, signal, errno)
@@ -89,6 +94,18 @@ class SignalMetrics(Collector):
         self.signals_uncounted = 0
         self.map_full: Counter[str] = Counter()  # map
         self.map_fill: dict[str, float] = {}
+
+    def observe_latency(self, sig: int, latency_ns: int) -> None:
+        """One delivery matched to its generation (SignalModel.on_latency; on the loop, under the lock's holder)."""
+        seconds = latency_ns / 1e9
+        row = self.latency.get(signame(sig))
+        if row is None:
+            row = self.latency[signame(sig)] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        for i, bound in enumerate(LATENCY_BUCKETS):
+            if seconds <= bound:
+                row[i] += 1
+        row[-2] += 1
+        row[-1] += seconds
 
     def _value(self, pid: int, comm: str) -> str:
         if self.label_by == "comm":
@@ -137,7 +154,13 @@ class SignalMetrics(Collector):
             )
             self.map_fill = batch.map_fill or self.map_fill
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | InfoMetricFamily]:
+    def fold(self, model: Any, batch: Batch) -> None:
+        """With --latency: the batch through a model that matches deliveries (its events), then counted."""
+        with self._lock:
+            model.apply(batch)
+        self.apply(batch)
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily | InfoMetricFamily]:
         with self._lock:
             signals = CounterMetricFamily(
                 "sigtop_signals", "Signals generated, by signal, origin (syscall or kernel class) and result",
@@ -172,6 +195,16 @@ class SignalMetrics(Collector):
                 for labels, n in sorted(self.by_label.items()):
                     by.add_metric(list(labels), n)
                 yield by
+            if self.latency:
+                histogram = HistogramMetricFamily(
+                    "sigtop_signal_latency_seconds",
+                    "Generate-to-take latency of every signal whose delivery was seen (detail events)",
+                    labels=["signal"],
+                )
+                for sig, row in sorted(self.latency.items()):
+                    buckets = [(f"{b:g}", row[i]) for i, b in enumerate(LATENCY_BUCKETS)] + [("+Inf", row[-2])]
+                    histogram.add_metric([sig], buckets, row[-1])
+                yield histogram
             yield CounterMetricFamily("sigtop_rt_sigreturn", "rt_sigreturn calls", value=self.sigreturns)
             yield CounterMetricFamily(
                 "sigtop_rt_sigreturn_unmatched",
