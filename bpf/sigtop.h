@@ -73,6 +73,7 @@ enum event_kind {
     EV_DELIVER = 3,
     EV_SIGNALFD = 4,
     EV_UNMATCHED_SIGRETURN = 5,
+    EV_DEATH = 6,             // a process killed by a signal: sender = it, sig = the signal, code = CLD_*
 };
 
 // Slots of the per-CPU stats array (sigtop.live.maps.STAT_NAMES, in order).

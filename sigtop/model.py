@@ -6,6 +6,7 @@ Pure: no bcc, no textual, no /proc. Everything it knows arrives in a
 
 from __future__ import annotations
 
+import signal
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,8 @@ from sigtop.names import (
     Syscall,
     kernel_origin,
     printable,
+    si_code_name,
+    signame,
     syscall_name,
 )
 from sigtop.records import (
@@ -41,6 +44,7 @@ MAX_PROCS = 20_000
 MAX_PROC_TEXT = 16 << 20
 MAX_CMDLINE = 4096 + 64  # a recording may hold longer ones: cut here too
 MAX_RETIRED = 5_000  # earlier owners of reused pids, kept for their rows' drill-downs
+CLD_DUMPED = 3
 START_SLACK_S = 0.011  # start times are in 10 ms ticks (truncated): one tick, and a bit
 # Generated signals waiting for their delivery (to time them), by (process,
 # signal): a standard signal is pending once at most; realtime ones queue.
@@ -128,6 +132,25 @@ class SigreturnRow:
 
 
 @dataclass(slots=True)
+class Death:
+    """A process that ended because of a signal, and who or what sent it."""
+
+    pid: int
+    comm: str
+    sig: int
+    core: bool  # it dumped core (CLD_DUMPED)
+    ts: float
+    parent: int
+    cause: str  # one line: "1234 kubelet via kill, after SIGTERM (stop timeout)", "fault (SEGV_MAPERR)", ...
+    sender_pid: int = 0  # the process that sent the fatal signal (0: the kernel, or not seen)
+    lifetime_s: float | None = None  # from its start time, where /proc told it
+
+
+MAX_DEATHS = 5_000
+ESCALATION_S = 60.0  # a SIGTERM then a SIGKILL from one sender within this: a stop timeout
+
+
+@dataclass(slots=True)
 class SignalfdRow:
     pid: int
     fd: int
@@ -143,6 +166,7 @@ class SignalfdRow:
 # Plain ints for the per-event loop (enum members compare slower).
 _GENERATE, _DELIVER = int(EventKind.generate), int(EventKind.deliver)
 _UNMATCHED_SIGRETURN, _DELIVERED = int(EventKind.unmatched_sigreturn), int(Result.delivered)
+_DEATH = int(EventKind.death)
 _FLOW_EVENTS = frozenset((_GENERATE, int(EventKind.send_done)))
 
 
@@ -188,6 +212,7 @@ class SignalModel:
         # Called with (signal, latency in ns) for every delivery matched to its generation
         # (the exporter's histogram); None: nobody asks.
         self.on_latency: Callable[[int, int], None] | None = None
+        self.deaths: deque[Death] = deque(maxlen=MAX_DEATHS)
         self._rated_sigreturns: set[int] = set()
 
     # ---- folding ---------------------------------------------------------
@@ -422,6 +447,7 @@ class SignalModel:
         rows: dict[tuple, tuple[deque[_Slot] | None, int]] = {}
         kept: dict[int, tuple[FlowRow | SigreturnRow, deque[_Slot]]] = {}
         pending = self._pending
+        deaths: list[int] = []
         hots, ns_per_unit = hot_events(events)
         for index, hot in enumerate(hots):
             ts, kind, sender, _tid, target_pid, target_tgid, sig, code, result, ret, syscall, spoofed, ns_local = hot
@@ -453,6 +479,8 @@ class SignalModel:
                     if generated[_EVENT] is not None:
                         generated[_EVENT].latency_ns = latency
                         generated[_EVENT].taken_tid = _tid
+            elif kind == _DEATH:
+                deaths.append(index)
             elif kind == _UNMATCHED_SIGRETURN:
                 srow = self.sigreturns.get(sender)
                 if srow is None:
@@ -460,6 +488,8 @@ class SignalModel:
                 if not self._unmatched_counted:  # an old recording: only the events say
                     srow.unmatched += 1
                 self._kept_for(kept, srow).append([index, ts, None, None, 0])
+        for index in deaths:
+            self.deaths.append(self._death(events[index]))
         for row, slots in kept.values():
             for slot in slots:
                 event = slot[_EVENT] = events[slot[_INDEX]]
@@ -471,6 +501,43 @@ class SignalModel:
                 row.events.append(event)
             if isinstance(row, SigreturnRow) and not row.comm and slots:
                 row.comm = slots[-1][_EVENT].comm
+
+    def _death(self, e: SignalEvent) -> Death:
+        """Who or what killed a process: the flows that reached it with that signal, newest first."""
+        pid, sig = e.sender_pid, e.sig
+        info = self.procs.get(pid)
+        comm = printable(e.comm) or (info.comm if info else "")
+        rows = [r for r in self.flows.values() if r.key.target_pid == pid and r.key.sig == sig and r.count]
+        rows.sort(key=lambda r: r.last_ts, reverse=True)
+        cause, sender = "not seen (sent before sigtop attached, or a SIGKILL fanned out to its threads)", 0
+        if rows:
+            row = rows[0]
+            sender = row.key.sender_pid
+            if sender == pid:
+                cause = "itself (abort)" if sig == signal.SIGABRT else f"itself ({signame(sig)})"
+            elif sender:
+                cause = f"{sender} {row.sender_comm} via {row.key.via}"
+                term = [
+                    r
+                    for r in self.flows.values()
+                    if sig == signal.SIGKILL
+                    and r.key.sender_pid == sender
+                    and r.key.target_pid == pid
+                    and r.key.sig == signal.SIGTERM
+                    and r.count
+                    and e.ts - r.first_ts < ESCALATION_S
+                ]
+                if term:
+                    cause += ", after SIGTERM (stop timeout)"
+            elif row.key.via == "fault":
+                cause = f"fault ({si_code_name(sig, max(row.codes, key=row.codes.__getitem__))})"
+            elif sig == signal.SIGKILL:
+                cause = "the kernel (SI_KERNEL: the OOM killer, or another kernel kill)"
+            else:
+                cause = f"the kernel ({row.key.via})"
+        # The kernel measured its life (ns, from task->start_time); /proc's start time otherwise.
+        lifetime = e.info_value / 1e9 if e.info_value else (e.ts - info.started if info and info.started else None)
+        return Death(pid, comm, sig, e.code == CLD_DUMPED, e.ts, e.target_tgid, cause, sender, lifetime)
 
     @staticmethod
     def _kept_for(kept: dict, row: FlowRow | SigreturnRow) -> deque[_Slot]:
@@ -512,6 +579,7 @@ class SignalModel:
         """Forget every count (signalfd state stays: it is state, not a count)."""
         self.flows.clear()
         self.sigreturns.clear()
+        self.deaths.clear()
         for row in self.signalfds.values():
             row.calls = 0
         self._pending.clear()

@@ -74,6 +74,7 @@ class EventKind(IntEnum):
     deliver = 3
     signalfd = 4
     unmatched_sigreturn = 5
+    death = 6  # a process killed by a signal (from its parent's SIGCHLD: CLD_KILLED or CLD_DUMPED)
 
 
 def signame(sig: int) -> str:

@@ -144,6 +144,23 @@ def to_json(model: SignalModel, flow_filter: FlowFilter | None = None) -> dict[s
             for r in sorted(model.signalfds.values(), key=lambda r: (r.pid, r.fd))
             if flow_filter is None or flow_filter.matches_pid_comm(r.pid, r.comm)
         ],
+        # Processes that ended because of a signal, and who or what sent it (needs detail events).
+        "deaths": [
+            {
+                "pid": d.pid,
+                "comm": d.comm,
+                "sig": d.sig,
+                "signame": signame(d.sig),
+                "core_dumped": d.core,
+                "ts": round(d.ts, 6),
+                "lifetime_s": round(d.lifetime_s, 3) if d.lifetime_s is not None else None,
+                "cause": d.cause,
+                "sender_pid": d.sender_pid or None,
+                "parent_pid": d.parent,
+            }
+            for d in model.deaths
+            if flow_filter is None or flow_filter.matches_pid_comm(d.pid, d.comm)
+        ],
         "sigreturn": [
             {
                 "pid": r.pid,

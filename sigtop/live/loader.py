@@ -88,6 +88,7 @@ def task_offsets() -> dict[str, int]:
         "TASK_COMM_OFFSET": types.member_offset("task_struct", "comm"),
         "TASK_THREAD_PID_OFFSET": types.member_offset("task_struct", "thread_pid"),
         "PID_LEVEL_OFFSET": types.member_offset("pid", "level"),
+        "TASK_START_TIME_OFFSET": types.member_offset("task_struct", "start_time"),
     }
 
 

@@ -63,6 +63,7 @@ class SigtopApp(App[int]):
         Binding("1", "show_table('flows')", "Flows"),
         Binding("2", "show_table('signalfd')", "Signalfd"),
         Binding("3", "show_table('sigreturn')", "Sigreturn"),
+        Binding("4", "show_table('deaths')", "Deaths"),
         Binding("less_than_sign", "sort_column(-1)", "Sort <"),
         Binding("greater_than_sign", "sort_column(1)", "Sort >"),
         Binding("I", "invert_sort", "Invert"),
@@ -234,7 +235,7 @@ class SigtopApp(App[int]):
     # ---- actions -----------------------------------------------------------
 
     def action_show_table(self, name: str) -> None:
-        """Show the flows, signalfd or sigreturn table."""
+        """Show the flows, signalfd, sigreturn or deaths table."""
         self._main.query_one("#tabs", TabbedContent).active = name
 
     @on(TabbedContent.TabActivated)

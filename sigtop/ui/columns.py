@@ -18,7 +18,7 @@ from rich.text import Text
 
 from sigtop.containers import container_of
 from sigtop.filters import FlowFilter
-from sigtop.model import OVERFLOW, FlowRow, SignalfdRow, SignalModel, SigreturnRow
+from sigtop.model import OVERFLOW, Death, FlowRow, SignalfdRow, SignalModel, SigreturnRow
 from sigtop.names import Result, errno_name, sfd_flag_names, signal_mask_names, signame
 
 
@@ -196,6 +196,23 @@ SIGRETURN_COLUMNS = [
 ]
 
 
+def _lifetime(d: Death) -> str:
+    if d.lifetime_s is None:
+        return "-"
+    return age(d.ts, d.ts - d.lifetime_s)
+
+
+DEATH_COLUMNS = [
+    Column("TIME", lambda d: d.ts, lambda d, _n: clock(d.ts), priority=90),
+    Column("PID", lambda d: d.pid, _pid(lambda d: d.pid), True, 100),
+    Column("COMM", lambda d: d.comm, lambda d, _n: Text(d.comm), priority=95),
+    Column("SIGNAL", lambda d: d.sig, lambda d, _n: signame(d.sig), priority=100),
+    Column("CORE", lambda d: d.core, lambda d, _n: "core" if d.core else "", priority=40),
+    Column("LIVED", lambda d: d.lifetime_s or 0, lambda d, _n: Text(_lifetime(d), justify="right"), True, 30),
+    Column("CAUSE", lambda d: d.cause, lambda d, _n: Text(d.cause), priority=99),
+]
+
+
 @dataclass(frozen=True)
 class TableSpec:
     name: str
@@ -207,6 +224,14 @@ class TableSpec:
 
 def _flow_rows(model: SignalModel, flt: FlowFilter) -> list[tuple[str, FlowRow]]:
     return [(repr(k), r) for k, r in model.flows.items() if not flt or flt.matches_flow(r)]
+
+
+def _death_rows(model: SignalModel, flt: FlowFilter) -> list[tuple[str, Death]]:
+    return [
+        (f"{d.pid}:{d.ts}", d)
+        for d in model.deaths
+        if not flt or flt.matches_pid_comm(d.pid, d.comm, _container(model, d.pid))
+    ]
 
 
 def _container(model: SignalModel, pid: int) -> str:
@@ -234,6 +259,7 @@ TABLES = {
     "flows": TableSpec("flows", "Flows", FLOW_COLUMNS, 6, _flow_rows),
     "signalfd": TableSpec("signalfd", "Signalfd", SIGNALFD_COLUMNS, 6, _signalfd_rows),
     "sigreturn": TableSpec("sigreturn", "Sigreturn", SIGRETURN_COLUMNS, 3, _sigreturn_rows),
+    "deaths": TableSpec("deaths", "Deaths", DEATH_COLUMNS, 0, _death_rows),
 }
 
 

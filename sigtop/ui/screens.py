@@ -15,7 +15,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Sparkline, Static
 
-from sigtop.model import FlowRow, SignalfdRow, SignalModel, SigreturnRow
+from sigtop.model import Death, FlowRow, SignalfdRow, SignalModel, SigreturnRow
 from sigtop.names import (
     EventKind,
     Result,
@@ -244,6 +244,38 @@ class HelpScreen(ModalScreen[None]):
         yield Static(text, id="help")
 
 
+class DeathDetail(DetailScreen):
+    """Who killed it, and every signal it received while sigtop watched."""
+
+    def __init__(self, model: SignalModel, row: Death) -> None:
+        super().__init__(model)
+        self.row = row
+
+    def compose(self) -> ComposeResult:
+        d = self.row
+        head = Text()
+        head.append("Death  ", style="bold")
+        head.append(f"pid {d.pid} {d.comm}  {signame(d.sig)}{'  (core dumped)' if d.core else ''}  at {clock(d.ts)}\n")
+        head.append("cause: ", style="bold")
+        head.append(d.cause)
+        with VerticalScroll():
+            yield Static(head)
+            yield Static(process_text(self.model, d.pid, "process"), classes="proc")
+            yield Static("signals it received:")
+            yield DataTable(id="received", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#received", DataTable)
+        table.add_columns("LAST", "SENDER", "COMM", "SIGNAL", "VIA", "COUNT")
+        rows = [r for r in self.model.flows.values() if r.key.target_pid == self.row.pid and r.count]
+        for r in sorted(rows, key=lambda r: r.last_ts, reverse=True):
+            sender = str(r.key.sender_pid) if r.key.sender_pid else "-"
+            who = Text(r.sender_comm) if r.key.sender_pid else Text("[kernel]", style="italic")
+            table.add_row(clock(r.last_ts), sender, who, signame(r.key.sig), r.key.via, str(r.count))
+        table.focus()
+
+
 def detail_screen(model: SignalModel, table: str, row: Any) -> DetailScreen:
-    screens = {"flows": FlowDetail, "signalfd": SignalfdDetail, "sigreturn": SigreturnDetail}
+    screens = {"flows": FlowDetail, "signalfd": SignalfdDetail, "sigreturn": SigreturnDetail, "deaths": DeathDetail}
     return screens[table](model, row)
