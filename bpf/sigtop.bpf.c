@@ -26,8 +26,10 @@ typedef struct siginfo siginfo_t;
 #define SIGKILL 9
 #define SIGSTOP 19
 #define SIGCHLD 17
+#define CLD_EXITED 1
 #define CLD_KILLED 2
 #define CLD_DUMPED 3
+#define CLD_CONTINUED 6
 
 #include "sigtop.h"
 
@@ -485,6 +487,10 @@ static __always_inline int on_generate(int sig, int code, s32 target, u32 target
     if (by_syscall && f->syscall >= SC_SIGNALFD)
         by_syscall = false;
     u32 sender = by_syscall ? tgid : 0;
+    // A SIGCHLD with a CLD_* code is raised on the child that changed state
+    // (exit_notify, do_notify_parent_cldstop run on it): it is the source.
+    if (!by_syscall && sig == SIGCHLD && code >= CLD_EXITED && code <= CLD_CONTINUED)
+        sender = tgid;
 
     if (!target_tgid) {   // the classic tracepoint names only the thread
         if (by_syscall && (f->syscall == SC_TGKILL || f->syscall == SC_RT_TGSIGQUEUEINFO))

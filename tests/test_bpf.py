@@ -252,14 +252,16 @@ def test_signalfd_masks_flags_and_updates(measure, spawn):
     assert (b.mask, b.flags, b.calls) == (1 << (signal.SIGHUP - 1), 0, 1)
 
 
-def test_kernel_raised_sigchld_has_no_sender(measure, spawn):
+def test_sigchld_names_the_child_that_changed_state(measure, spawn):
+    """The kernel raises SIGCHLD on the exiting child's own thread: that child is its source."""
     child = spawn()
     model = measure(child.stop)
     rows = [r for r in model.flows.values() if r.key.sig == signal.SIGCHLD and r.key.target_pid == os.getpid()]
     assert len(rows) == 1
-    assert rows[0].key.sender_pid == 0
+    assert rows[0].key.sender_pid == child.pid
     assert rows[0].key.via == "child"
     assert rows[0].count == 1
+    assert dict(rows[0].codes) == {2: 1}  # CLD_KILLED
     kill_rows = flows_between(model, os.getpid(), child.pid)
     assert [r.key.sig for r in kill_rows] == [signal.SIGKILL]
 
