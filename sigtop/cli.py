@@ -143,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how often the kernel's counters are read (default 1)",
     )
     b.add_argument("--json", action="store_true", help="print one JSON document")
+    b.add_argument(
+        "--until-exit",
+        type=_pid,
+        metavar="PID",
+        help="trace PID until it ends, then say how and who caused it ('exit' in the JSON); "
+        "exit status 0: it exited, 3: a signal killed it, 4: still running at --duration",
+    )
     _add_filters(b)
 
     r = sub.add_parser("record", help="record what the collector produces, as JSON Lines")
@@ -216,10 +223,18 @@ def _trace_config(args: argparse.Namespace, details: bool, interval: float):
     return TraceConfig(pids=tuple(args.pid), signals=tuple(args.signal), details=details, interval_s=interval)
 
 
+EXIT_KILLED, EXIT_STILL_RUNNING = 3, 4
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
     from sigtop.live.collector import BpfSource
 
-    source = BpfSource(_trace_config(args, details=False, interval=args.interval))
+    watched = args.until_exit
+    if watched is not None:
+        if not _running(watched):
+            raise CliError(f"no process {watched} to wait for")
+        args.pid = [*args.pid, watched]  # its signals, in the kernel; deaths come with detail events
+    source = BpfSource(_trace_config(args, details=watched is not None, interval=args.interval))
     attach_while_loading(source, "rich.console", "sigtop.model", "sigtop.report", "sigtop.runner")
     from rich.console import Console
 
@@ -228,14 +243,54 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from sigtop.runner import trace_into_model
 
     model = SignalModel()
-    trace_into_model(source, args.duration, model)
+
+    def ended() -> bool:
+        return any(d.pid == watched for d in model.deaths) or not _running(watched)
+
+    trace_into_model(source, args.duration, model, stop_when=ended if watched is not None else None)
     flow_filter = FlowFilter(frozenset(args.pid), (), frozenset(args.signal), tuple(args.container))
+    doc = to_json(model, flow_filter)
+    status = 0
+    if watched is not None:
+        doc["exit"], status = _how_it_ended(model, watched)
     if args.json:
-        json.dump(to_json(model, flow_filter), sys.stdout, indent=1)
+        json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
         print_tables(model, Console(), flow_filter)
-    return 0
+        if watched is not None:
+            print(printable(json.dumps(doc["exit"])))
+    return status
+
+
+def _how_it_ended(model: object, pid: int) -> tuple[dict, int]:
+    """The 'exit' document of --until-exit, and the exit status to return."""
+    death = next((d for d in model.deaths if d.pid == pid), None)  # type: ignore[attr-defined]
+    if death is not None:
+        from sigtop.names import signame
+
+        return {
+            "pid": pid,
+            "ended": "killed",
+            "signame": signame(death.sig),
+            "core_dumped": death.core,
+            "cause": death.cause,
+            "sender_pid": death.sender_pid or None,
+            "lifetime_s": round(death.lifetime_s, 3) if death.lifetime_s is not None else None,
+        }, EXIT_KILLED
+    if _running(pid):
+        return {"pid": pid, "ended": None}, EXIT_STILL_RUNNING
+    return {"pid": pid, "ended": "exited"}, 0
+
+
+def _running(pid: int) -> bool:
+    """Whether a process still runs: not gone, and not a zombie waiting for its parent to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
 
 
 def cmd_record(args: argparse.Namespace) -> int:

@@ -20,8 +20,9 @@ async def trace(
     duration_s: float | None,
     on_batch: Callable[[Batch], None],
     announce: bool = True,
+    stop_when: Callable[[], bool] | None = None,
 ) -> None:
-    """Attach, announce, feed every batch to on_batch until done; always detach."""
+    """Attach, announce, feed every batch to on_batch until done (or stop_when() says so); always detach."""
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     # SIGHUP too: a batch whose terminal closed prints its results like on Ctrl-C.
@@ -48,6 +49,8 @@ async def trace(
             on_batch(batch)
             if batch.final:  # the source ended (a replay ran out, or the collector failed)
                 break
+            if stop_when is not None and stop_when():
+                break
         waiter.cancel()
         # The poller posts its last collection before it exits, so once stop()
         # has joined it, that batch is queued.
@@ -63,5 +66,11 @@ async def trace(
             loop.remove_signal_handler(signum)
 
 
-def trace_into_model(source: Source, duration_s: float | None, model: SignalModel, announce: bool = True) -> None:
-    asyncio.run(trace(source, duration_s, model.apply, announce))
+def trace_into_model(
+    source: Source,
+    duration_s: float | None,
+    model: SignalModel,
+    announce: bool = True,
+    stop_when: Callable[[], bool] | None = None,
+) -> None:
+    asyncio.run(trace(source, duration_s, model.apply, announce, stop_when))

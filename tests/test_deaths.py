@@ -75,3 +75,57 @@ def test_a_fault_and_an_abort(needs_btf, measure, code, sig, cause):
     model = measure(work)
     death = death_of(model, pids[0])
     assert (death.sig, death.cause) == (sig, cause)
+
+
+def run_until_exit(pid: int) -> subprocess.Popen:
+    from tests.test_cli import SIGTOP
+
+    tracer = subprocess.Popen(
+        [*SIGTOP, "batch", "--json", "--until-exit", str(pid), "--interval", "0.2", "--duration", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert tracer.stderr.readline().startswith("Tracing")
+    return tracer
+
+
+def test_until_exit_says_who_killed_it(bpf_ready, spawn):
+    import json
+
+    from sigtop.live import loader
+
+    try:
+        loader.task_offsets()
+    except Exception:
+        pytest.skip("deaths need the raw signal_generate (a kernel with BTF)")
+    victim, killer = spawn(), spawn()
+    tracer = run_until_exit(victim.pid)
+    try:
+        assert killer.ask(f"kill {victim.pid} SIGKILL 1") == "ok"
+        out, err = tracer.communicate(timeout=30)  # ends by itself once the victim is gone
+    finally:
+        if tracer.poll() is None:
+            tracer.kill()
+            tracer.wait()
+    assert tracer.returncode == 3, err  # a signal killed it
+    ended = json.loads(out)["exit"]
+    assert (ended["ended"], ended["signame"], ended["sender_pid"]) == ("killed", "SIGKILL", killer.pid)
+    assert ended["cause"].startswith(f"{killer.pid} python")
+
+
+def test_until_exit_of_a_normal_exit(bpf_ready, spawn):
+    import json
+
+    child = spawn()
+    tracer = run_until_exit(child.pid)
+    try:
+        child.proc.stdin.write(b"exit\n")
+        child.proc.stdin.flush()
+        out, err = tracer.communicate(timeout=30)
+    finally:
+        if tracer.poll() is None:
+            tracer.kill()
+            tracer.wait()
+    assert tracer.returncode == 0, err
+    assert json.loads(out)["exit"] == {"pid": child.pid, "ended": "exited"}
