@@ -93,6 +93,13 @@ class Tracer:
                 return int(line.split()[1]) / 1024
         return 0.0
 
+    def abandon(self) -> None:
+        """End the tracer without reading its results (its probes detach as it exits)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()  # our own child
+            self.proc.wait()
+        self.proc = None
+
     def stop(self) -> tuple[str, dict]:
         if not self.proc:
             return "", {}
@@ -178,11 +185,17 @@ def main() -> None:
             config.start()
             pids = {}
             wall = 0.0
-            for mode, n in loads.items():
-                per_op, pid, took = run_load(binary, mode, n)
-                ns[config.name][mode].append(per_op)
-                pids[mode] = pid
-                wall += took
+            try:
+                for mode, n in loads.items():
+                    per_op, pid, took = run_load(binary, mode, n)
+                    ns[config.name][mode].append(per_op)
+                    pids[mode] = pid
+                    wall += took
+            except BaseException:
+                # Interrupted (Ctrl-C) or failed: never leave a tracer attached behind us,
+                # where it would slow every "bare" run after it.
+                config.abandon()
+                raise
             out, f = config.stop()
             if f:
                 f["cpu_per_s"] = f["cpu_s"] / wall if wall else 0.0
