@@ -184,9 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--interval", type=_interval, default=1.0, metavar="S", help="how often counts are read (default 1)"
     )
     ex.add_argument(
-        "--latency",
+        "--details",
         action="store_true",
-        help="also export sigtop_signal_latency_seconds (reads every detail event: costs like the live view)",
+        help="also export sigtop_signal_latency_seconds and sigtop_process_deaths_total "
+        "(reads every detail event: costs like the live view)",
     )
     ex.add_argument(
         "--label-by",
@@ -345,9 +346,9 @@ def cmd_exporter(args: argparse.Namespace) -> int:
     registry = CollectorRegistry()
     registry.register(metrics)
     host, port = args.listen
-    source = BpfSource(_trace_config(args, details=args.latency, interval=args.interval))
+    source = BpfSource(_trace_config(args, details=args.details, interval=args.interval))
     on_batch = metrics.apply
-    if args.latency:
+    if args.details:
         from sigtop.model import SignalModel
 
         model = SignalModel()

@@ -11,6 +11,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from sigtop.alerts import Alert, AlertDetector
 from sigtop.containers import container_of
 from sigtop.names import (
     GENERATED_RESULTS,
@@ -142,11 +143,13 @@ class Death:
     ts: float
     parent: int
     cause: str  # one line: "1234 kubelet via kill, after SIGTERM (stop timeout)", "fault (SEGV_MAPERR)", ...
+    cause_kind: str = "unknown"  # bounded, for metrics: sender, stop-timeout, fault, self, kernel, unknown
     sender_pid: int = 0  # the process that sent the fatal signal (0: the kernel, or not seen)
     lifetime_s: float | None = None  # from its start time, where /proc told it
 
 
 MAX_DEATHS = 5_000
+MAX_ALERTS = 1_000
 ESCALATION_S = 60.0  # a SIGTERM then a SIGKILL from one sender within this: a stop timeout
 
 
@@ -213,6 +216,9 @@ class SignalModel:
         # (the exporter's histogram); None: nobody asks.
         self.on_latency: Callable[[int, int], None] | None = None
         self.deaths: deque[Death] = deque(maxlen=MAX_DEATHS)
+        self.deaths_seen = 0  # ever (the deque keeps the newest MAX_DEATHS)
+        self.alert_detector = AlertDetector()
+        self.alerts: deque[Alert] = deque(maxlen=MAX_ALERTS)
         self._rated_sigreturns: set[int] = set()
 
     # ---- folding ---------------------------------------------------------
@@ -257,6 +263,7 @@ class SignalModel:
         self.signals_per_sec = generated / interval
 
         self._apply_threads(batch.threads, interval)
+        self.alerts.extend(self.alert_detector.scan(batch, self.procs))
         for state in batch.signalfds:
             self._apply_signalfd(state)
         if with_events:
@@ -490,6 +497,7 @@ class SignalModel:
                 self._kept_for(kept, srow).append([index, ts, None, None, 0])
         for index in deaths:
             self.deaths.append(self._death(events[index]))
+            self.deaths_seen += 1
         for row, slots in kept.values():
             for slot in slots:
                 event = slot[_EVENT] = events[slot[_INDEX]]
@@ -510,13 +518,16 @@ class SignalModel:
         rows = [r for r in self.flows.values() if r.key.target_pid == pid and r.key.sig == sig and r.count]
         rows.sort(key=lambda r: r.last_ts, reverse=True)
         cause, sender = "not seen (sent before sigtop attached, or a SIGKILL fanned out to its threads)", 0
+        kind = "unknown"
         if rows:
             row = rows[0]
             sender = row.key.sender_pid
             if sender == pid:
                 cause = "itself (abort)" if sig == signal.SIGABRT else f"itself ({signame(sig)})"
+                kind = "self"
             elif sender:
                 cause = f"{sender} {row.sender_comm} via {row.key.via}"
+                kind = "sender"
                 term = [
                     r
                     for r in self.flows.values()
@@ -529,15 +540,30 @@ class SignalModel:
                 ]
                 if term:
                     cause += ", after SIGTERM (stop timeout)"
+                    kind = "stop-timeout"
             elif row.key.via == "fault":
                 cause = f"fault ({si_code_name(sig, max(row.codes, key=row.codes.__getitem__))})"
+                kind = "fault"
             elif sig == signal.SIGKILL:
                 cause = "the kernel (SI_KERNEL: the OOM killer, or another kernel kill)"
+                kind = "kernel"
             else:
                 cause = f"the kernel ({row.key.via})"
+                kind = "kernel"
         # The kernel measured its life (ns, from task->start_time); /proc's start time otherwise.
         lifetime = e.info_value / 1e9 if e.info_value else (e.ts - info.started if info and info.started else None)
-        return Death(pid, comm, sig, e.code == CLD_DUMPED, e.ts, e.target_tgid, cause, sender, lifetime)
+        return Death(
+            pid=pid,
+            comm=comm,
+            sig=sig,
+            core=e.code == CLD_DUMPED,
+            ts=e.ts,
+            parent=e.target_tgid,
+            cause=cause,
+            cause_kind=kind,
+            sender_pid=sender,
+            lifetime_s=lifetime,
+        )
 
     @staticmethod
     def _kept_for(kept: dict, row: FlowRow | SigreturnRow) -> deque[_Slot]:
@@ -580,6 +606,7 @@ class SignalModel:
         self.flows.clear()
         self.sigreturns.clear()
         self.deaths.clear()
+        self.alerts.clear()
         for row in self.signalfds.values():
             row.calls = 0
         self._pending.clear()

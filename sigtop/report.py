@@ -144,6 +144,20 @@ def to_json(model: SignalModel, flow_filter: FlowFilter | None = None) -> dict[s
             for r in sorted(model.signalfds.values(), key=lambda r: (r.pid, r.fd))
             if flow_filter is None or flow_filter.matches_pid_comm(r.pid, r.comm)
         ],
+        # What looks like an attack: SROP's first step, a forged siginfo, probing (bounded, newest last).
+        "alerts": [
+            {
+                "kind": a.kind,
+                "ts": round(a.ts, 6),
+                "pid": a.pid,
+                "tid": a.tid or None,
+                "comm": a.comm,
+                "detail": a.detail,
+                "cgroup": a.cgroup,
+                "parents": [{"pid": p, "comm": c} for p, c in a.parents],
+            }
+            for a in model.alerts
+        ],
         # Processes that ended because of a signal, and who or what sent it (needs detail events).
         "deaths": [
             {
@@ -155,6 +169,7 @@ def to_json(model: SignalModel, flow_filter: FlowFilter | None = None) -> dict[s
                 "ts": round(d.ts, 6),
                 "lifetime_s": round(d.lifetime_s, 3) if d.lifetime_s is not None else None,
                 "cause": d.cause,
+                "cause_kind": d.cause_kind,
                 "sender_pid": d.sender_pid or None,
                 "parent_pid": d.parent,
             }

@@ -719,6 +719,7 @@ def test_a_child_forked_inside_a_handler_may_return_from_it(measure, sigframes):
     (child,) = [r for pid, r in model.sigreturns.items() if pid != runs[0] and r.comm == "sigframes"]
     assert (parent.sigreturns, parent.handler_deliveries, parent.unmatched) == (1, 1, 0)
     assert (child.sigreturns, child.unmatched) == (1, 0)
+    assert not [a for a in model.alerts if a.kind == "srop" and a.comm == "sigframes"]  # no false alarm
 
 
 def test_exec_inside_a_handler_leaves_no_frame_to_forge(measure, sigframes):
@@ -733,3 +734,4 @@ def test_exec_inside_a_handler_leaves_no_frame_to_forge(measure, sigframes):
     model = measure(work)
     row = model.sigreturns[runs[0]]
     assert (row.handler_deliveries, row.sigreturns, row.unmatched) == (1, 1, 1)
+    assert [a.kind for a in model.alerts if a.pid == runs[0]] == ["srop"]

@@ -128,7 +128,7 @@ def test_a_real_prometheus_sees_exactly_what_the_workload_sent(bpf_ready, spawn,
             "0.2",
             "--pid",
             str(child.pid),
-            "--latency",
+            "--details",
         ],
         stderr=subprocess.PIPE,
         text=True,
@@ -220,3 +220,18 @@ def test_the_latency_histogram_counts_every_matched_delivery():
     assert abs(sum(sums.values()) - sum(ns for _, ns in seen) / 1e9) < 1e-6
     buckets = [s for s in histogram if s.name.endswith("_bucket") and s.labels["signal"] == "SIGUSR1"]
     assert [b.value for b in buckets] == sorted(b.value for b in buckets)  # cumulative
+
+
+def test_alerts_and_deaths_are_counted_by_bounded_kinds():
+    from sigtop.names import EventKind, Syscall
+    from sigtop.records import SignalEvent, ThreadDelta
+
+    metrics, model = SignalMetrics(), SignalModel()
+    death = SignalEvent(5.0, int(EventKind.death), 77, 77, 1, 1, 9, 2, 0, 0, int(Syscall.kernel), comm="victim")
+    batch = Batch(ts=5.0, interval_s=1.0, threads=[ThreadDelta(70, 70, "x", 1, 0, 0, 5.0, 1)], events=[death])
+    metrics.fold(model, batch)
+    samples = scrape(metrics)
+    alerts = {s.labels["kind"]: s.value for s in samples["sigtop_alerts"] if s.name.endswith("_total")}
+    assert alerts == {"srop": 1, "spoofed": 0, "probing": 0}
+    deaths = [s for s in samples["sigtop_process_deaths"] if s.name.endswith("_total")]
+    assert [(s.labels["signal"], s.labels["cause"], s.value) for s in deaths] == [("SIGKILL", "unknown", 1.0)]

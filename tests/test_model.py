@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import signal
 
@@ -333,3 +334,25 @@ def test_a_reused_pid_starts_a_new_sigreturn_row():
     )
     assert (model.sigreturns[(300, 0)].comm, model.sigreturns[(300, 0)].sigreturns) == ("old", 4)
     assert len(to_json(model)["sigreturn"]) == 2
+
+
+def test_alerts_for_srop_forged_siginfo_and_probing_once_a_minute():
+    model = SignalModel()
+    procs = [ProcInfo(300, 300, "evil", cgroup="/docker/x", parents=[(1, "init")])]
+    spoofed = FlowDelta(FlowKey(300, 400, 400, 10, -1, 0, int(Syscall.rt_sigqueueinfo), 0, spoofed=1), 2, 1.0, 1.0)
+    spoofed.claimed = (1, 0)
+    probes = [delta(key(sender=301, target=0, sig=15, result=Result.failed, err=3), 25)]
+    batch = Batch(
+        ts=1000, interval_s=1, procs=procs, flows=[spoofed, *probes],
+        threads=[ThreadDelta(300, 300, "evil", 1, 0, 0, 1000, 1)],
+    )  # fmt: skip
+    model.apply(batch)
+    kinds = sorted((a.kind, a.pid) for a in model.alerts)
+    assert kinds == [("probing", 301), ("spoofed", 300), ("srop", 300)]
+    srop = next(a for a in model.alerts if a.kind == "srop")
+    assert (srop.cgroup, srop.parents) == ("/docker/x", ((1, "init"),))
+    assert "claims si_pid 1" in next(a for a in model.alerts if a.kind == "spoofed").detail
+    model.apply(copy.deepcopy(batch))  # the same, seconds later: no new alerts
+    assert len(model.alerts) == 3
+    doc = to_json(model)["alerts"]
+    assert {a["kind"] for a in doc} == {"srop", "spoofed", "probing"}

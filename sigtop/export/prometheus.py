@@ -20,6 +20,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
+from sigtop.alerts import AlertDetector
 from sigtop.containers import container_of
 from sigtop.model import OVERFLOW
 from sigtop.names import (
@@ -32,7 +33,7 @@ from sigtop.names import (
     signame,
     syscall_name,
 )
-from sigtop.records import Batch
+from sigtop.records import Batch, ProcInfo
 
 OTHER = "other"
 # Generate-to-take latency buckets (seconds): 1 us to 10 s.
@@ -82,6 +83,9 @@ class SignalMetrics(Collector):
         self.by_label: Counter[tuple[str, str, str]] = Counter()  # (signal, sender, target)
         # Opt-in (--latency, needs detail events): per signal, counts per bucket and the sum.
         self.latency: dict[str, list[float]] = {}  # signal -> [count per bucket..., +Inf count, sum]
+        self.alerts = AlertDetector()
+        self.deaths: Counter[tuple[str, str]] = Counter()  # (signal, cause kind), with --details
+        self._procs_seen: OrderedDict[int, ProcInfo] = OrderedDict()
         self._procs: OrderedDict[int, str] = OrderedDict()  # pid -> its comm or container, bounded
         self.signals: Counter[tuple[str, str, str]] = Counter()  # (signal, origin, result)
         self.send_errors: Counter[tuple[str, str, str]] = Counter()  # (syscall, signal, errno)
@@ -142,6 +146,12 @@ class SignalMetrics(Collector):
                     self.send_errors[(origin, sig, errno_name(k.err))] += delta.count
                 elif k.result == Result.no_signal:
                     self.probes[origin] += delta.count
+            for proc in batch.procs:
+                self._procs_seen[proc.pid] = proc
+                self._procs_seen.move_to_end(proc.pid)
+            while len(self._procs_seen) > MAX_CANDIDATES:
+                self._procs_seen.popitem(last=False)
+            self.alerts.scan(batch, self._procs_seen)
             for thread in batch.threads:
                 self.sigreturns += thread.sigreturns
                 self.unmatched += thread.unmatched or 0
@@ -155,9 +165,13 @@ class SignalMetrics(Collector):
             self.map_fill = batch.map_fill or self.map_fill
 
     def fold(self, model: Any, batch: Batch) -> None:
-        """With --latency: the batch through a model that matches deliveries (its events), then counted."""
+        """With --details: the batch through a model that matches deliveries and names deaths, then counted."""
         with self._lock:
+            before = model.deaths_seen
             model.apply(batch)
+            new = model.deaths_seen - before
+            for death in list(model.deaths)[len(model.deaths) - new :] if new else []:
+                self.deaths[(signame(death.sig), death.cause_kind)] += 1
         self.apply(batch)
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily | InfoMetricFamily]:
@@ -205,6 +219,17 @@ class SignalMetrics(Collector):
                     buckets = [(f"{b:g}", row[i]) for i, b in enumerate(LATENCY_BUCKETS)] + [("+Inf", row[-2])]
                     histogram.add_metric([sig], buckets, row[-1])
                 yield histogram
+            alerts = CounterMetricFamily("sigtop_alerts", "Alerts raised, by kind", labels=["kind"])
+            for kind in ("srop", "spoofed", "probing"):
+                alerts.add_metric([kind], self.alerts.counts[kind])
+            yield alerts
+            deaths = CounterMetricFamily(
+                "sigtop_process_deaths", "Processes killed by a signal, by signal and cause (with --details)",
+                labels=["signal", "cause"],
+            )  # fmt: skip
+            for (sig, cause), n in sorted(self.deaths.items()):
+                deaths.add_metric([sig, cause], n)
+            yield deaths
             yield CounterMetricFamily("sigtop_rt_sigreturn", "rt_sigreturn calls", value=self.sigreturns)
             yield CounterMetricFamily(
                 "sigtop_rt_sigreturn_unmatched",

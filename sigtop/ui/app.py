@@ -30,7 +30,7 @@ from sigtop.names import printable
 from sigtop.records import Batch, SignalEvent
 from sigtop.source import BatchQueue, Source
 from sigtop.ui.columns import TABLES, sorted_rows
-from sigtop.ui.screens import HelpScreen, detail_screen
+from sigtop.ui.screens import AlertsScreen, HelpScreen, detail_screen
 from sigtop.ui.table import SignalTable
 
 MAX_TABLE_ROWS = 500
@@ -64,6 +64,7 @@ class SigtopApp(App[int]):
         Binding("2", "show_table('signalfd')", "Signalfd"),
         Binding("3", "show_table('sigreturn')", "Sigreturn"),
         Binding("4", "show_table('deaths')", "Deaths"),
+        Binding("a", "alerts", "Alerts"),
         Binding("less_than_sign", "sort_column(-1)", "Sort <"),
         Binding("greater_than_sign", "sort_column(1)", "Sort >"),
         Binding("I", "invert_sort", "Invert"),
@@ -201,6 +202,8 @@ class SigtopApp(App[int]):
         text = Text()
         text.append("sigtop ", style="bold")
         text.append(f"{m.signals_per_sec:,.0f} sig/s  total {m.total_signals:,}  flows {len(m.flows):,}  ")
+        if m.alerts:
+            text.append(f"ALERTS {len(m.alerts)} (a)  ", style="bold white on red")
         # Every loss, kernel or user space: counts are exact unless the first two say otherwise.
         if m.stats.signals_missed:
             text.append(f"UNCOUNTED {m.stats.signals_missed:,} signals  ", style="bold white on red")
@@ -272,6 +275,10 @@ class SigtopApp(App[int]):
         self.model.clear()
         self.refresh_view()
         self.render_table(self.active)
+
+    def action_alerts(self) -> None:
+        """Show the alerts: SROP, forged siginfo, probing."""
+        self.push_screen(AlertsScreen(self.model))
 
     def action_help(self) -> None:
         """Show the keys."""

@@ -276,6 +276,29 @@ class DeathDetail(DetailScreen):
         table.focus()
 
 
+class AlertsScreen(DetailScreen):
+    """What looks like an attack, newest first; each stays after its process is gone."""
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(Text(f"Alerts ({len(self.model.alerts)}, newest first)", style="bold"))
+            yield DataTable(id="alerts", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#alerts", DataTable)
+        table.add_columns("TIME", "KIND", "PID", "TID", "COMM", "DETAIL", "CGROUP", "PARENTS")
+        for a in reversed(self.model.alerts):
+            chain = " <- ".join(f"{p} {c}" for p, c in a.parents[:4]) or "-"
+            table.add_row(
+                clock(a.ts), a.kind, str(a.pid), str(a.tid or "-"), Text(a.comm), Text(a.detail), Text(a.cgroup or "-"),
+                Text(chain),
+            )  # fmt: skip
+        if not self.model.alerts:
+            table.add_row("no alerts", *[""] * 7)
+        table.focus()
+
+
 def detail_screen(model: SignalModel, table: str, row: Any) -> DetailScreen:
     screens = {"flows": FlowDetail, "signalfd": SignalfdDetail, "sigreturn": SigreturnDetail, "deaths": DeathDetail}
     return screens[table](model, row)
