@@ -88,8 +88,21 @@ def runtime_cgroups():
         path.rmdir()
 
 
+RUNTIME_CGROUPS = [
+    (f"/sigtop-test.slice/docker-{CID}.scope", "docker:4f2a9c1b7e3d"),
+    (
+        f"/sigtop-test.slice/kubepods-burstable.slice/kubepods-burstable-pod{POD.replace('-', '_')}.slice/"
+        f"cri-containerd-{CID}.scope",
+        "k8s:0b6a2f6e/4f2a9c1b7e3d",
+    ),
+    (f"/sigtop-test.slice/machine.slice/libpod-{CID}.scope", "podman:4f2a9c1b7e3d"),
+    ("/sigtop-test.slice/lxc.payload.web01", "lxc:web01"),
+]
+
+
 @pytest.mark.bpf
-def test_flows_name_the_containers_of_both_ends(bpf_ready, spawn, runtime_cgroups):
+@pytest.mark.parametrize(("container_path", "label"), RUNTIME_CGROUPS)
+def test_flows_name_the_containers_of_both_ends(bpf_ready, spawn, runtime_cgroups, container_path, label):
     from sigtop.live.collector import BpfSource
     from sigtop.live.config import TraceConfig
     from sigtop.model import SignalModel
@@ -98,11 +111,11 @@ def test_flows_name_the_containers_of_both_ends(bpf_ready, spawn, runtime_cgroup
 
     target, sender = spawn(), spawn()
     target.ask("ignore SIGUSR2")
-    docker = runtime_cgroups(f"/sigtop-test.slice/docker-{CID}.scope")
+    container = runtime_cgroups(container_path)
     service = runtime_cgroups("/sigtop-test.slice/system.slice/sigtop-probe.service")
     source = BpfSource(TraceConfig(pids=(target.pid,), details=False))
     try:
-        (docker / "cgroup.procs").write_text(str(target.pid))
+        (container / "cgroup.procs").write_text(str(target.pid))
         (service / "cgroup.procs").write_text(str(sender.pid))
         source.attach()
         source.collect()
@@ -114,15 +127,15 @@ def test_flows_name_the_containers_of_both_ends(bpf_ready, spawn, runtime_cgroup
         target.stop()  # out of the cgroups before they are removed
         sender.stop()
     (row,) = [r for r in model.flows.values() if r.key.sender_pid == sender.pid]
-    assert (row.count, row.sender_container, row.target_container) == (4, "svc:sigtop-probe", "docker:4f2a9c1b7e3d")
-    assert FLOW_COLUMNS[-1].cell(row, 0).plain == "svc:sigtop-probe→docker:4f2a9c1b7e3d"
+    assert (row.count, row.sender_container, row.target_container) == (4, "svc:sigtop-probe", label)
+    assert FLOW_COLUMNS[-1].cell(row, 0).plain == f"svc:sigtop-probe→{label}"
     (doc,) = [f for f in to_json(model)["flows"] if f["sender_pid"] == sender.pid]
-    assert doc["target_container"] == {"kind": "docker", "name": "4f2a9c1b7e3d", "label": "docker:4f2a9c1b7e3d"}
+    assert doc["target_container"]["label"] == label
     assert doc["sender_container"]["kind"] == "service"
     from sigtop.filters import FlowFilter
 
-    assert FlowFilter.parse("ctr:docker").matches_flow(row)
-    assert not FlowFilter.parse("ctr:k8s").matches_flow(row)
+    assert FlowFilter.parse(f"ctr:{label.split(':')[0]}").matches_flow(row)
+    assert not FlowFilter.parse("ctr:nothing-like-it").matches_flow(row)
 
 
 SEND_AND_GO = """

@@ -193,6 +193,20 @@ def test_comm_labels_are_opt_in_bounded_and_sum_exactly():
             flows.append(FlowDelta(FlowKey(1000 + sender, 2, 2, 15, 0, 0, 1, 0), 5, 0.0, 0.0, comm, "target"))
             sent += 5
         metrics.apply(Batch(ts=1.0, interval_s=1.0, flows=flows))
+    # And the memory stays flat while short-lived names keep coming (candidates are a bounded LRU).
+    tracemalloc.start()
+    for round_no in range(200):
+        flows = [
+            FlowDelta(FlowKey(5000 + i, 2, 2, 15, 0, 0, 1, 0), 1, 0.0, 0.0, f"gone-{round_no}-{i}", "target")
+            for i in range(500)
+        ]
+        metrics.apply(Batch(ts=1.0, interval_s=1.0, flows=flows))
+        sent += 500
+        if round_no == 49:
+            settled, _ = tracemalloc.get_traced_memory()
+    grown = tracemalloc.get_traced_memory()[0] - settled
+    tracemalloc.stop()
+    assert grown < 500_000  # 75,000 more names after the LRU filled: no growth
     samples = [s for s in scrape(metrics)["sigtop_signals_by_comm"] if s.name.endswith("_total")]
     senders = {s.labels["sender"] for s in samples}
     assert senders == {"busy0", "busy1", "busy2", "other"}
