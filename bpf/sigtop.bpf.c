@@ -66,8 +66,6 @@ typedef struct siginfo siginfo_t;
 #define SI_KERNEL 0x80
 #define SI_TKILL -6
 #define PIDFD_SIGNAL_THREAD 1
-#define PIDFD_SIGNAL_THREAD_GROUP 2
-#define PIDFD_SIGNAL_PROCESS_GROUP 4
 
 // A signal syscall between its sys_enter and sys_exit, per thread;
 // syscall == SC_KERNEL (0) when none is.
@@ -716,9 +714,20 @@ TRACEPOINT_PROBE(task, task_newtask)
     if (!p || !p->outstanding)
         return 0;
     u32 child = (u32)args->pid;
+    u32 frames = p->outstanding;
+    struct thread_val *t = threads.lookup(&child);
+    if (t) {
+        // An earlier thread's entry under this id: its counters run on (user
+        // space reads differences; resetting them would lose counts).
+        t->exited = 0;
+        t->tgid = child;
+        t->outstanding = frames;
+        bpf_probe_read_kernel(&t->comm, sizeof(t->comm), args->comm);
+        return 0;
+    }
     struct thread_val init = {};
     init.tgid = child;
-    init.outstanding = p->outstanding;
+    init.outstanding = frames;
     bpf_probe_read_kernel(&init.comm, sizeof(init.comm), args->comm);
     if (threads.update(&child, &init))
         stat_add(STAT_THREADS_FULL);

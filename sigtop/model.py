@@ -17,12 +17,9 @@ from sigtop.names import (
     GENERATED_RESULTS,
     EventKind,
     Result,
-    Syscall,
-    kernel_origin,
     printable,
     si_code_name,
     signame,
-    syscall_name,
 )
 from sigtop.records import (
     Batch,
@@ -326,9 +323,9 @@ class SignalModel:
 
     def row_key(self, key: FlowKey) -> FlowRowKey:
         """Which flows-table row a kernel flow key belongs to."""
-        if key.syscall == Syscall.overflow:  # no room in the kernel's map: by signal only
+        via = key.origin()
+        if via == OVERFLOW:  # no room in the kernel's map: by signal only
             return FlowRowKey(0, 0, key.sig, OVERFLOW)
-        via = kernel_origin(key.sig, key.code) if key.syscall == Syscall.kernel else syscall_name(key.syscall)
         if key.result in (Result.failed, Result.no_signal):
             target = key.target_pid  # what was asked for: a pid, -pgid, or a pidfd
             if key.ns_local and target > 0:  # a pid of the sender's namespace: the host's where known

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
-from sigtop.names import Result, Syscall, known_code
+from sigtop.names import Result, Syscall, kernel_origin, known_code, syscall_name
 
 # How many detail events a batch keeps when batches must be merged.
 MAX_EVENTS_PER_BATCH = 200_000
@@ -44,6 +44,14 @@ class FlowKey:
     result: int  # names.Result
     spoofed: int = 0  # 1: the siginfo claimed another sender (si_pid/si_uid) than the real one
     ns_local: int = 0  # 1: a failed send or probe from a child pid namespace: target_pid is that namespace's
+
+    def origin(self) -> str:
+        """How the signal came: the syscall's name, the kernel's class (fault, child, timer...), or overflow."""
+        if self.syscall == Syscall.overflow:
+            return "overflow"  # no room in the kernel's map: counted by signal only
+        if self.syscall == Syscall.kernel:
+            return kernel_origin(self.sig, self.code)
+        return syscall_name(self.syscall)
 
     def targets_pidfd(self) -> bool:
         """A pidfd_send_signal that reached no process: target_pid is the fd that was asked for.
@@ -469,28 +477,9 @@ _BY_TYPE = {
     "tuple[int, int] | None": _claim,
     "list[int]": lambda v, w: [_int(x, f"{w}[{i}]", *INT32) for i, x in enumerate(_list(v, w))][:32],
 }
-# Narrower ranges where a field has one.
-_BY_NAME = {
-    "count": lambda v, w: _int(v, w, 0, MAX_COUNT),
-    "calls": lambda v, w: _int(v, w, 0, MAX_COUNT),
-    "result": lambda v, w: _int(v, w, 0, len(Result)),  # a result the model has no column for cannot be shown
-    "interval_s": lambda v, w: _float(v, w, 0.0, 1e7),
-    "latency_ns": lambda v, w: None if v is None else _int(v, w, 0, MAX_COUNT),
-    "mask": lambda v, w: _int(v, w, 0, 2**64),
-    "info_value": lambda v, w: _int(v, w, 0, 2**64),
-    "handler": lambda v, w: _int(v, w, 0, 2**64),
-    "sa_flags": lambda v, w: _int(v, w, 0, 2**64),
-    **{n: lambda v, w: _int(v, w, *INT32) for n in ("sender_pid", "target_pid", "target_tgid", "sig", "code", "err")},
-    **{n: lambda v, w: _int(v, w, *INT32) for n in ("tid", "tgid", "pid", "fd", "ppid", "sender_tid", "ret")},
-    **{n: lambda v, w: _int(v, w, *INT32) for n in ("arg_pid", "arg_tid", "info_pid", "info_uid", "flags", "group")},
-    **{n: lambda v, w: _int(v, w, 0, 2**16) for n in ("syscall", "kind")},
-    "spoofed": lambda v, w: _int(v, w, 0, 2),
-    "ns_local": lambda v, w: _int(v, w, 0, 2),
-    "taken_tid": lambda v, w: _int(v, w, *INT32),
-}
 
 
-# The ranges of _BY_NAME's checks, for the fast path (None: no fast path).
+# Narrower ranges where a field has one (one table: the fast path and the full check both read it).
 _NAMED_BOUNDS: dict[str, tuple[float, float]] = {
     "count": (0, MAX_COUNT),
     "calls": (0, MAX_COUNT),
@@ -505,6 +494,15 @@ _NAMED_BOUNDS: dict[str, tuple[float, float]] = {
     "ns_local": (0, 2),
     "taken_tid": INT32,
 }
+_BY_NAME: dict[str, Any] = {
+    name: (lambda v, w, b=bounds: _float(v, w, *b))
+    if isinstance(bounds[0], float)
+    else (lambda v, w, b=bounds: _int(v, w, *b))
+    for name, bounds in _NAMED_BOUNDS.items()
+}
+_BY_NAME["latency_ns"] = lambda v, w: None if v is None else _int(v, w, 0, MAX_COUNT)  # None: not matched
+
+
 _INT, _FLOAT, _STR, _OTHER = range(4)
 _PLANS: dict[tuple, list[tuple]] = {}
 

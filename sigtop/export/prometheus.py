@@ -22,16 +22,12 @@ from prometheus_client.registry import Collector
 
 from sigtop.alerts import AlertDetector
 from sigtop.containers import container_of
-from sigtop.model import OVERFLOW
 from sigtop.names import (
     GENERATED_RESULTS,
     Result,
-    Syscall,
     errno_name,
-    kernel_origin,
     printable,
     signame,
-    syscall_name,
 )
 from sigtop.records import Batch, ProcInfo
 
@@ -132,12 +128,7 @@ class SignalMetrics(Collector):
                     target_pid = k.target_tgid or k.target_pid
                     target = self._targets.label(self._value(target_pid, delta.target_comm), delta.count)
                     self.by_label[(sig, sender, target)] += delta.count
-                if k.syscall == Syscall.overflow:
-                    origin = OVERFLOW
-                elif k.syscall == Syscall.kernel:
-                    origin = kernel_origin(k.sig, k.code)
-                else:
-                    origin = syscall_name(k.syscall)
+                origin = k.origin()
                 if k.result in GENERATED_RESULTS:
                     self.signals[(sig, origin, Result(k.result).name)] += delta.count
                     if k.spoofed:

@@ -147,16 +147,18 @@ class MapDrain:
                     table.pop(table.Key(tid), None)  # the thread is gone and its counts reported
                 continue
             self._prev_threads[tid] = now
+            # A counter below what we saw: the entry was removed and made again; all of it is new.
+            sigreturns, handled, delivered, unmatched = (n - p if n >= p else n for n, p in zip(now, prev, strict=True))
             deltas.append(
                 ThreadDelta(
                     tid=tid,
                     tgid=v.tgid,
                     comm=comm_text(bytes(v.comm)),
-                    sigreturns=max(0, now[0] - prev[0]),
-                    handler_deliveries=max(0, now[1] - prev[1]),
-                    deliveries=max(0, now[2] - prev[2]),
+                    sigreturns=sigreturns,
+                    handler_deliveries=handled,
+                    deliveries=delivered,
                     last_ts=wall_now,
-                    unmatched=max(0, now[3] - prev[3]),
+                    unmatched=unmatched,
                 )
             )
         for tid in self._prev_threads.keys() - seen:

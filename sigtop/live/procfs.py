@@ -209,11 +209,11 @@ class ProcResolver:
         procs = {}
         for pid in wanted:
             seen = self._known_procs.get(pid)
-            if seen is not None and now - seen[0] < PROC_REFRESH_S and start_ticks(pid) == seen[1]:
+            ticks = start_ticks(pid)  # the identity check: one small read per pid per batch
+            if seen is not None and now - seen[0] < PROC_REFRESH_S and ticks == seen[1]:
                 self._known_procs.move_to_end(pid)
                 continue
             info = read_proc(pid)
-            ticks = start_ticks(pid)
             self._known_procs[pid] = (now, ticks if ticks is not None else -1)
             self._known_procs.move_to_end(pid)
             if info is not None:
