@@ -294,6 +294,7 @@ async def test_header_shows_every_loss(batches):
     last.stats.events_lost, last.stats.events_dropped = 3, 392_857
     last.stats.program_misses, last.stats.signals_missed = 7, 5
     last.program_misses = {"signal_generate": 5, "sys_enter_kill": 2}
+    last.stats.threads_full = 4
     app = SigtopApp(ReplaySource(lossy, speed=0, name="recording.jsonl"))
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
@@ -301,3 +302,4 @@ async def test_header_shows_every_loss(batches):
         assert "UNCOUNTED 5 signals" in text
         assert "missed 2 probe runs" in text
         assert "lost 392,860 details" in text
+        assert "THREAD MAP FULL: 4 not counted" in text

@@ -216,6 +216,10 @@ class SigtopApp(App[int]):
             text.append(f"FLOW MAP FULL: {m.stats.flows_full:,} in overflow rows  ", style="bold white on red")
         elif m.map_fill.get("flows", 0) >= MAP_PRESSURE:
             text.append(f"flow map {m.map_fill['flows']:.0%}  ", style="bold red")
+        # The threads and signalfd maps have no overflow row: what did not fit went uncounted.
+        for name, full in (("THREAD", m.stats.threads_full), ("SIGNALFD", m.stats.signalfds_full)):
+            if full:
+                text.append(f"{name} MAP FULL: {full:,} not counted  ", style="bold white on red")
         lost = m.stats.events_lost + m.stats.events_dropped
         text.append(f"lost {lost:,} details", style="bold red" if lost else "")
         text.append(f"  filter {self.flow_filter.describe() or '-'}  ")
