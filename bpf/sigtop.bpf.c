@@ -58,6 +58,12 @@ typedef struct siginfo siginfo_t;
 #ifndef RAW_GENERATE
 #define RAW_GENERATE 0
 #endif
+// FATES: follow each queued signal to its end (taken, read, discarded at
+// exit, still pending). Needs the task's pending lists and exit code, whose
+// layout BTF gives: TASK_PENDING_SIGNAL_OFFSET, TASK_SIGNAL_OFFSET,
+// SIGNAL_SHARED_PENDING_OFFSET, TASK_EXIT_CODE_OFFSET; so only with RAW_GENERATE.
+#define FATES RAW_GENERATE
+#define SIGRTMIN 32
 // Events between forced wake-ups of the reader, per CPU.
 #define WAKEUP_EVERY 2048
 
@@ -161,6 +167,13 @@ BPF_HASH(threads, u32, struct thread_val, THREAD_ENTRIES);
 BPF_HASH(signalfds, struct signalfd_key, struct signalfd_val, SIGNALFD_ENTRIES);
 BPF_HASH(pid_filter, u32, u8, PID_FILTER_ENTRIES);
 BPF_PERCPU_ARRAY(stats, u64, STAT_MAX);
+// A new flow's value is built here: with its latency buckets it is too big for the stack.
+BPF_PERCPU_ARRAY(flow_scratch, struct flow_val, 1);
+#if FATES
+BPF_HASH(pending, struct pending_key, struct pending_val, PENDING_ENTRIES);
+BPF_HASH(rt_queues, struct pending_key, struct rt_queue, PENDING_ENTRIES);
+BPF_HASH(exits, struct pending_key, struct exit_val, EXIT_ENTRIES);
+#endif
 BPF_PERCPU_ARRAY(overflow, u64, OVERFLOW_SLOTS);
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 
@@ -222,23 +235,29 @@ static __always_inline void event_submit(struct event *e)
                              BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
-static __always_inline void flow_add(struct flow_key *key, u64 ts, const char *target_comm,
-                                     const struct inflight *claim)
+// The flow's counters, made where it is new; 0 when the map is full (the
+// signal is then counted in the overflow array, by signal and result).
+static __always_inline struct flow_val *flow_add(struct flow_key *key, u64 ts, const char *target_comm,
+                                                 const struct inflight *claim)
 {
     struct flow_val *v = flows.lookup(key);
     if (!v) {
-        struct flow_val init = {};
-        init.first_ts = ts ? ts : bpf_ktime_get_ns();
+        int zero = 0;
+        struct flow_val *init = flow_scratch.lookup(&zero);
+        if (!init)
+            return 0;
+        __builtin_memset(init, 0, sizeof(*init));
+        init->first_ts = ts ? ts : bpf_ktime_get_ns();
         if (key->sender_tgid)   // current is the sender: once per flow, not per signal
-            init.sender_cgroup = bpf_get_current_cgroup_id();
+            init->sender_cgroup = bpf_get_current_cgroup_id();
         if (claim) {   // a forged siginfo: what it claimed, for batch mode too
-            init.claimed_pid = claim->info_pid;
-            init.claimed_uid = claim->info_uid;
+            init->claimed_pid = claim->info_pid;
+            init->claimed_uid = claim->info_uid;
         }
-        bpf_get_current_comm(&init.sender_comm, sizeof(init.sender_comm));
+        bpf_get_current_comm(&init->sender_comm, sizeof(init->sender_comm));
         if (target_comm)
-            bpf_probe_read_kernel(&init.target_comm, sizeof(init.target_comm), target_comm);
-        if (flows.update(key, &init) && !flows.lookup(key)) {
+            bpf_probe_read_kernel(&init->target_comm, sizeof(init->target_comm), target_comm);
+        if (flows.update(key, init) && !flows.lookup(key)) {
             // Full: the signal is still counted, by signal and result.
             stat_add(STAT_FLOWS_FULL);
             int slot = (key->sig & 127) * OVERFLOW_RESULTS + (key->result & (OVERFLOW_RESULTS - 1));
@@ -247,13 +266,14 @@ static __always_inline void flow_add(struct flow_key *key, u64 ts, const char *t
                 if (n)
                     __sync_fetch_and_add(n, 1);
             }
-            return;
+            return 0;
         }
         v = flows.lookup(key);
         if (!v)
-            return;
+            return 0;
     }
     __sync_fetch_and_add(&v->count, 1);   // senders on several CPUs share a flow
+    return v;
 }
 
 // The si_codes the kernel defines (SI_* down to SI_DETHREAD, SI_ASYNCNL,
@@ -288,6 +308,172 @@ static __always_inline u64 event_clock(void)
 {
     return DETAILS ? bpf_ktime_get_ns() : 0;
 }
+
+// ---- fates: each queued signal followed to its end --------------------------
+// The kernel keeps a signal on the target thread's own pending list or on
+// its process's shared one (generate's `group`), dequeues the thread's own
+// first, and fires signal_deliver on the thread that takes it. A record per
+// queued signal here mirrors those lists, so that each take is counted
+// against the flow that queued it. sigwait reads are seen at their syscall's
+// exit; a signalfd read is not traced (a read() program would run on every
+// read of every process): it shows at the next signal of that kind, at exit,
+// or when user space finds the signal no longer pending in /proc.
+
+#if FATES
+static __always_inline u32 latency_bucket(u64 ns)
+{
+    u32 b = 0;
+    u64 v = ns;
+    if (v >> 32) { v >>= 32; b += 32; }
+    if (v >> 16) { v >>= 16; b += 16; }
+    if (v >> 8) { v >>= 8; b += 8; }
+    if (v >> 4) { v >>= 4; b += 4; }
+    if (v >> 2) { v >>= 2; b += 2; }
+    if (v >> 1) { b += 1; }
+    if (b < LAT_FIRST_LOG2)
+        return 0;
+    u32 i = (b - LAT_FIRST_LOG2) * 2 + ((ns >> (b - 1)) & 1);
+    return i < LAT_BUCKETS ? i : LAT_BUCKETS - 1;
+}
+
+// A flow's counters for a fate; made again (without names: user space has
+// them) where user space evicted it meanwhile.
+static __always_inline struct flow_val *fate_flow(const struct flow_key *key, u64 queued_ts)
+{
+    struct flow_val *v = flows.lookup(key);
+    if (v)
+        return v;
+    int zero = 0;
+    struct flow_val *init = flow_scratch.lookup(&zero);
+    if (!init)
+        return 0;
+    __builtin_memset(init, 0, sizeof(*init));
+    init->first_ts = queued_ts;
+    flows.insert(key, init);
+    return flows.lookup(key);
+}
+
+static __always_inline void fate_read(const struct pending_val *p)
+{
+    struct flow_val *v = fate_flow(&p->flow, p->ts);
+    if (v)
+        __sync_fetch_and_add(&v->read, 1);
+}
+
+static __always_inline void fate_latency(struct flow_val *v, u64 ns)
+{
+    u32 i = latency_bucket(ns);
+    if (i < LAT_BUCKETS)
+        __sync_fetch_and_add(&v->lat_hist[i], 1);
+    if (ns > v->lat_max)   // two takes of one flow at once on two CPUs may keep the smaller
+        v->lat_max = ns;
+}
+
+// A signal queued (result DELIVERED or LOSE_INFO) on `owner`'s list.
+static __always_inline void fate_queued(struct flow_val *v, const struct flow_key *key,
+                                        u32 owner, u8 shared, int sig, u64 ts)
+{
+    struct pending_key pk = {};
+    pk.owner = owner;
+    pk.sig = sig;
+    pk.shared = shared;
+    if (sig >= SIGRTMIN) {
+        struct rt_queue *q = rt_queues.lookup(&pk);
+        if (!q) {
+            struct rt_queue empty = {};
+            rt_queues.insert(&pk, &empty);
+            q = rt_queues.lookup(&pk);
+            if (!q)
+                goto untracked;
+        }
+        pk.seq = q->tail;   // generate and dequeue both run under the target's siglock
+        q->tail++;
+    }
+    struct pending_val pv = {};
+    pv.flow = *key;
+    pv.ts = ts;
+    if (pending.insert(&pk, &pv) == 0)
+        return;
+    // A standard signal with a record on this list already: the kernel had
+    // none of it pending there (else the result is ALREADY_PENDING), so the
+    // earlier one left without a delivery (signalfd, flush).
+    struct pending_val *old = pending.lookup(&pk);
+    if (old) {
+        fate_read(old);
+        if (pending.update(&pk, &pv) == 0)
+            return;
+    }
+untracked:
+    stat_add(STAT_PENDING_FULL);
+    if (v)
+        __sync_fetch_and_add(&v->untracked, 1);
+}
+
+// The record of the signal `tid` just took off a list (the thread's own
+// first, as dequeue_signal); false where there is none (queued before attach).
+// code < -0x10000: do not check the code (a sigwait's is not at hand).
+static __always_inline bool fate_dequeue(u32 tid, u32 tgid, int sig, int code, struct pending_val *out)
+{
+    #pragma unroll
+    for (int shared = 0; shared < 2; shared++) {
+        struct pending_key pk = {};
+        pk.owner = shared ? tgid : tid;
+        pk.sig = sig;
+        pk.shared = shared;
+        if (sig >= SIGRTMIN) {
+            struct rt_queue *q = rt_queues.lookup(&pk);
+            if (!q || q->head == q->tail)
+                continue;
+            pk.seq = q->head;
+            q->head++;   // under the target's siglock, as the generate side
+        }
+        struct pending_val *p = pending.lookup(&pk);
+        if (!p)
+            continue;
+        struct pending_val found = *p;
+        pending.delete(&pk);
+        if (!shared && sig < SIGRTMIN && code > -0x10000 && found.flow.code != known_code(code)) {
+            // The thread's own record is not what it took: it had left already
+            // (a signalfd read), and this one came from the shared list.
+            fate_read(&found);
+            continue;
+        }
+        *out = found;
+        return true;
+    }
+    return false;
+}
+
+// `tid` took a queued signal: by a delivery (read 0) or a sigwait (read 1).
+static __always_inline void fate_taken(u32 tid, u32 tgid, int sig, int code, bool read)
+{
+    struct pending_val p;
+    if (!fate_dequeue(tid, tgid, sig, code, &p)) {
+        if (sig != SIGKILL)   // a dying process's other threads take a SIGKILL never queued
+            stat_add(STAT_TAKEN_UNQUEUED);
+        return;
+    }
+    struct flow_val *v = fate_flow(&p.flow, p.ts);
+    if (!v)
+        return;
+    __sync_fetch_and_add(read ? &v->read : &v->taken, 1);
+    fate_latency(v, bpf_ktime_get_ns() - p.ts);
+}
+
+// What was still on an exiting thread's (or, last, its process's) list.
+static __always_inline void fate_exit(u32 owner, u8 shared, u64 mask, s32 exit_code)
+{
+    struct pending_key pk = {};
+    pk.owner = owner;
+    pk.shared = shared;
+    struct exit_val ev = {};
+    ev.mask = mask;
+    ev.ts = bpf_ktime_get_ns();
+    ev.exit_code = exit_code;
+    if (exits.update(&pk, &ev))
+        stat_add(STAT_EXITS_FULL);
+}
+#endif
 
 // ---- sends: sys_enter records what was asked ------------------------------
 
@@ -519,7 +705,18 @@ static __always_inline int on_generate(int sig, int code, s32 target, u32 target
     // A siginfo the caller built names a sender: not its own is a forgery.
     key.spoofed = by_syscall && f->has_info &&
                   (f->info_pid != (s32)f->tgid || f->info_uid != f->real_uid);
-    flow_add(&key, ts, target_comm, key.spoofed ? f : 0);
+    struct flow_val *v = flow_add(&key, ts, target_comm, key.spoofed ? f : 0);
+#if FATES
+    if (result == RES_DELIVERED || result == RES_LOSE_INFO) {
+        if (!ts)
+            ts = bpf_ktime_get_ns();
+        if (v)
+            fate_queued(v, &key, group ? (target_tgid ? target_tgid : (u32)target) : (u32)target,
+                        group != 0, sig, ts);
+        else
+            stat_add(STAT_PENDING_FULL);   // counted in the overflow array: no flow to follow
+    }
+#endif
 
     struct event *e = event_reserve();
     if (!e)
@@ -639,7 +836,14 @@ TRACEPOINT_PROBE(signal, signal_deliver)
     u64 id = bpf_get_current_pid_tgid();
     u32 tgid = id >> 32, tid = (u32)id;
     int sig = args->sig;
-    if (tgid == SELF_TGID || !sig_wanted(sig) || !pid_wanted(tgid, 0, 0))
+    if (tgid == SELF_TGID || !sig_wanted(sig))
+        return 0;
+#if FATES
+    // Before the pid filter: a signal queued by a watched sender to an
+    // unwatched target is still followed to its end.
+    fate_taken(tid, tgid, sig, args->code, false);
+#endif
+    if (!pid_wanted(tgid, 0, 0))
         return 0;
     struct thread_val *t = thread_get(tid, tgid);
     if (t) {
@@ -758,8 +962,64 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
         t->outstanding = 0;
         t->exited = 1;
     }
+#if FATES
+    // The exiting thread is current. Its process's list (with the last
+    // thread) is flushed after this: what is on it now is discarded (or, the
+    // signal that killed the process, taken by its default action). Its own
+    // list is read here too, for kernels that keep it until now.
+    const char *task = (const char *)bpf_get_current_task();
+    u64 mask = 0;
+    s32 exit_code = 0;
+    bpf_probe_read_kernel(&mask, sizeof(mask), task + TASK_PENDING_SIGNAL_OFFSET);
+    bpf_probe_read_kernel(&exit_code, sizeof(exit_code), task + TASK_EXIT_CODE_OFFSET);
+    if (mask)
+        fate_exit(tid, 0, mask, exit_code);
+    if (args->group_dead) {
+        const char *signal = 0;
+        bpf_probe_read_kernel(&signal, sizeof(signal), task + TASK_SIGNAL_OFFSET);
+        mask = 0;
+        if (signal)
+            bpf_probe_read_kernel(&mask, sizeof(mask), signal + SIGNAL_SHARED_PENDING_OFFSET);
+        if (mask)
+            fate_exit(bpf_get_current_pid_tgid() >> 32, 1, mask, exit_code);
+    }
+#endif
     return 0;
 }
+
+#if FATES
+// On this kernel a thread's own pending list is already empty when
+// sched_process_exit fires, so it is read where a thread asks to end: what
+// is on it then is discarded (no user code runs after). A thread ended by
+// its process's group exit is settled by user space.
+static __always_inline int exit_enter(void)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u64 mask = 0;
+    bpf_probe_read_kernel(&mask, sizeof(mask),
+                          (const char *)bpf_get_current_task() + TASK_PENDING_SIGNAL_OFFSET);
+    if (mask)
+        fate_exit((u32)id, 0, mask, 0);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_exit) { return exit_enter(); }
+TRACEPOINT_PROBE(syscalls, sys_enter_exit_group) { return exit_enter(); }
+
+// sigwait, sigtimedwait and sigwaitinfo take a pending signal off a list
+// without a signal_deliver; the signal is what the call returns.
+TRACEPOINT_PROBE(syscalls, sys_exit_rt_sigtimedwait)
+{
+    int sig = (int)args->ret;
+    if (sig <= 0 || !sig_wanted(sig))
+        return 0;
+    u64 id = bpf_get_current_pid_tgid();
+    if ((id >> 32) == SELF_TGID)
+        return 0;
+    fate_taken((u32)id, id >> 32, sig, -0x20000, true);
+    return 0;
+}
+#endif
 
 // ---- signalfd: the mask at entry, the fd at exit ---------------------------
 

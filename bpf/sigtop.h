@@ -24,6 +24,12 @@
 #ifndef INFLIGHT_ENTRIES
 #error "INFLIGHT_ENTRIES comes from TraceConfig.cflags()"
 #endif
+#ifndef PENDING_ENTRIES
+#error "PENDING_ENTRIES comes from TraceConfig.cflags()"
+#endif
+#ifndef EXIT_ENTRIES
+#error "EXIT_ENTRIES comes from TraceConfig.cflags()"
+#endif
 #ifndef RINGBUF_PAGES
 #error "RINGBUF_PAGES comes from TraceConfig.cflags()"
 #endif
@@ -83,7 +89,10 @@ enum stat_id {
     STAT_THREADS_FULL = 2,
     STAT_SIGNALFDS_FULL = 3,
     STAT_EVENTS_SENT = 4,
-    STAT_MAX = 5,
+    STAT_PENDING_FULL = 5,    // a queued signal found the pending map full: its fate is not tracked
+    STAT_EXITS_FULL = 6,      // an exit with signals pending found the exits map full
+    STAT_TAKEN_UNQUEUED = 7,  // a signal taken with no record of its queueing (queued before attach)
+    STAT_MAX = 8,
 };
 
 // One aggregation key of the flows map (sigtop.records.FlowKey; sender_tgid
@@ -103,6 +112,13 @@ struct flow_key {
     u8 pad[3];
 };
 
+// Generate-to-take latency: half-octave buckets. Bucket 0 holds everything
+// below 2^LAT_FIRST_LOG2 + 2^(LAT_FIRST_LOG2-1) ns; bucket i >= 0 starts at
+// 2^b + (i & 1) * 2^(b-1) with b = LAT_FIRST_LOG2 + i / 2; the last one holds
+// everything beyond (sigtop.records.latency_bucket_bounds).
+#define LAT_FIRST_LOG2 9
+#define LAT_BUCKETS 56
+
 // Last-seen times are stamped by user space when a count moves: a clock
 // read per signal is a tenth of what a flow costs to count.
 struct flow_val {
@@ -114,6 +130,47 @@ struct flow_val {
     u32 claimed_uid;   // ... and the si_uid
     u64 sender_cgroup; // the sender's cgroup v2 id when the flow began (a short-lived sender's
                        // /proc may be gone before it is read); 0 for the kernel
+    // The fates of this flow's queued signals (result DELIVERED or LOSE_INFO):
+    u64 taken;         // taken for action (signal_deliver matched to its queueing)
+    u64 read;          // left the pending list without a delivery: a sigwait, a signalfd read,
+                       // or flushed (sigaction to SIG_IGN); the kernel finds out at sigwait, at
+                       // the next signal of that kind, or at exit (user space at the others)
+    u64 untracked;     // queued with no room in the pending map: fate unknown
+    u64 lat_max;       // generate to take (or sigwait), ns
+    u32 lat_hist[LAT_BUCKETS];
+};
+
+// A queued signal on one pending list: a thread's own (shared 0, owner =
+// tid) or its process's (shared 1, owner = tgid), as the kernel keeps them.
+// A standard signal is on a list once at most (seq 0); realtime ones queue,
+// numbered by their rt_queue.
+struct pending_key {
+    u32 owner;
+    u16 sig;
+    u8 shared;
+    u8 pad;
+    u32 seq;
+};
+
+struct pending_val {
+    struct flow_key flow;  // whose signal it is
+    u64 ts;                // when it was queued
+};
+
+// A realtime signal's queue on one list: records head..tail-1 are on it.
+struct rt_queue {
+    u32 head;
+    u32 tail;
+};
+
+// A thread (shared 0) or process (shared 1, the last thread) that exited with
+// signals pending: what the kernel still had on that list. User space settles
+// the pending records of that owner with it (sig 0, seq 0 in the key).
+struct exit_val {
+    u64 mask;          // bit n-1: signal n was pending at exit (discarded)
+    u64 ts;
+    s32 exit_code;     // task->exit_code: the low 7 bits are the killing signal
+    u32 pad;
 };
 
 // Written only by the thread itself (deliver and rt_sigreturn run on it),

@@ -26,6 +26,7 @@ from sigtop.records import (
     FlowDelta,
     FlowKey,
     KernelStats,
+    LatencyHistogram,
     ProcInfo,
     SignalEvent,
     SignalfdState,
@@ -91,6 +92,14 @@ class FlowRow:
     claimed: tuple[int, int] | None = None  # spoofed: the (si_pid, si_uid) the siginfo claimed
     sender_container: str = ""  # containers.Container.label of each end ("" on the host)
     target_container: str = ""
+    # The fates of its queued signals (where the source follows them: SignalModel.fates_followed).
+    taken: int = 0  # taken for action: a handler, the default action, or ignored when taken
+    read: int = 0  # left the pending list with no delivery: sigwait, a signalfd read, a flush
+    discarded: int = 0  # still pending when the target exited
+    untracked: int = 0  # no room to follow them
+    pending: int = 0  # queued and none of the above yet (state)
+    pending_since: float = 0.0  # when the oldest of those was queued
+    latency: LatencyHistogram | None = None  # generate to take (or sigwait), every one
 
     @property
     def count(self) -> int:
@@ -100,6 +109,16 @@ class FlowRow:
     @property
     def failed(self) -> int:
         return self.results[Result.failed]
+
+    @property
+    def queued(self) -> int:
+        """Signals the kernel put on a pending list (TRACE_SIGNAL_DELIVERED means queued, not delivered)."""
+        return self.results[Result.delivered] + self.results[Result.lose_info]
+
+    @property
+    def received(self) -> int:
+        """Queued signals the target got: taken for action, or read (sigwait, signalfd)."""
+        return self.taken + self.read
 
     @property
     def attempts(self) -> int:
@@ -217,6 +236,8 @@ class SignalModel:
         self.alert_detector = AlertDetector()
         self.alerts: deque[Alert] = deque(maxlen=MAX_ALERTS)
         self._rated_sigreturns: set[int] = set()
+        self.fates_followed = False  # the source follows queued signals to their end
+        self._rows_pending: set[FlowRowKey] = set()  # rows with pending > 0
 
     # ---- folding ---------------------------------------------------------
 
@@ -245,8 +266,18 @@ class SignalModel:
             if delta.key.result == Result.failed:
                 row.errors[delta.key.err] += delta.count
             row.codes[delta.key.code] += delta.count
-            row.first_ts = min(row.first_ts, delta.first_ts) if row.first_ts else delta.first_ts
+            if delta.first_ts:
+                row.first_ts = min(row.first_ts, delta.first_ts) if row.first_ts else delta.first_ts
             row.last_ts = max(row.last_ts, delta.last_ts)
+            if delta.taken or delta.read or delta.discarded or delta.untracked:
+                row.taken += delta.taken
+                row.read += delta.read
+                row.discarded += delta.discarded
+                row.untracked += delta.untracked
+            if delta.latency is not None:
+                if row.latency is None:
+                    row.latency = LatencyHistogram()
+                row.latency.add(delta.latency)
             if delta.key.result in GENERATED_RESULTS:
                 flow_deltas[row.key] += delta.count
                 generated += delta.count
@@ -259,6 +290,8 @@ class SignalModel:
         self.total_signals += generated
         self.signals_per_sec = generated / interval
 
+        if batch.pending is not None:
+            self._apply_pending(batch)
         self._apply_threads(batch.threads, interval)
         self.alerts.extend(self.alert_detector.scan(batch, self.procs))
         for state in batch.signalfds:
@@ -266,6 +299,23 @@ class SignalModel:
         if with_events:
             self.apply_events(batch.events)
         self._evict()
+
+    def _apply_pending(self, batch: Batch) -> None:
+        """What is pending now, by row (state: it replaces the last batch's)."""
+        self.fates_followed = True
+        for key in self._rows_pending:
+            row = self.flows.get(key)
+            if row is not None:
+                row.pending, row.pending_since = 0, 0.0
+        rows = set()
+        for p in batch.pending or ():
+            row = self.flows.get(self.row_key(p.key))
+            if row is None:  # not seen counted yet (a recording cut mid-way): nothing to add it to
+                continue
+            row.pending += p.count
+            row.pending_since = min(row.pending_since, p.since) if row.pending_since else p.since
+            rows.add(row.key)
+        self._rows_pending = rows
 
     def _remember_proc(self, proc: ProcInfo) -> None:
         # The sanitising choke point for what /proc (or a recording) said.

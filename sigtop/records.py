@@ -129,6 +129,63 @@ class FlowDelta:
     target_comm: str = ""
     claimed: tuple[int, int] | None = None  # a spoofed flow: the (si_pid, si_uid) its siginfo claimed
     sender_cgroup: str = ""  # the sender's cgroup v2 path when the flow began (kernel), if resolved
+    # The fates of its queued signals, new since the previous batch (FATES.md in the README):
+    taken: int = 0  # taken for action: a handler, the default action, or ignored when taken
+    read: int = 0  # left the pending list with no delivery: sigwait, a signalfd read, a flush
+    discarded: int = 0  # still pending when the target exited
+    untracked: int = 0  # fate unknown: no room to follow it
+    latency: LatencyHistogram | None = None  # generate to take, of the signals taken or waited for here
+
+
+# Generate-to-take latency buckets (bpf/sigtop.h LAT_FIRST_LOG2, LAT_BUCKETS).
+LAT_FIRST_LOG2, LAT_BUCKETS = 9, 56
+
+
+def latency_bucket_bounds(i: int) -> tuple[int, int]:
+    """Bucket i's [low, high) in ns, as the kernel's latency_bucket() fills it (0 from 0, the last to any)."""
+    b = LAT_FIRST_LOG2 + i // 2
+    low = (1 << b) + (i % 2) * (1 << (b - 1))
+    high = low + (1 << (b - 1))
+    return (0 if i == 0 else low), (2**63 if i == LAT_BUCKETS - 1 else high)
+
+
+@dataclass(slots=True)
+class LatencyHistogram:
+    """Every take's latency, in half-octave buckets (exact counts; a value is known to within its bucket)."""
+
+    buckets: list[int] = field(default_factory=lambda: [0] * LAT_BUCKETS)
+    max_ns: int = 0  # the longest, exact
+
+    @property
+    def count(self) -> int:
+        return sum(self.buckets)
+
+    def add(self, other: LatencyHistogram) -> None:
+        for i, n in enumerate(other.buckets[:LAT_BUCKETS]):
+            self.buckets[i] += n
+        self.max_ns = max(self.max_ns, other.max_ns)
+
+    def quantile(self, q: float) -> int:
+        """The upper bound of the bucket holding quantile q (capped by the exact max): 0 when empty."""
+        total = self.count
+        if not total:
+            return 0
+        rank = q * total
+        seen = 0
+        for i, n in enumerate(self.buckets):
+            seen += n
+            if n and seen >= rank:
+                return min(latency_bucket_bounds(i)[1], self.max_ns)
+        return self.max_ns
+
+
+@dataclass(slots=True)
+class PendingFlow:
+    """A flow's signals queued and not yet taken, read or discarded (state, as of the batch)."""
+
+    key: FlowKey
+    count: int
+    since: float  # when the oldest of them was queued (wall clock)
 
 
 @dataclass(slots=True)
@@ -305,6 +362,10 @@ class KernelStats:
     # recursion_misses), and of those, signal_generate's: signals not counted.
     program_misses: int = 0
     signals_missed: int = 0
+    # Fates of queued signals that could not be followed (bpf/sigtop.h STAT_*).
+    pending_full: int = 0  # queued with no room in the pending map
+    exits_full: int = 0  # an exit's pending signals with no room to tell them
+    taken_unqueued: int = 0  # taken with no record of being queued (queued before sigtop attached)
 
     def add(self, other: KernelStats) -> None:
         for f in fields(self):
@@ -326,6 +387,8 @@ class Batch:
     final: bool = False  # the last batch of a source
     program_misses: dict[str, int] = field(default_factory=dict)  # skipped runs by probe, new since the last batch
     map_fill: dict[str, float] = field(default_factory=dict)  # how full each kernel map is now, 0..1 (state)
+    # Signals queued and not yet taken, by flow (state): None where the source does not follow fates.
+    pending: list[PendingFlow] | None = None
 
     def merge(self, later: Batch) -> None:
         """Fold a later batch into this one (deltas add up; state is replaced)."""
@@ -340,6 +403,7 @@ class Batch:
         for probe, n in later.program_misses.items():
             self.program_misses[probe] = self.program_misses.get(probe, 0) + n
         self.map_fill = later.map_fill or self.map_fill
+        self.pending = later.pending if later.pending is not None else self.pending
         if isinstance(self.events, EventBlock) and isinstance(later.events, EventBlock):
             self.events = self.events.extended(later.events)
         elif later.events:
@@ -463,6 +527,18 @@ def _fills(value: Any, where: str) -> dict[str, float]:
     return {_str(k, where): _float(v, f"{where}[{k}]", 0.0, 1.0) for k, v in value.items()}
 
 
+def _histogram(value: Any, where: str) -> LatencyHistogram:
+    if type(value) is not dict:
+        raise RecordValueError(f"{where}: not an object")
+    buckets = _list(value.get("buckets", []), f"{where}.buckets")
+    if len(buckets) > LAT_BUCKETS:
+        raise RecordValueError(f"{where}.buckets: more than {LAT_BUCKETS}")
+    counts = [_int(n, f"{where}.buckets[{i}]", 0, MAX_COUNT) for i, n in enumerate(buckets)]
+    return LatencyHistogram(
+        counts + [0] * (LAT_BUCKETS - len(counts)), _int(value.get("max_ns", 0), f"{where}.max_ns", 0, MAX_COUNT)
+    )
+
+
 # Checks by the annotation each field is declared with (from __future__ annotations: strings).
 _BY_TYPE = {
     "int": lambda v, w: _int(v, w, *INT64),
@@ -475,6 +551,7 @@ _BY_TYPE = {
     "dict[str, int]": _misses,
     "dict[str, float]": _fills,
     "tuple[int, int] | None": _claim,
+    "LatencyHistogram | None": lambda v, w: None if v is None else _histogram(v, w),
     "list[int]": lambda v, w: [_int(x, f"{w}[{i}]", *INT32) for i, x in enumerate(_list(v, w))][:32],
 }
 
@@ -482,6 +559,7 @@ _BY_TYPE = {
 # Narrower ranges where a field has one (one table: the fast path and the full check both read it).
 _NAMED_BOUNDS: dict[str, tuple[float, float]] = {
     "count": (0, MAX_COUNT),
+    **dict.fromkeys(("taken", "read", "discarded", "untracked"), (0, MAX_COUNT)),
     "calls": (0, MAX_COUNT),
     "result": (0, len(Result)),
     "interval_s": (0.0, 1e7),
@@ -572,7 +650,12 @@ def _each(cls: type, nested: dict[str, Any] | None = None) -> Any:
     return lambda value, at: [_build(cls, item, f"{at}[{i}]", nested) for i, item in enumerate(_list(value, at))]
 
 
+def _pending(value: Any, at: str) -> list[PendingFlow] | None:
+    return None if value is None else _each(PendingFlow, {"key": lambda v, w: _build(FlowKey, v, w)})(value, at)
+
+
 _BATCH_PARTS: dict[str, Any] = {
+    "pending": _pending,
     "flows": _each(FlowDelta, {"key": lambda v, at: _build(FlowKey, v, at)}),
     "threads": _each(ThreadDelta),
     "signalfds": _each(SignalfdState),

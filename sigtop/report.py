@@ -25,6 +25,7 @@ from sigtop.names import (
     signame,
     syscall_name,
 )
+from sigtop.records import latency_bucket_bounds
 from sigtop.ui.columns import TABLES, TableSpec, sorted_rows
 
 
@@ -52,6 +53,7 @@ def flow_json(row: FlowRow, model: SignalModel | None = None) -> dict[str, Any]:
         "first_ts": round(row.first_ts, 6),
         "last_ts": round(row.last_ts, 6),
     }
+    data.update(fates_json(row, model.fates_followed if model is not None else False))
     if row.failed and key.target_pid == 0 and key.pidfd < 0:
         # Failed sends are counted per errno, not per pid asked for (a made-up pid is free);
         # the pids asked for are in the detail events (none in batch mode).
@@ -83,6 +85,36 @@ def flow_json(row: FlowRow, model: SignalModel | None = None) -> dict[str, Any]:
 
 
 MAX_ASKED_PIDS = 20
+
+
+def fates_json(row: FlowRow, followed: bool) -> dict[str, Any]:
+    """What became of the flow's queued signals ("delivered" in results means queued); None where the
+    source did not follow them (no BTF, or a recording made without)."""
+    if not followed:
+        return dict.fromkeys(
+            ("queued", "taken", "read", "discarded", "pending", "pending_since", "untracked", "latency_ns")
+        )
+    latency = row.latency
+    return {
+        "queued": row.queued,
+        "taken": row.taken,
+        "read": row.read,
+        "discarded": row.discarded,
+        "pending": row.pending,
+        "pending_since": round(row.pending_since, 6) if row.pending else None,
+        "untracked": row.untracked,
+        # Every take timed in the kernel, in half-octave buckets: p50/p99 are their bucket's upper
+        # bound (capped by the max), so within a third above the true value; max is exact.
+        "latency_ns": None
+        if latency is None or not latency.count
+        else {
+            "count": latency.count,
+            "p50": latency.quantile(0.5),
+            "p99": latency.quantile(0.99),
+            "max": latency.max_ns,
+            "buckets": [[*latency_bucket_bounds(i), n] for i, n in enumerate(latency.buckets) if n],
+        },
+    }
 
 
 def _container_json(cgroup: str) -> dict[str, str] | None:
@@ -128,6 +160,11 @@ def to_json(model: SignalModel, flow_filter: FlowFilter | None = None) -> dict[s
             "signals_uncounted": model.stats.signals_missed,
             "detail_events_skipped": model.stats.events_dropped,
             "detail_events_trimmed": model.events_trimmed,
+            # Queued signals whose end could not be followed (the pending or exits map was full), and
+            # signals taken with no record of being queued (queued before sigtop attached).
+            "fates_untracked": model.stats.pending_full,
+            "exits_unsettled": model.stats.exits_full,
+            "taken_unqueued": model.stats.taken_unqueued,
         },
         "flows": [flow_json(r, model) for r in flows],
         "signalfd": [

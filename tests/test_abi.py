@@ -139,3 +139,31 @@ def test_the_tests_ctypes_event_matches_the_header():
     from tests.test_model import CEvent
 
     assert [name for name, _ in CEvent._fields_] == c_struct_fields("event")
+
+
+def test_the_fates_structures_the_settler_reads():
+    from sigtop.records import LAT_BUCKETS, LAT_FIRST_LOG2
+
+    assert c_struct_fields("pending_key") == ["owner", "sig", "shared", "pad", "seq"]
+    assert c_struct_fields("pending_val") == ["flow", "ts"]
+    assert c_struct_fields("rt_queue") == ["head", "tail"]
+    assert c_struct_fields("exit_val")[:3] == ["mask", "ts", "exit_code"]
+    assert {"taken", "read", "untracked", "lat_max", "lat_hist"} <= set(c_struct_fields("flow_val"))
+    assert f"#define LAT_FIRST_LOG2 {LAT_FIRST_LOG2}" in HEADER
+    assert f"#define LAT_BUCKETS {LAT_BUCKETS}" in HEADER
+
+
+def test_latency_buckets_are_the_kernels():
+    """records.latency_bucket_bounds against a Python copy of the C's latency_bucket()."""
+    from sigtop.records import LAT_BUCKETS, LAT_FIRST_LOG2, latency_bucket_bounds
+
+    def kernel_bucket(ns: int) -> int:  # bpf/sigtop.bpf.c latency_bucket(), line for line
+        b = ns.bit_length() - 1 if ns else 0
+        if b < LAT_FIRST_LOG2:
+            return 0
+        i = (b - LAT_FIRST_LOG2) * 2 + ((ns >> (b - 1)) & 1)
+        return min(i, LAT_BUCKETS - 1)
+
+    for ns in [0, 1, 511, 512, 767, 768, 1023, 1024, 1535, 1536, 10**6, 3 * 10**9, 2**40, 2**62]:
+        low, high = latency_bucket_bounds(kernel_bucket(ns))
+        assert low <= ns < high, (ns, kernel_bucket(ns), low, high)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sigtop.live import loader, programs, ringbuf
+from sigtop.live import fates, loader, programs, ringbuf
 from sigtop.live.config import TraceConfig
 from sigtop.live.layout import event_layout
 from sigtop.live.maps import MapDrain
@@ -55,6 +55,7 @@ class BpfSource:
         self._events_skipped = 0
         self._drain: MapDrain | None = None
         self._misses: programs.ProgramMisses | None = None
+        self._fates: fates.FateSettler | None = None  # where the program follows queued signals (BTF)
         self._procs = ProcResolver()
         self._last_collect = 0.0
         # ktime (CLOCK_MONOTONIC) to wall clock
@@ -82,6 +83,7 @@ class BpfSource:
             raise CollectorError(f"could not set up the BPF maps: {exc}") from None
         self._drain = MapDrain(self.bpf, self.config, self._mono_to_wall)
         self._misses = programs.ProgramMisses(self.bpf)
+        self._fates = fates.FateSettler(self.bpf, self._mono_to_wall) if self.raw_generate else None
         self._last_collect = time.monotonic()
         self.attach_s = time.monotonic() - started
 
@@ -180,7 +182,13 @@ class BpfSource:
         batch = Batch(ts=time.time(), interval_s=now - self._last_collect, final=final)
         self._last_collect = now
         # The kernel keeps no last-seen clock per signal: what moved was seen by now.
+        settled = self._fates.settle() if self._fates is not None else None
+        if settled is not None:
+            self._drain.keep = settled.keep
+            batch.pending = settled.pending
         batch.flows = self._drain.flows(now, batch.ts)
+        if settled is not None:
+            batch.flows += settled.fates
         batch.threads = self._drain.threads(batch.ts)
         batch.signalfds = self._drain.signalfds()
         batch.stats = self._drain.stats()

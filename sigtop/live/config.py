@@ -21,6 +21,8 @@ class TraceConfig:
     signalfd_entries: int = 4096
     pid_filter_entries: int = 1024
     inflight_entries: int = 10240  # the LRU fallback of in-flight syscalls, by tid
+    pending_entries: int = 16384  # queued signals followed to their end (and realtime queues)
+    exit_entries: int = 4096  # exits with signals pending, until user space reads them
 
     def map_sizes(self) -> dict[str, int]:
         """The -D names bpf/sigtop.h requires, with their values."""
@@ -30,6 +32,8 @@ class TraceConfig:
             "SIGNALFD_ENTRIES": self.signalfd_entries,
             "PID_FILTER_ENTRIES": self.pid_filter_entries,
             "INFLIGHT_ENTRIES": self.inflight_entries,
+            "PENDING_ENTRIES": self.pending_entries,
+            "EXIT_ENTRIES": self.exit_entries,
             "RINGBUF_PAGES": self.ringbuf_pages,
         }
 

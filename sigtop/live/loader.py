@@ -83,12 +83,18 @@ def task_offsets() -> dict[str, int]:
     pid = types.member_offset("task_struct", "pid")
     if types.member_offset("task_struct", "tgid") != pid + 4:
         raise btf.BtfError("task_struct.tgid does not follow pid")  # the program reads both at once
+    pending_set = types.member_offset("sigpending", "signal")  # the bitmask of what is on a list
     return {
         "TASK_PID_OFFSET": pid,
         "TASK_COMM_OFFSET": types.member_offset("task_struct", "comm"),
         "TASK_THREAD_PID_OFFSET": types.member_offset("task_struct", "thread_pid"),
         "PID_LEVEL_OFFSET": types.member_offset("pid", "level"),
         "TASK_START_TIME_OFFSET": types.member_offset("task_struct", "start_time"),
+        # The fates of queued signals: what is still pending, and the exit code, at exit.
+        "TASK_PENDING_SIGNAL_OFFSET": types.member_offset("task_struct", "pending") + pending_set,
+        "TASK_SIGNAL_OFFSET": types.member_offset("task_struct", "signal"),
+        "SIGNAL_SHARED_PENDING_OFFSET": types.member_offset("signal_struct", "shared_pending") + pending_set,
+        "TASK_EXIT_CODE_OFFSET": types.member_offset("task_struct", "exit_code"),
     }
 
 

@@ -17,10 +17,27 @@ from sigtop.live.bpfsys import lookup_and_delete
 from sigtop.live.config import TraceConfig
 from sigtop.live.layout import comm_text
 from sigtop.names import Syscall
-from sigtop.records import FlowDelta, FlowKey, KernelStats, SignalfdState, ThreadDelta
+from sigtop.records import (
+    LAT_BUCKETS,
+    FlowDelta,
+    FlowKey,
+    KernelStats,
+    LatencyHistogram,
+    SignalfdState,
+    ThreadDelta,
+)
 
 # The per-CPU stats array's slots, in the order of enum stat_id (bpf/sigtop.h).
-STAT_NAMES = ("events_lost", "flows_full", "threads_full", "signalfds_full", "events_sent")
+STAT_NAMES = (
+    "events_lost",
+    "flows_full",
+    "threads_full",
+    "signalfds_full",
+    "events_sent",
+    "pending_full",
+    "exits_full",
+    "taken_unqueued",
+)
 # The overflow array: signal * OVERFLOW_RESULTS + result (bpf/sigtop.h).
 OVERFLOW_SIGNALS, OVERFLOW_RESULTS = 65, 8
 # Eviction: above the high-water mark, flows that did not move since the last
@@ -37,7 +54,10 @@ class MapDrain:
         self.bpf = bpf
         self.config = config
         self.mono_to_wall = mono_to_wall
-        self._prev_flows: dict[bytes, tuple[int, float]] = {}  # count, when it last moved
+        # What each flow's counters were at the last read (count, taken, read, untracked,
+        # latency buckets or None), and when they last moved.
+        self._prev_flows: dict[bytes, tuple[tuple, float]] = {}
+        self.keep: set[bytes] = set()  # flows with signals still pending: never evicted
         self._prev_overflow = [0] * (OVERFLOW_SIGNALS * OVERFLOW_RESULTS)
         self.evicted = 0
         self.fill: dict[str, float] = {}  # how full each map is, 0..1
@@ -58,14 +78,14 @@ class MapDrain:
         for k, v in table.items_lookup_batch():
             raw = bytes(k)
             seen.add(raw)
-            prev, moved = self._prev_flows.get(raw, (0, now))
-            if v.count == prev:
-                idle.append((moved, k))
+            prev, moved = self._prev_flows.get(raw, (_NEVER, now))
+            counters = _counters(v)
+            if counters == prev:
+                if raw not in self.keep:
+                    idle.append((moved, k))
                 continue
-            # A count below what we saw means the key was evicted and came back.
-            delta = v.count - prev if v.count > prev else v.count
-            self._prev_flows[raw] = (v.count, now)
-            deltas.append(self._delta(k, delta, v, wall_now))
+            self._prev_flows[raw] = (counters, now)
+            deltas.append(self._delta(k, v, prev, wall_now))
         for raw in self._prev_flows.keys() - seen:
             del self._prev_flows[raw]
         evicted_before = self.evicted
@@ -74,22 +94,22 @@ class MapDrain:
         deltas += self._overflow(wall_now)
         return deltas
 
-    def _delta(self, k: Any, count: int, v: Any, wall_now: float) -> FlowDelta:
-        key = FlowKey(
-            sender_pid=k.sender_tgid,
-            target_pid=k.target_pid,
-            target_tgid=k.target_tgid,
-            sig=k.sig,
-            code=k.code,
-            err=k.err,
-            syscall=k.syscall,
-            result=k.result,
-            spoofed=k.spoofed,
-            ns_local=k.ns_local,
-        )
+    def _delta(self, k: Any, v: Any, prev: tuple, wall_now: float) -> FlowDelta:
+        """What a flow gained since `prev` (its counters at the last read): a counter below
+        what we saw means the key was evicted and came back, and all of it is new."""
+        now = _counters(v)
+        count, taken, read, untracked = (n - p if n >= p else n for n, p in zip(now[:4], prev[:4], strict=True))
+        latency = None
+        if now[4] is not None and now[4] != prev[4]:
+            before = prev[4] or (0,) * LAT_BUCKETS
+            latency = LatencyHistogram([n - p if n >= p else n for n, p in zip(now[4], before, strict=True)], v.lat_max)
         return FlowDelta(
-            key=key,
+            key=flow_key(k),
             count=count,
+            taken=taken,
+            read=read,
+            untracked=untracked,
+            latency=latency,
             first_ts=self.wall(v.first_ts),
             last_ts=wall_now,
             sender_comm=comm_text(bytes(v.sender_comm)),
@@ -111,12 +131,12 @@ class MapDrain:
         for _moved, k in idle[: max(0, entries - int(limit * FLOWS_LOW_WATER))]:
             raw = bytes(k)
             last = lookup_and_delete(table.map_fd, raw, value_size)
-            prev, _ = self._prev_flows.pop(raw, (0, 0.0))
+            prev, _ = self._prev_flows.pop(raw, (_NEVER, 0.0))
             self.evicted += 1
             if last is not None:
                 value = table.Leaf.from_buffer_copy(last)
-                if value.count > prev:  # it moved between the read and the delete
-                    deltas.append(self._delta(k, value.count - prev, value, wall_now))
+                if _counters(value) != prev:  # it moved between the read and the delete
+                    deltas.append(self._delta(k, value, prev, wall_now))
         return deltas
 
     def _overflow(self, wall_now: float) -> list[FlowDelta]:
@@ -197,6 +217,30 @@ class MapDrain:
         delta = [n - p for n, p in zip(now, self._prev_stats, strict=True)]
         self._prev_stats = now
         return KernelStats(**dict(zip(STAT_NAMES, delta, strict=True)))
+
+
+_NEVER = (0, 0, 0, 0, None)  # a flow's counters before it was first read
+
+
+def _counters(v: Any) -> tuple:
+    hist = tuple(v.lat_hist)
+    return (v.count, v.taken, v.read, v.untracked, hist if any(hist) else None)
+
+
+def flow_key(k: Any) -> FlowKey:
+    """The kernel's struct flow_key as the records' FlowKey."""
+    return FlowKey(
+        sender_pid=k.sender_tgid,
+        target_pid=k.target_pid,
+        target_tgid=k.target_tgid,
+        sig=k.sig,
+        code=k.code,
+        err=k.err,
+        syscall=k.syscall,
+        result=k.result,
+        spoofed=k.spoofed,
+        ns_local=k.ns_local,
+    )
 
 
 class CgroupPaths:

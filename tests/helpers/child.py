@@ -5,6 +5,9 @@ Commands arrive one per line on stdin; each is answered with one line on stdout.
   ignore SIG       set SIG_IGN
   ignorert         set SIG_IGN for every realtime signal
   block SIG        block SIG (pthread_sigmask)
+  unblock SIG      unblock SIG (a pending one is taken now)
+  sigwait SIG      waits for SIG with sigwait (blocked first); answers its number
+  readfd FD        reads one signal from a signalfd; answers its number
   signalfd4 UFD FLAGS SIG,SIG...   create (UFD -1) or update a signalfd; answers the fd
   signalfd UFD SIG,SIG...          the same through the old syscall (no flags)
   count SIG        answers how many times the handler for SIG ran
@@ -55,6 +58,13 @@ def main() -> None:
         elif cmd == "block":
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.Signals[rest[0]]})
             answer = "ok"
+        elif cmd == "unblock":
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.Signals[rest[0]]})
+            answer = "ok"
+        elif cmd == "sigwait":
+            answer = str(int(signal.sigwait({signal.Signals[rest[0]]})))
+        elif cmd == "readfd":
+            answer = str(int.from_bytes(os.read(int(rest[0]), 128)[:4], "little"))
         elif cmd == "signalfd4":
             mask = mask_of(rest[2] if len(rest) > 2 else "")
             fd = libc.syscall(SYS_signalfd4, int(rest[0]), ctypes.byref(mask), 8, int(rest[1]))

@@ -1,0 +1,193 @@
+"""The fates of queued signals that the kernel side cannot settle alone: discarded at exit, read, still pending.
+
+The BPF program keeps a record per queued signal (map `pending`, keyed by
+the list it is on) and counts it against its flow when a thread takes it
+(signal_deliver) or waits for it (sigtimedwait). What is left is settled
+here, once per interval:
+
+* an exit record (map `exits`: what the kernel still had on a list when its
+  thread, or its process, exited) settles every older record of that list:
+  on it at exit means discarded, or taken by the default action when it is
+  the signal that killed the process; off it means it had left unseen
+  (a signalfd read, a flush) and counts as read;
+* a record whose owner is alive but whose signal /proc no longer shows
+  pending (SigPnd / ShdPnd) left unseen too: read, once seen so at two
+  collections in a row (a delivery in flight between the dequeue and its
+  tracepoint must not be mistaken for one);
+* whatever else is still pending, and since when, by flow: state, each batch.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from sigtop.live.bpfsys import lookup_and_delete
+from sigtop.live.maps import flow_key
+from sigtop.live.procfs import CLOCK_TICKS, PROC, start_ticks
+from sigtop.records import FlowDelta, FlowKey, PendingFlow
+
+# /proc status files read per collection at most; the rest wait for the next (still pending meanwhile).
+MAX_STATUS_READS = 2_000
+SIGNAL_MASK = 0x7F  # the killing signal in an exit code
+_GONE = "gone"  # _StatusMasks.pending: the owner has exited (or its id is another task's now)
+
+
+@dataclass
+class Settled:
+    """One collection's result."""
+
+    fates: list[FlowDelta]  # taken / read / discarded counts, new since the last
+    pending: list[PendingFlow]  # still pending, by flow (state)
+    keep: set[bytes]  # flow keys (raw) with signals pending: the drain must not evict them
+
+
+class FateSettler:
+    def __init__(self, bpf: Any, mono_to_wall: float) -> None:
+        self.pending = bpf[b"pending"]
+        self.exits = bpf[b"exits"]
+        self.rt_queues = bpf[b"rt_queues"]
+        self.mono_to_wall = mono_to_wall
+        self._value_size = ctypes.sizeof(self.pending.Leaf)
+        self._exit_size = ctypes.sizeof(self.exits.Leaf)
+        self._suspects: set[tuple[bytes, int]] = set()  # (record key, queued ts) seen not pending once
+        self._next_status = 0  # round robin over owners past MAX_STATUS_READS
+
+    def settle(self) -> Settled:
+        exits = {(k.owner, k.shared): (bytes(k), v.mask, v.ts, v.exit_code) for k, v in self.exits.items_lookup_batch()}
+        masks = _StatusMasks(self._next_status)
+        fates: dict[bytes, list[int]] = {}  # raw flow key -> [taken, read, discarded]
+        flow_keys: dict[bytes, FlowKey] = {}
+        still: Counter[bytes] = Counter()
+        oldest: dict[bytes, int] = {}
+        suspects: set[tuple[bytes, int]] = set()
+        live_owners: set[int] = set()
+        for k, v in self.pending.items_lookup_batch():
+            raw_flow = bytes(v.flow)
+            owner, shared, sig = k.owner, k.shared, k.sig
+            ended = exits.get((owner, shared))
+            fate = None
+            if ended is not None and v.ts <= ended[2]:
+                _key, mask, _ts, exit_code = ended
+                if not mask >> (sig - 1) & 1:
+                    fate = 1  # it had left the list before the exit, unseen
+                elif exit_code & SIGNAL_MASK == sig:
+                    fate = 0  # the signal that killed the process: its default action took it
+                else:
+                    fate = 2  # discarded with the list
+            else:
+                pending_now = masks.pending(owner, shared, sig, v.ts)
+                ident = (bytes(k), v.ts)
+                if pending_now is _GONE and not shared:
+                    # A thread ended by its process's group exit: its own list went with it,
+                    # unseen by the kernel side. Discarded, unless it had left the list before.
+                    fate = 1 if ident in self._suspects else 2
+                elif pending_now is False or pending_now is _GONE:
+                    if ident in self._suspects:
+                        fate = 1
+                    else:
+                        suspects.add(ident)
+                else:
+                    live_owners.add(owner)
+            if fate is not None and self._remove(k):
+                fates.setdefault(raw_flow, [0, 0, 0])[fate] += 1
+                flow_keys[raw_flow] = flow_key(v.flow)
+                continue
+            if fate is None:
+                still[raw_flow] += 1
+                flow_keys[raw_flow] = flow_key(v.flow)
+                oldest[raw_flow] = min(oldest.get(raw_flow, v.ts), v.ts)
+        self._suspects = suspects
+        self._next_status = masks.next_start
+        for raw_key, _mask, ts, _code in exits.values():
+            self._forget_exit(raw_key, ts)
+        self._forget_queues(exits, live_owners)
+        return Settled(
+            fates=[
+                FlowDelta(flow_keys[raw], 0, 0.0, 0.0, taken=n[0], read=n[1], discarded=n[2])
+                for raw, n in fates.items()
+            ],
+            pending=[PendingFlow(flow_keys[raw], n, self._wall(oldest[raw])) for raw, n in still.items()],
+            keep=set(still),
+        )
+
+    def _wall(self, ktime_ns: int) -> float:
+        return self.mono_to_wall + ktime_ns / 1e9
+
+    def _remove(self, k: Any) -> bool:
+        """Take a record off, atomically: False when the kernel took it first (then it counted it)."""
+        return lookup_and_delete(self.pending.map_fd, bytes(k), self._value_size) is not None
+
+    def _forget_exit(self, raw_key: bytes, ts: int) -> None:
+        """Drop a settled exit record, unless the owner's id exited again meanwhile (a newer record)."""
+        last = lookup_and_delete(self.exits.map_fd, raw_key, self._exit_size)
+        if last is not None:
+            value = self.exits.Leaf.from_buffer_copy(last)
+            if value.ts != ts:
+                self.exits[self.exits.Key.from_buffer_copy(raw_key)] = value
+
+    def _forget_queues(self, exits: dict, live_owners: set[int]) -> None:
+        """Realtime queue counters of lists that are gone (empty, and their owner exited or vanished)."""
+        for k, q in self.rt_queues.items_lookup_batch():
+            if q.head != q.tail or k.owner in live_owners:
+                continue
+            if (k.owner, k.shared) in exits or start_ticks(k.owner) is None:
+                self.rt_queues.pop(k, None)
+
+
+class _StatusMasks:
+    """Pending signal masks from /proc, read once per owner per collection, at most
+    MAX_STATUS_READS; past it, the next collection starts where this one stopped."""
+
+    def __init__(self, start: int) -> None:
+        self._masks: dict[int, tuple[int, int, int] | None] = {}
+        self._unknown: set[int] = set()
+        self._reads = 0
+        self._start = start
+        self._skip = start  # owners passed over first (the round robin's position)
+        self.next_start = 0  # where the next collection starts: 0 unless the budget ran out
+        # /proc's start times count from boot (suspends included); the records' from CLOCK_MONOTONIC.
+        self._boot_to_mono = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+    def pending(self, owner: int, shared: int, sig: int, queued_ns: int) -> bool | str | None:
+        """Whether the signal is on that list now; _GONE when the owner has exited (or the id
+        is another task's now); None when not known this time (over budget)."""
+        if owner in self._unknown:
+            return None
+        if owner not in self._masks:
+            if self._skip > 0 or self._reads >= MAX_STATUS_READS:
+                self._skip -= 1
+                if self._reads >= MAX_STATUS_READS:
+                    self.next_start = self._start + self._reads
+                self._unknown.add(owner)
+                return None
+            self._reads += 1
+            self._masks[owner] = _read_masks(owner)
+        masks = self._masks[owner]
+        if masks is None:
+            return _GONE
+        own, shared_mask, started_ns = masks
+        if started_ns - self._boot_to_mono > queued_ns + 20_000_000:  # another task has this id now
+            return _GONE
+        return bool((shared_mask if shared else own) >> (sig - 1) & 1)
+
+
+def _read_masks(owner: int) -> tuple[int, int, int] | None:
+    """(SigPnd, ShdPnd, start in ns since boot) of a task id, None if it is gone."""
+    ticks = start_ticks(owner)
+    try:
+        text = (PROC / str(owner) / "status").read_text(errors="replace")
+    except OSError:
+        return None
+    own = shared = 0
+    for line in text.splitlines():
+        if line.startswith("SigPnd:"):
+            own = int(line[7:].strip(), 16)
+        elif line.startswith("ShdPnd:"):
+            shared = int(line[7:].strip(), 16)
+            break
+    started_ns = ticks * 1_000_000_000 // CLOCK_TICKS if ticks is not None else 0
+    return own, shared, started_ns

@@ -1,0 +1,246 @@
+"""Each queued signal followed to its end, against real signals sent to children the tests started.
+
+"delivered" (TRACE_SIGNAL_DELIVERED) means queued: these check that every
+queued signal ends up, exactly once, as taken (a handler or the default
+action), read (sigwait, a signalfd), discarded (pending when the target
+exited) or still pending, and that the flow that queued it is the one
+credited. Needs BTF (the raw signal_generate and the task's pending lists).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from sigtop.model import FlowRow, SignalModel
+from sigtop.report import to_json
+
+pytestmark = pytest.mark.bpf
+
+libc = ctypes.CDLL(None, use_errno=True)
+SYS_rt_sigqueueinfo = 129
+SI_QUEUE = -1
+
+
+@pytest.fixture(scope="module")
+def fates_tracer(bpf_ready: None) -> Iterator[object]:
+    from sigtop.live.collector import BpfSource
+    from sigtop.live.config import TraceConfig
+
+    source = BpfSource(TraceConfig(exclude_self=False, details=True, raw_generate=True))
+    source.attach()
+    try:
+        yield source
+    finally:
+        source.detach()
+
+
+@pytest.fixture
+def follow(fates_tracer: object) -> Callable[..., SignalModel]:
+    """Run a workload, then collect until `settled(model)` holds (or 5 s): the fates of
+    signals settled in user space take a collection or two."""
+
+    def run(workload: Callable[[], None], settled: Callable[[SignalModel], bool]) -> SignalModel:
+        fates_tracer.read_events()  # type: ignore[attr-defined]
+        fates_tracer.collect()  # type: ignore[attr-defined]  # forget what came before
+        model = SignalModel()
+        workload()
+        deadline = time.monotonic() + 5.0
+        while True:
+            fates_tracer.read_events()  # type: ignore[attr-defined]
+            model.apply(fates_tracer.collect())  # type: ignore[attr-defined]
+            if settled(model) or time.monotonic() > deadline:
+                return model
+            time.sleep(0.1)
+
+    return run
+
+
+def row_to(model: SignalModel, target: int, sig: int, via: str = "kill") -> FlowRow:
+    rows = [
+        r
+        for r in model.flows.values()
+        if r.key.target_pid == target and r.key.sig == sig and r.key.via == via and r.key.sender_pid == os.getpid()
+    ]
+    assert len(rows) == 1, [r.key for r in rows]
+    return rows[0]
+
+
+def fates(row: FlowRow) -> dict[str, int]:
+    return {
+        "queued": row.queued,
+        "taken": row.taken,
+        "read": row.read,
+        "discarded": row.discarded,
+        "pending": row.pending,
+        "untracked": row.untracked,
+    }
+
+
+def test_handled_signals_are_taken_and_timed(follow, spawn):
+    child = spawn()
+    child.ask("handle SIGUSR1")
+
+    def work():
+        for _ in range(25):
+            os.kill(child.pid, signal.SIGUSR1)
+            child.wait_ack()
+
+    model = follow(work, lambda m: any(r.taken == 25 for r in m.flows.values()))
+    row = row_to(model, child.pid, signal.SIGUSR1)
+    assert fates(row) == {"queued": 25, "taken": 25, "read": 0, "discarded": 0, "pending": 0, "untracked": 0}
+    assert row.latency is not None
+    assert row.latency.count == 25  # every take, timed in the kernel
+    assert 0 < row.latency.quantile(0.5) <= row.latency.quantile(0.99) <= row.latency.max_ns < 5 * 10**9
+
+
+def test_a_blocked_signal_is_pending_then_discarded_at_exit(follow, spawn):
+    child = spawn()
+    child.ask("block SIGTERM")
+    child.ask("block SIGHUP")
+    sent = time.time()
+
+    def work():
+        for _ in range(3):  # one queued, two merged into it
+            os.kill(child.pid, signal.SIGTERM)
+
+    model = follow(work, lambda m: any(r.pending for r in m.flows.values()))
+    row = row_to(model, child.pid, signal.SIGTERM)
+    assert fates(row) == {"queued": 1, "taken": 0, "read": 0, "discarded": 0, "pending": 1, "untracked": 0}
+    assert sent - 0.05 <= row.pending_since <= time.time()
+    doc = to_json(model)
+    flow = next(f for f in doc["flows"] if f["target_pid"] == child.pid)
+    assert (flow["results"]["delivered"], flow["queued"], flow["pending"], flow["taken"]) == (1, 1, 1, 0)
+
+    def exit_with_it_pending():
+        os.kill(child.pid, signal.SIGHUP)  # blocked too: both are on the list at exit
+        child.proc.stdin.write(b"exit\n")
+        child.proc.wait(timeout=10)
+
+    model = follow(exit_with_it_pending, lambda m: sum(r.discarded for r in m.flows.values()) >= 1)
+    hup = row_to(model, child.pid, signal.SIGHUP)
+    assert fates(hup) == {"queued": 1, "taken": 0, "read": 0, "discarded": 1, "pending": 0, "untracked": 0}
+
+
+def test_the_signal_that_kills_is_taken_by_its_default_action(follow):
+    victims = [subprocess.Popen(["sleep", "30"]) for _ in range(2)]
+    try:
+
+        def work():
+            os.kill(victims[0].pid, signal.SIGTERM)
+            os.kill(victims[1].pid, signal.SIGKILL)
+            for v in victims:
+                v.wait(timeout=10)
+
+        model = follow(work, lambda m: sum(r.taken for r in m.flows.values()) >= 2)
+    finally:
+        for v in victims:
+            if v.poll() is None:
+                v.kill()
+                v.wait()
+    for victim, sig in zip(victims, (signal.SIGTERM, signal.SIGKILL), strict=True):
+        row = row_to(model, victim.pid, sig)
+        assert fates(row) == {"queued": 1, "taken": 1, "read": 0, "discarded": 0, "pending": 0, "untracked": 0}
+
+
+def test_sigwait_and_signalfd_reads_are_read_not_pending(follow, spawn):
+    waiter = spawn()
+    waiter.ask("block SIGUSR2")
+    reader = spawn()
+    reader.ask("block SIGURG")
+    fd = int(reader.ask("signalfd4 -1 0 SIGURG"))
+
+    def work():
+        waiter.proc.stdin.write(b"sigwait SIGUSR2\n")
+        reader.proc.stdin.write(f"readfd {fd}\n".encode())
+        time.sleep(0.2)  # both are waiting now
+        os.kill(waiter.pid, signal.SIGUSR2)
+        os.kill(reader.pid, signal.SIGURG)
+        assert waiter.proc.stdout.readline().strip() == str(int(signal.SIGUSR2)).encode()
+        assert reader.proc.stdout.readline().strip() == str(int(signal.SIGURG)).encode()
+
+    model = follow(work, lambda m: sum(r.read for r in m.flows.values()) >= 2)
+    waited = row_to(model, waiter.pid, signal.SIGUSR2)
+    assert fates(waited) == {"queued": 1, "taken": 0, "read": 1, "discarded": 0, "pending": 0, "untracked": 0}
+    assert waited.latency is not None
+    assert waited.latency.count == 1  # a sigwait is timed at its return
+    via_fd = row_to(model, reader.pid, signal.SIGURG)
+    assert fates(via_fd) == {"queued": 1, "taken": 0, "read": 1, "discarded": 0, "pending": 0, "untracked": 0}
+
+
+def test_realtime_signals_queue_and_each_flow_gets_its_own(follow, spawn):
+    """Realtime signals queue in order; two flows interleaved on one queue are each credited exactly."""
+    child = spawn()
+    rt = signal.SIGRTMIN
+    child.ask("handle SIGRTMIN")
+    child.ask("block SIGRTMIN")
+
+    def work():
+        for i in range(7):  # interleaved: kill (SI_USER) and sigqueue (SI_QUEUE) are two flows
+            if i % 2:
+                os.kill(child.pid, rt)
+            else:
+                info = (ctypes.c_int * 32)(rt, 0, SI_QUEUE, 0, os.getpid(), os.getuid())
+                assert libc.syscall(SYS_rt_sigqueueinfo, child.pid, rt, ctypes.byref(info)) == 0
+        child.ask("unblock SIGRTMIN")  # all seven are taken now (Python's handler runs may coalesce)
+
+    model = follow(work, lambda m: sum(r.taken for r in m.flows.values()) >= 7)
+    by_kill = row_to(model, child.pid, rt, "kill")
+    by_queue = row_to(model, child.pid, rt, "rt_sigqueueinfo")
+    assert fates(by_kill) == {"queued": 3, "taken": 3, "read": 0, "discarded": 0, "pending": 0, "untracked": 0}
+    assert fates(by_queue) == {"queued": 4, "taken": 4, "read": 0, "discarded": 0, "pending": 0, "untracked": 0}
+    assert by_queue.latency is not None
+    assert by_queue.latency.count == 4
+
+
+def test_a_thread_directed_signal_is_followed_on_the_threads_own_list(follow, spawn):
+    """tgkill queues on the thread's own list; a blocked one is discarded when that thread ends."""
+    child = spawn()
+    child.ask("block SIGUSR1")  # the thread inherits the mask
+    tid = int(child.ask("thread"))
+
+    def work():
+        assert libc.syscall(234, child.pid, tid, signal.SIGUSR1) == 0  # tgkill
+        child.ask("endthread")
+
+    model = follow(work, lambda m: sum(r.discarded for r in m.flows.values()) >= 1)
+    rows = [r for r in model.flows.values() if r.key.sender_pid == os.getpid() and r.key.via == "tgkill"]
+    assert len(rows) == 1
+    assert fates(rows[0]) == {"queued": 1, "taken": 0, "read": 0, "discarded": 1, "pending": 0, "untracked": 0}
+    assert model.stats.pending_full == model.stats.exits_full == 0
+
+
+def test_no_fate_is_counted_twice_under_a_storm(follow, spawn):
+    """Thousands of handled signals from several senders: taken + pending == queued, exactly."""
+    child = spawn()
+    child.ask("handle SIGUSR1")
+    senders = [spawn() for _ in range(3)]
+
+    def work():
+        for s in senders:
+            s.proc.stdin.write(f"kill {child.pid} SIGUSR1 2000\n".encode())
+        for s in senders:
+            assert s.proc.stdout.readline().strip() == b"ok"
+        time.sleep(0.3)
+
+    def settled(m: SignalModel) -> bool:
+        rows = [r for r in m.flows.values() if r.key.target_pid == child.pid]
+        return sum(r.count for r in rows) == 6000 and all(r.taken == r.queued for r in rows)
+
+    model = follow(work, settled)
+    handled = model.sigreturns[child.pid].handler_deliveries  # the kernel's (Python's handler runs coalesce)
+    rows = [r for r in model.flows.values() if r.key.target_pid == child.pid]
+    assert {r.key.sender_pid for r in rows} == {s.pid for s in senders}
+    queued = sum(r.queued for r in rows)
+    taken = sum(r.taken for r in rows)
+    assert sum(r.count for r in rows) == 6000
+    assert taken == handled  # every handler run was credited to the flow that queued its signal
+    assert taken + sum(r.pending for r in rows) == queued
+    assert sum(r.untracked + r.read + r.discarded for r in rows) == 0
+    assert model.stats.taken_unqueued == 0
