@@ -123,6 +123,7 @@ def configurations() -> list[Tracer]:
         Tracer("floor-one-syscall-tp", [PY, str(HERE / "floor.py"), "--one"]),
         Tracer("bpftrace", ["bpftrace", "-e", BPFTRACE], ready="Attaching"),
         Tracer("sigtop-batch", [*sigtop, "batch", "--json"]),
+        Tracer("sigtop-batch-nofates", [*sigtop, "batch", "--json", "--no-fates"]),
         tui_tracer(),
     ]
 

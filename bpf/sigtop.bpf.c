@@ -62,7 +62,10 @@ typedef struct siginfo siginfo_t;
 // exit, still pending). Needs the task's pending lists and exit code, whose
 // layout BTF gives: TASK_PENDING_SIGNAL_OFFSET, TASK_SIGNAL_OFFSET,
 // SIGNAL_SHARED_PENDING_OFFSET, TASK_EXIT_CODE_OFFSET; so only with RAW_GENERATE.
-#define FATES RAW_GENERATE
+#ifndef FOLLOW_FATES
+#define FOLLOW_FATES 1
+#endif
+#define FATES (RAW_GENERATE && FOLLOW_FATES)
 #define SIGRTMIN 32
 // Events between forced wake-ups of the reader, per CPU.
 #define WAKEUP_EVERY 2048
@@ -173,6 +176,11 @@ BPF_PERCPU_ARRAY(flow_scratch, struct flow_val, 1);
 BPF_HASH(pending, struct pending_key, struct pending_val, PENDING_ENTRIES);
 BPF_HASH(rt_queues, struct pending_key, struct rt_queue, PENDING_ENTRIES);
 BPF_HASH(exits, struct pending_key, struct exit_val, EXIT_ENTRIES);
+// Per signal: records the kernel side put on a thread's own list and has not
+// taken off. Zero (the usual case: most signals go to a process) spares a
+// delivery the hash lookup of the thread's own list. User space never
+// decrements it, so it may only be too high: a wasted lookup, never a miss.
+BPF_ARRAY(private_records, u64, 65);
 #endif
 BPF_PERCPU_ARRAY(overflow, u64, OVERFLOW_SLOTS);
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
@@ -369,6 +377,21 @@ static __always_inline void fate_latency(struct flow_val *v, u64 ns)
         v->lat_max = ns;
 }
 
+static __always_inline void private_count(int sig, s64 n)
+{
+    u32 i = sig;
+    u64 *count = private_records.lookup(&i);
+    if (count)
+        __sync_fetch_and_add(count, n);
+}
+
+static __always_inline bool private_any(int sig)
+{
+    u32 i = sig;
+    u64 *count = private_records.lookup(&i);
+    return count && *count;
+}
+
 // A signal queued (result DELIVERED or LOSE_INFO) on `owner`'s list.
 static __always_inline void fate_queued(struct flow_val *v, const struct flow_key *key,
                                         u32 owner, u8 shared, int sig, u64 ts)
@@ -392,8 +415,11 @@ static __always_inline void fate_queued(struct flow_val *v, const struct flow_ke
     struct pending_val pv = {};
     pv.flow = *key;
     pv.ts = ts;
-    if (pending.insert(&pk, &pv) == 0)
+    if (pending.insert(&pk, &pv) == 0) {
+        if (!shared)
+            private_count(sig, 1);
         return;
+    }
     // A standard signal with a record on this list already: the kernel had
     // none of it pending there (else the result is ALREADY_PENDING), so the
     // earlier one left without a delivery (signalfd, flush).
@@ -414,8 +440,11 @@ untracked:
 // code < -0x10000: do not check the code (a sigwait's is not at hand).
 static __always_inline bool fate_dequeue(u32 tid, u32 tgid, int sig, int code, struct pending_val *out)
 {
+    bool own_list = private_any(sig);
     #pragma unroll
     for (int shared = 0; shared < 2; shared++) {
+        if (!shared && !own_list)
+            continue;
         struct pending_key pk = {};
         pk.owner = shared ? tgid : tid;
         pk.sig = sig;
@@ -431,7 +460,8 @@ static __always_inline bool fate_dequeue(u32 tid, u32 tgid, int sig, int code, s
         if (!p)
             continue;
         struct pending_val found = *p;
-        pending.delete(&pk);
+        if (pending.delete(&pk) == 0 && !shared)
+            private_count(sig, -1);
         if (!shared && sig < SIGRTMIN && code > -0x10000 && found.flow.code != known_code(code)) {
             // The thread's own record is not what it took: it had left already
             // (a signalfd read), and this one came from the shared list.

@@ -103,6 +103,13 @@ def _add_filters(p: argparse.ArgumentParser, top: bool = False) -> None:
         help="only this signal: TERM, SIGUSR1, RTMIN+2 or a number (repeatable; in the kernel)",
     )
     p.add_argument(
+        "--no-fates",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="do not follow queued signals to their end (taken, pending, discarded) nor time them: "
+        "saves ~0.5 us per handled signal",
+    )
+    p.add_argument(
         "--container",
         action="append",
         default=default,
@@ -221,7 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _trace_config(args: argparse.Namespace, details: bool, interval: float):
     from sigtop.live.config import TraceConfig
 
-    return TraceConfig(pids=tuple(args.pid), signals=tuple(args.signal), details=details, interval_s=interval)
+    return TraceConfig(
+        pids=tuple(args.pid),
+        signals=tuple(args.signal),
+        details=details,
+        interval_s=interval,
+        follow_fates=not args.no_fates,
+    )
 
 
 EXIT_KILLED, EXIT_STILL_RUNNING = 3, 4

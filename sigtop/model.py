@@ -23,6 +23,7 @@ from sigtop.names import (
 )
 from sigtop.records import (
     Batch,
+    Disposition,
     FlowDelta,
     FlowKey,
     KernelStats,
@@ -100,6 +101,8 @@ class FlowRow:
     pending: int = 0  # queued and none of the above yet (state)
     pending_since: float = 0.0  # when the oldest of those was queued
     latency: LatencyHistogram | None = None  # generate to take (or sigwait), every one
+    fates: bool = False  # the fields above are followed (else unknown: no BTF, or an old recording)
+    reason: str = ""  # why its signals did not all take effect (sigtop.reasons), set where shown
 
     @property
     def count(self) -> int:
@@ -180,6 +183,7 @@ class SignalfdRow:
     created_ts: float = 0.0
     last_ts: float = 0.0
     history: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=HISTORY_POINTS))
+    health: str = ""  # signals of its mask some thread does not block (sigtop.reasons), set where shown
 
 
 # Plain ints for the per-event loop (enum members compare slower).
@@ -238,6 +242,8 @@ class SignalModel:
         self._rated_sigreturns: set[int] = set()
         self.fates_followed = False  # the source follows queued signals to their end
         self._rows_pending: set[FlowRowKey] = set()  # rows with pending > 0
+        # How each target treats signals, as /proc last said (handled, ignored, blocked by which threads).
+        self.dispositions: OrderedDict[int, Disposition] = OrderedDict()
 
     # ---- folding ---------------------------------------------------------
 
@@ -254,14 +260,21 @@ class SignalModel:
         self.program_misses.update(batch.program_misses)
         self.map_fill = batch.map_fill or self.map_fill
         self.finished = self.finished or batch.final
+        self.fates_followed = self.fates_followed or batch.pending is not None
         for proc in batch.procs:
             self._remember_proc(proc)
+        for disposition in batch.dispositions:
+            self.dispositions[disposition.pid] = disposition
+            self.dispositions.move_to_end(disposition.pid)
+        while len(self.dispositions) > MAX_PROCS:
+            self.dispositions.popitem(last=False)
 
         interval = batch.interval_s if batch.interval_s > 0 else 1.0
         generated = 0
         flow_deltas: Counter[FlowRowKey] = Counter()
         for delta in batch.flows:
             row = self._flow_row(delta.key, delta)
+            row.fates = self.fates_followed
             row.results[delta.key.result] += delta.count
             if delta.key.result == Result.failed:
                 row.errors[delta.key.err] += delta.count
@@ -302,7 +315,6 @@ class SignalModel:
 
     def _apply_pending(self, batch: Batch) -> None:
         """What is pending now, by row (state: it replaces the last batch's)."""
-        self.fates_followed = True
         for key in self._rows_pending:
             row = self.flows.get(key)
             if row is not None:

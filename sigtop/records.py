@@ -180,6 +180,28 @@ class LatencyHistogram:
 
 
 @dataclass(slots=True)
+class Disposition:
+    """How a process treats each signal, as /proc showed it at a batch (bit n-1 = signal n)."""
+
+    pid: int
+    caught: int  # SigCgt: a handler
+    ignored: int  # SigIgn: SIG_IGN
+    pending: int  # ShdPnd | the threads' SigPnd
+    # (tid, SigBlk) of each thread (at most MAX_THREAD_MASKS): a process-directed signal waits
+    # while every thread blocks it; a signalfd gets it only where its thread blocks it.
+    threads: list[tuple[int, int]] = field(default_factory=list)
+
+    def blocked_by_all(self) -> int:
+        mask = -1
+        for _tid, blocked in self.threads:
+            mask &= blocked
+        return mask if self.threads else 0
+
+    def unblocked_threads(self, sig: int) -> list[int]:
+        return [tid for tid, blocked in self.threads if not blocked >> (sig - 1) & 1]
+
+
+@dataclass(slots=True)
 class PendingFlow:
     """A flow's signals queued and not yet taken, read or discarded (state, as of the batch)."""
 
@@ -389,6 +411,7 @@ class Batch:
     map_fill: dict[str, float] = field(default_factory=dict)  # how full each kernel map is now, 0..1 (state)
     # Signals queued and not yet taken, by flow (state): None where the source does not follow fates.
     pending: list[PendingFlow] | None = None
+    dispositions: list[Disposition] = field(default_factory=list)  # of the targets in view, read now (state)
 
     def merge(self, later: Batch) -> None:
         """Fold a later batch into this one (deltas add up; state is replaced)."""
@@ -404,6 +427,7 @@ class Batch:
             self.program_misses[probe] = self.program_misses.get(probe, 0) + n
         self.map_fill = later.map_fill or self.map_fill
         self.pending = later.pending if later.pending is not None else self.pending
+        self.dispositions.extend(later.dispositions)
         if isinstance(self.events, EventBlock) and isinstance(later.events, EventBlock):
             self.events = self.events.extended(later.events)
         elif later.events:
@@ -511,6 +535,17 @@ def _misses(value: Any, where: str) -> dict[str, int]:
     return {_str(k, where): _int(v, f"{where}[{k}]", 0, MAX_COUNT) for k, v in value.items()}
 
 
+def _pairs(value: Any, where: str) -> list[tuple[int, int]]:
+    """(tid, mask) pairs, at most 4096 of them."""
+    out = []
+    for i, item in enumerate(_list(value, where)[:4096]):
+        pair = _list(item, f"{where}[{i}]")
+        if len(pair) != 2:
+            raise RecordValueError(f"{where}[{i}]: not a pair")
+        out.append((_int(pair[0], f"{where}[{i}]", *INT32), _int(pair[1], f"{where}[{i}]", 0, 2**64)))
+    return out
+
+
 def _claim(value: Any, where: str) -> tuple[int, int] | None:
     """A spoofed flow's claimed (si_pid, si_uid), or None."""
     if value is None:
@@ -552,6 +587,7 @@ _BY_TYPE = {
     "dict[str, float]": _fills,
     "tuple[int, int] | None": _claim,
     "LatencyHistogram | None": lambda v, w: None if v is None else _histogram(v, w),
+    "list[tuple[int, int]]": _pairs,
     "list[int]": lambda v, w: [_int(x, f"{w}[{i}]", *INT32) for i, x in enumerate(_list(v, w))][:32],
 }
 
@@ -563,7 +599,7 @@ _NAMED_BOUNDS: dict[str, tuple[float, float]] = {
     "calls": (0, MAX_COUNT),
     "result": (0, len(Result)),
     "interval_s": (0.0, 1e7),
-    **dict.fromkeys(("mask", "info_value", "handler", "sa_flags"), (0, 2**64)),
+    **dict.fromkeys(("mask", "info_value", "handler", "sa_flags", "caught", "ignored"), (0, 2**64)),
     **dict.fromkeys(("sender_pid", "target_pid", "target_tgid", "sig", "code", "err", "tid", "tgid", "pid"), INT32),
     **dict.fromkeys(("fd", "ppid", "sender_tid", "ret", "arg_pid", "arg_tid", "info_pid", "info_uid"), INT32),
     **dict.fromkeys(("flags", "group"), INT32),
@@ -656,6 +692,7 @@ def _pending(value: Any, at: str) -> list[PendingFlow] | None:
 
 _BATCH_PARTS: dict[str, Any] = {
     "pending": _pending,
+    "dispositions": _each(Disposition),
     "flows": _each(FlowDelta, {"key": lambda v, at: _build(FlowKey, v, at)}),
     "threads": _each(ThreadDelta),
     "signalfds": _each(SignalfdState),

@@ -33,6 +33,13 @@ async def loaded(pilot) -> None:
     await pilot.pause()
 
 
+def column_index(app: SigtopApp, label: str, name: str = "flows") -> int:
+    """Where a column is among those shown (narrow terminals hide some)."""
+    table = app.query_one(f"#table-{name}", DataTable)
+    labels = [str(getattr(c.label, "plain", c.label)).split()[0] for c in table.columns.values()]
+    return labels.index(label)
+
+
 def visible(app: SigtopApp, name: str = "flows") -> list[list[str]]:
     table = app.query_one(f"#table-{name}", DataTable)
     return [[str(getattr(c, "plain", c)) for c in table.get_row_at(i)] for i in range(table.row_count)]
@@ -215,7 +222,9 @@ async def test_live_app_shows_real_signals_then_detaches(bpf_ready, spawn):
             if rows and rows[0][6] == "17":
                 break
         assert rows, visible(app)
-        assert (rows[0][4], rows[0][5], rows[0][6], rows[0][10]) == ("SIGUSR2", "kill", "17", "17")
+        ign, reason = column_index(app, "IGN"), column_index(app, "REASON")
+        assert (rows[0][4], rows[0][5], rows[0][6], rows[0][ign]) == ("SIGUSR2", "kill", "17", "17")
+        assert rows[0][reason] == "ignored: SIG_IGN"  # from the target's disposition in /proc
         await pilot.press("q")
     source.detach()
     assert open_fds("bpf-prog") == bpf_fds
@@ -274,10 +283,10 @@ async def test_narrow_terminal_hides_low_priority_columns_first(batches):
     async with app.run_test(size=(100, 42)) as pilot:
         await loaded(pilot)
         labels = [str(c.label).split()[0] for c in app.table("flows").columns.values()]
-        assert {"SENDER", "TARGET", "SIGNAL", "COUNT", "DELIV", "IGN", "MERGED", "LOST", "FAILED"} <= set(labels)
+        assert {"SENDER", "TARGET", "SIGNAL", "COUNT", "QUEUED", "PEND", "IGN", "MERGED", "LOST", "FAILED"} <= set(labels)
         assert "LAST" not in labels  # the least useful go first
         assert len(labels) < len(app.table("flows").spec.columns)
-        await pilot.resize_terminal(200, 42)
+        await pilot.resize_terminal(260, 42)
         await pilot.pause()
         labels = [str(c.label).split()[0] for c in app.table("flows").columns.values()]
         assert len(labels) == len(app.table("flows").spec.columns)  # room again: every column back

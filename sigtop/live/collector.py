@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sigtop.live import fates, loader, programs, ringbuf
+from sigtop.live import fates, loader, procfs, programs, ringbuf
 from sigtop.live.config import TraceConfig
 from sigtop.live.layout import event_layout
 from sigtop.live.maps import MapDrain
@@ -31,6 +31,7 @@ POLL_TIMEOUT_MS = 100
 # Detail events decoded per second of interval; beyond it a storm's older
 # events are skipped (and counted) so that decoding cannot starve the view.
 MAX_EVENTS_PER_S = 120_000
+MAX_SIGNALFD_OWNERS = 200
 
 
 class BpfSource:
@@ -57,6 +58,7 @@ class BpfSource:
         self._misses: programs.ProgramMisses | None = None
         self._fates: fates.FateSettler | None = None  # where the program follows queued signals (BTF)
         self._procs = ProcResolver()
+        self._signalfd_owners: dict[int, None] = {}  # processes holding a signalfd: their masks are watched
         self._last_collect = 0.0
         # ktime (CLOCK_MONOTONIC) to wall clock
         self._mono_to_wall = time.time() - time.monotonic()
@@ -83,7 +85,8 @@ class BpfSource:
             raise CollectorError(f"could not set up the BPF maps: {exc}") from None
         self._drain = MapDrain(self.bpf, self.config, self._mono_to_wall)
         self._misses = programs.ProgramMisses(self.bpf)
-        self._fates = fates.FateSettler(self.bpf, self._mono_to_wall) if self.raw_generate else None
+        if self.raw_generate and self.config.follow_fates:
+            self._fates = fates.FateSettler(self.bpf, self._mono_to_wall)
         self._last_collect = time.monotonic()
         self.attach_s = time.monotonic() - started
 
@@ -199,6 +202,13 @@ class BpfSource:
             batch.stats.signals_missed = batch.program_misses.get("signal_generate", 0)
         batch.events = self._take_events(batch)
         batch.procs = self._procs.resolve(batch)
+        for state in batch.signalfds:
+            self._signalfd_owners[state.pid] = None
+        while len(self._signalfd_owners) > MAX_SIGNALFD_OWNERS:
+            self._signalfd_owners.pop(next(iter(self._signalfd_owners)))
+        batch.dispositions = procfs.dispositions(batch, list(self._signalfd_owners))
+        for pid in [p for p in self._signalfd_owners if procfs.start_ticks(p) is None]:
+            del self._signalfd_owners[pid]  # gone
         return batch
 
     def _take_events(self, batch: Batch) -> Sequence[SignalEvent]:

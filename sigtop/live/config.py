@@ -15,6 +15,7 @@ class TraceConfig:
     ringbuf_pages: int = 2048  # 8 MiB
     task_storage: bool | None = None  # in-flight syscalls in task storage; None: where BTF exists
     raw_generate: bool | None = None  # signal_generate as a raw tracepoint; None: where BTF allows
+    follow_fates: bool = True  # follow each queued signal to its end (needs the raw signal_generate)
     # Map sizes (bpf/sigtop.h requires each): user space evicts against the same numbers.
     flow_entries: int = 16384
     thread_entries: int = 16384
@@ -45,6 +46,7 @@ class TraceConfig:
             f"-DSELF_TGID={self_tgid if self.exclude_self else 0}",
             f"-DTASK_STORAGE={int(task_storage)}",
             f"-DRAW_GENERATE={int(task_offsets is not None)}",
+            f"-DFOLLOW_FATES={int(self.follow_fates)}",
             *(f"-D{name}={value}" for name, value in (task_offsets or {}).items()),
             f"-DDETAILS={int(self.details)}",
             *(f"-D{name}={value}" for name, value in self.map_sizes().items()),

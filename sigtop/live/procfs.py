@@ -10,9 +10,10 @@ import os
 import pwd
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
 
-from sigtop.records import Batch, ProcInfo
+from sigtop.records import Batch, Disposition, ProcInfo
 
 PROC = Path("/proc")
 MAX_PARENTS = 16
@@ -21,6 +22,8 @@ PROC_REFRESH_S = 30.0
 MAX_CMDLINE_BYTES = 4096
 CMDLINE_CUT = " …[cut at {n} bytes]"
 MAX_KNOWN_PROCS = 20_000  # as many as the model keeps
+MAX_THREAD_MASKS = 64  # threads whose blocked masks are read per process
+MAX_DISPOSITIONS = 500  # processes whose dispositions are read per batch
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -246,3 +249,54 @@ class ProcResolver:
         if len(self._known_pidfds) > MAX_KNOWN_PROCS:
             self._known_pidfds.clear()
         return list(procs.values())
+
+
+def _masks(text: str) -> dict[str, int]:
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(("Sig", "ShdPnd")):
+            name, _, value = line.partition(":")
+            try:
+                found[name] = int(value.strip(), 16)
+            except ValueError:
+                pass
+    return found
+
+
+def read_disposition(pid: int) -> Disposition | None:
+    """How a process treats each signal now: SigCgt, SigIgn, pending, and each thread's SigBlk."""
+    try:
+        main = _masks((PROC / str(pid) / "status").read_text(errors="replace"))
+        tids = sorted(int(t) for t in os.listdir(PROC / str(pid) / "task"))[:MAX_THREAD_MASKS]
+    except (OSError, ValueError):
+        return None
+    threads = []
+    pending = main.get("ShdPnd", 0)
+    for tid in tids:
+        try:
+            masks = main if tid == pid else _masks((PROC / str(pid) / "task" / str(tid) / "status").read_text())
+        except OSError:
+            continue  # ended meanwhile
+        threads.append((tid, masks.get("SigBlk", 0)))
+        pending |= masks.get("SigPnd", 0)
+    return Disposition(pid, main.get("SigCgt", 0), main.get("SigIgn", 0), pending, threads)
+
+
+def dispositions(batch: Batch, also: Iterable[int] = ()) -> list[Disposition]:
+    """The dispositions of the processes a batch shows as targets (of signals that moved, still
+    pending), and of `also` (signalfd holders), at most MAX_DISPOSITIONS: kept current each batch."""
+    wanted: dict[int, None] = dict.fromkeys(also)
+    for p in batch.pending or ():
+        wanted[p.key.target_tgid or p.key.target_pid] = None
+    for s in batch.signalfds:
+        wanted[s.pid] = None
+    for d in batch.flows:
+        k = d.key
+        if k.target_pid > 0 and not k.ns_local and not k.targets_pidfd():
+            wanted[k.target_tgid or k.target_pid] = None
+    found = []
+    for pid in list(wanted)[:MAX_DISPOSITIONS]:
+        disposition = read_disposition(pid)
+        if disposition is not None:
+            found.append(disposition)
+    return found

@@ -20,6 +20,8 @@ from sigtop.containers import container_of
 from sigtop.filters import FlowFilter
 from sigtop.model import OVERFLOW, Death, FlowRow, SignalfdRow, SignalModel, SigreturnRow
 from sigtop.names import Result, errno_name, sfd_flag_names, signal_mask_names, signame
+from sigtop.reasons import explain_row, signalfd_health
+from sigtop.records import latency_bucket_bounds
 
 
 def _fmt(value: float) -> str:
@@ -117,8 +119,85 @@ def _failed(row: FlowRow) -> str:
     return " ".join(f"{errno_name(e)}:{n}" for e, n in sorted(row.errors.items()))
 
 
-def _delivered(r: FlowRow) -> int:
-    return r.results[Result.delivered] + r.results[Result.lose_info]
+def duration(ns: int) -> str:
+    """A latency, short: 850ns, 12µs, 3.4ms, 2.1s."""
+    if ns < 1_000:
+        return f"{ns}ns"
+    if ns < 1_000_000:
+        return f"{ns / 1e3:.3g}µs"
+    if ns < 1_000_000_000:
+        return f"{ns / 1e6:.3g}ms"
+    return f"{ns / 1e9:.3g}s"
+
+
+def _fate(get: Callable[[FlowRow], int], style: str = "") -> Callable[[FlowRow, float], Text]:
+    """A fate count; '-' where fates are not followed (no BTF, an old recording) or nothing was queued."""
+
+    def cell(row: FlowRow, _now: float) -> Text:
+        if not row.fates or not row.queued:
+            return Text("-", justify="right", style="dim")
+        n = get(row)
+        return Text(_fmt(n), style=style if n else "", justify="right")
+
+    return cell
+
+
+def fates_text(row: FlowRow, now: float) -> Text:
+    """The drill-down's account of what became of the flow's queued signals."""
+    text = Text()
+    if not row.queued:
+        return text
+    if not row.fates:
+        text.append(
+            f"queued {row.queued:,}: what became of them is not followed here (needs the kernel's BTF; "
+            "'delivered' means only queued)\n",
+            style="dim",
+        )
+        return text
+    text.append(f"queued {row.queued:,}: ", style="bold")
+    text.append(f"taken {row.taken:,} (a handler or the default action)  ")
+    text.append(f"read {row.read:,} (sigwait / signalfd)  ")
+    text.append(f"pending {row.pending:,}", style="bold yellow" if row.pending else "")
+    if row.pending and row.pending_since:
+        text.append(f" (oldest queued {age(now, row.pending_since)} ago)", style="bold yellow")
+    text.append("  ")
+    text.append(f"discarded at exit {row.discarded:,}", style="red" if row.discarded else "")
+    if row.untracked:
+        text.append(f"  not followed {row.untracked:,} (no room in the kernel's map)", style="bold red")
+    text.append("\n")
+    return text
+
+
+def latency_text(row: FlowRow, width: int = 40) -> Text:
+    """Generate-to-take latency of every signal taken (or waited for): p50/p99/max and the histogram."""
+    h = row.latency
+    text = Text()
+    if h is None or not h.count:
+        return text
+    text.append("latency, generate to take", style="bold")
+    text.append(
+        f"  ({h.count:,} timed in the kernel): p50 ≤ {duration(h.quantile(0.5))}  "
+        f"p99 ≤ {duration(h.quantile(0.99))}  max {duration(h.max_ns)}\n"
+    )
+    most = max(h.buckets)
+    for i, n in enumerate(h.buckets):
+        if not n:
+            continue
+        low, high = latency_bucket_bounds(i)
+        label = f"< {duration(high)}" if i < len(h.buckets) - 1 else f"≥ {duration(low)}"
+        bar = "█" * max(1, round(width * n / most))
+        text.append(f"  {label:>10} {bar} {n:,}\n")
+    return text
+
+
+def _p99(row: FlowRow) -> int:
+    return row.latency.quantile(0.99) if row.latency is not None else 0
+
+
+def _p99_cell(row: FlowRow, _now: float) -> Text:
+    if row.latency is None or not row.latency.count:
+        return Text("-", justify="right", style="dim")
+    return Text(duration(_p99(row)), justify="right")
 
 
 FLOW_COLUMNS = [
@@ -138,7 +217,12 @@ FLOW_COLUMNS = [
     Column(
         "LAST", lambda r: r.last_ts, lambda r, now: Text(age(now, r.last_ts), justify="right"), True, 20, live_only=True
     ),
-    Column("DELIV", _delivered, _num(_delivered), True, 85),
+    # Queued (the kernel's TRACE_SIGNAL_DELIVERED), then what became of them.
+    Column("QUEUED", lambda r: r.queued, _num(lambda r: r.queued), True, 85),
+    Column("TAKEN", lambda r: r.received, _fate(lambda r: r.received), True, 52),
+    Column("PEND", lambda r: r.pending, _fate(lambda r: r.pending, "bold yellow"), True, 86),
+    Column("DISC", lambda r: r.discarded, _fate(lambda r: r.discarded, "red"), True, 50),
+    Column("P99", _p99, _p99_cell, True, 35),
     Column("IGN", lambda r: r.results[Result.ignored], _num(lambda r: r.results[Result.ignored]), True, 85),
     Column(
         "MERGED",
@@ -155,6 +239,8 @@ FLOW_COLUMNS = [
         85,
     ),
     Column("FAILED", lambda r: r.failed, lambda r, _n: Text(_failed(r), style="red"), True, 80),
+    # Why the signals did not (all) take effect: blocked and pending, ignored, dropped by an init, ...
+    Column("REASON", lambda r: r.reason, lambda r, _n: Text(r.reason, style="yellow"), priority=57),
     Column("PROBES", lambda r: r.results[Result.no_signal], _num(lambda r: r.results[Result.no_signal]), True, 10),
     # Containers or services of both ends ("" on the host): the first to hide when narrow.
     Column("CONTAINER", lambda r: (r.sender_container, r.target_container), lambda r, _n: _containers(r), priority=5),
@@ -167,6 +253,8 @@ SIGNALFD_COLUMNS = [
     Column("MASK", lambda r: r.mask, lambda r, _n: " ".join(signal_mask_names(r.mask)) or "-", priority=95),
     Column("FLAGS", lambda r: r.flags, lambda r, _n: " ".join(sfd_flag_names(r.flags)) or "-", priority=50),
     Column("CALLS", lambda r: r.calls, _num(lambda r: r.calls), True, 85),
+    # Signals of the mask some thread does not block: they go to a handler or the default action.
+    Column("UNBLOCKED", lambda r: r.health, lambda r, _n: Text(r.health, style="bold red"), priority=88),
     Column(
         "LAST CHANGE",
         lambda r: r.last_ts,
@@ -223,7 +311,11 @@ class TableSpec:
 
 
 def _flow_rows(model: SignalModel, flt: FlowFilter) -> list[tuple[str, FlowRow]]:
-    return [(repr(k), r) for k, r in model.flows.items() if not flt or flt.matches_flow(r)]
+    rows = [(repr(k), r) for k, r in model.flows.items() if not flt or flt.matches_flow(r)]
+    now = model.last_ts or time.time()
+    for _key, row in rows:
+        row.reason = explain_row(model, row, now).short
+    return rows
 
 
 def _death_rows(model: SignalModel, flt: FlowFilter) -> list[tuple[str, Death]]:
@@ -239,7 +331,18 @@ def _container(model: SignalModel, pid: int) -> str:
     return container_of(info.cgroup).label if info else ""
 
 
+def health_text(problems: dict[int, list[int]]) -> str:
+    """'SIGURG: tid 12, 14' for each signal of a signalfd's mask some thread does not block."""
+    parts = []
+    for sig, tids in sorted(problems.items()):
+        shown = ", ".join(str(t) for t in tids[:3]) + (f" +{len(tids) - 3}" if len(tids) > 3 else "")
+        parts.append(f"{signame(sig)}: tid {shown}")
+    return "; ".join(parts)
+
+
 def _signalfd_rows(model: SignalModel, flt: FlowFilter) -> list[tuple[str, SignalfdRow]]:
+    for row in model.signalfds.values():
+        row.health = health_text(signalfd_health(row.mask, model.dispositions.get(row.pid)))
     return [
         (f"{k[0]}:{k[1]}", r)
         for k, r in model.signalfds.items()

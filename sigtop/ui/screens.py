@@ -6,6 +6,7 @@ Strings a process or a recording chose arrive sanitised by the model
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.text import Text
@@ -28,7 +29,7 @@ from sigtop.names import (
     signame,
 )
 from sigtop.records import SignalEvent
-from sigtop.ui.columns import clock
+from sigtop.ui.columns import clock, fates_text, latency_text
 
 MAX_DETAIL_EVENTS = 200
 MAX_CMDLINE = 300
@@ -127,7 +128,9 @@ class FlowDetail(DetailScreen):
                 style="bold red",
             )
         codes = ", ".join(f"{si_code_name(k.sig, c)}:{n}" for c, n in r.codes.items())
-        head.append(f"si_code: {codes or '-'}   first {clock(r.first_ts)}  last {clock(r.last_ts)}")
+        head.append(f"si_code: {codes or '-'}   first {clock(r.first_ts)}  last {clock(r.last_ts)}\n")
+        head.append_text(fates_text(r, self.model.last_ts or time.time()))
+        head.append_text(latency_text(r))
         with VerticalScroll():
             yield Static(head, id="flow-head")
             yield Static(process_text(self.model, k.sender_pid, "sender", k.sender_gen), classes="proc")
@@ -221,8 +224,12 @@ class SigreturnDetail(DetailScreen):
 FILTER_HELP = """\
 Filter (/ or F4): pid:1234  comm:nginx  sig:TERM  ctr:docker  (bare words: 1234, TERM, nginx)
   terms of one kind match any; kinds combine with AND. Esc clears.
-Results: DELIV queued, IGN discarded (ignored), MERGED already pending (lost merge),
-  LOST realtime queue overflow, FAILED the call failed (errno).
+Results: QUEUED put on a pending list (the kernel's "delivered"), IGN discarded
+  (ignored), MERGED already pending (lost merge), LOST realtime queue overflow,
+  FAILED the call failed (errno).
+Fates of the queued: TAKEN by a handler or the default action, or read (sigwait,
+  signalfd); PEND still pending (blocked?); DISC discarded when the target exited.
+  P99: generate-to-take latency, every signal timed in the kernel.
 VIA: the syscall, or for kernel-raised signals: fault, child, timer, io, pipe, kernel.
 Sigreturn BALANCE: handler deliveries minus rt_sigreturns; UNMATCHED: returns with
   no handler frame outstanding (how SROP starts)."""
