@@ -412,6 +412,25 @@ static __always_inline void fate_queued(struct flow_val *v, const struct flow_ke
         pk.seq = q->tail;   // generate and dequeue both run under the target's siglock
         q->tail++;
     }
+    if (sig < SIGRTMIN) {
+        // A standard signal's record stays in the map once taken (ts 0), to
+        // be reused here: a write in place costs a fraction of an insert
+        // and a delete. User space removes those of owners that are gone.
+        struct pending_val *old = pending.lookup(&pk);
+        if (old) {
+            if (old->ts) {
+                // Still live: the kernel had none of this signal on that list
+                // (else the result is ALREADY_PENDING), so it left unseen
+                // (a signalfd read, a flush).
+                fate_read(old);
+            } else if (!shared) {
+                private_count(sig, 1);
+            }
+            old->flow = *key;   // under the target's siglock, as every writer here
+            old->ts = ts;
+            return;
+        }
+    }
     struct pending_val pv = {};
     pv.flow = *key;
     pv.ts = ts;
@@ -419,15 +438,6 @@ static __always_inline void fate_queued(struct flow_val *v, const struct flow_ke
         if (!shared)
             private_count(sig, 1);
         return;
-    }
-    // A standard signal with a record on this list already: the kernel had
-    // none of it pending there (else the result is ALREADY_PENDING), so the
-    // earlier one left without a delivery (signalfd, flush).
-    struct pending_val *old = pending.lookup(&pk);
-    if (old) {
-        fate_read(old);
-        if (pending.update(&pk, &pv) == 0)
-            return;
     }
 untracked:
     stat_add(STAT_PENDING_FULL);
@@ -457,10 +467,15 @@ static __always_inline bool fate_dequeue(u32 tid, u32 tgid, int sig, int code, s
             q->head++;   // under the target's siglock, as the generate side
         }
         struct pending_val *p = pending.lookup(&pk);
-        if (!p)
+        if (!p || !p->ts)
             continue;
         struct pending_val found = *p;
-        if (pending.delete(&pk) == 0 && !shared)
+        if (sig < SIGRTMIN) {
+            p->ts = 0;   // taken: the record stays for the next one (fate_queued)
+        } else {
+            pending.delete(&pk);
+        }
+        if (!shared)
             private_count(sig, -1);
         if (!shared && sig < SIGRTMIN && code > -0x10000 && found.flow.code != known_code(code)) {
             // The thread's own record is not what it took: it had left already

@@ -154,7 +154,8 @@ struct pending_key {
 
 struct pending_val {
     struct flow_key flow;  // whose signal it is
-    u64 ts;                // when it was queued
+    u64 ts;                // when it was queued; 0: taken (a standard signal's record stays,
+                           // to be reused by the next one on that list)
 };
 
 // A realtime signal's queue on one list: records head..tail-1 are on it.

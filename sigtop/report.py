@@ -7,6 +7,7 @@ which loads no Textual), so both show the same thing.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.console import Console
@@ -25,6 +26,7 @@ from sigtop.names import (
     signame,
     syscall_name,
 )
+from sigtop.reasons import explain_row, signalfd_health, target_disposition
 from sigtop.records import latency_bucket_bounds
 from sigtop.ui.columns import TABLES, TableSpec, sorted_rows
 
@@ -54,6 +56,11 @@ def flow_json(row: FlowRow, model: SignalModel | None = None) -> dict[str, Any]:
         "last_ts": round(row.last_ts, 6),
     }
     data.update(fates_json(row, model.fates_followed if model is not None else False))
+    if model is not None:
+        reason = explain_row(model, row, model.last_ts or time.time())
+        data["reason"] = reason.short or None  # why its signals did not all take effect; None: they did
+        data["reasons"] = reason.lines
+        data["target_disposition"] = target_disposition(model, row)
     if row.failed and key.target_pid == 0 and key.pidfd < 0:
         # Failed sends are counted per errno, not per pid asked for (a made-up pid is free);
         # the pids asked for are in the detail events (none in batch mode).
@@ -177,6 +184,11 @@ def to_json(model: SignalModel, flow_filter: FlowFilter | None = None) -> dict[s
                 "flags": sfd_flag_names(r.flags),
                 "calls": r.calls,
                 "created_before_trace": not r.created_ts,
+                # Signals of the mask some thread does not block, with those threads: they go to a
+                # handler or the default action, never to the fd.
+                "unblocked": {
+                    signame(sig): tids for sig, tids in signalfd_health(r.mask, model.dispositions.get(r.pid)).items()
+                },
             }
             for r in sorted(model.signalfds.values(), key=lambda r: (r.pid, r.fd))
             if flow_filter is None or flow_filter.matches_pid_comm(r.pid, r.comm)

@@ -283,7 +283,9 @@ async def test_narrow_terminal_hides_low_priority_columns_first(batches):
     async with app.run_test(size=(100, 42)) as pilot:
         await loaded(pilot)
         labels = [str(c.label).split()[0] for c in app.table("flows").columns.values()]
-        assert {"SENDER", "TARGET", "SIGNAL", "COUNT", "QUEUED", "PEND", "IGN", "MERGED", "LOST", "FAILED"} <= set(labels)
+        assert {"SENDER", "TARGET", "SIGNAL", "COUNT", "QUEUED", "PEND", "IGN", "MERGED", "LOST", "FAILED"} <= set(
+            labels
+        )
         assert "LAST" not in labels  # the least useful go first
         assert len(labels) < len(app.table("flows").spec.columns)
         await pilot.resize_terminal(260, 42)

@@ -9,6 +9,7 @@ credited. Needs BTF (the raw signal_generate and the task's pending lists).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -244,3 +245,98 @@ def test_no_fate_is_counted_twice_under_a_storm(follow, spawn):
     assert taken + sum(r.pending for r in rows) == queued
     assert sum(r.untracked + r.read + r.discarded for r in rows) == 0
     assert model.stats.taken_unqueued == 0
+
+
+# ---- reasons (#11.2): why signals did not take effect, from the kernel's results and /proc ----
+
+
+def reason_of(model: SignalModel, row: FlowRow):
+    from sigtop.reasons import explain_row
+
+    return explain_row(model, row, time.time())
+
+
+def test_an_ignoring_target_and_a_blocking_one_get_their_reason(follow, spawn):
+    ignoring = spawn()
+    ignoring.ask("ignore SIGUSR2")
+    blocking = spawn()
+    blocking.ask("block SIGTERM")
+
+    def work():
+        for _ in range(3):
+            os.kill(ignoring.pid, signal.SIGUSR2)
+        os.kill(blocking.pid, signal.SIGTERM)
+
+    model = follow(work, lambda m: any(r.pending for r in m.flows.values()) and len(m.dispositions) >= 2)
+    ignored = reason_of(model, row_to(model, ignoring.pid, signal.SIGUSR2))
+    assert ignored.short == "ignored: SIG_IGN"
+    assert ignored.lines == ["ignored (3): the target set SIG_IGN for SIGUSR2"]
+    blocked = reason_of(model, row_to(model, blocking.pid, signal.SIGTERM))
+    assert blocked.short.startswith("blocked, pending ")
+    assert blocked.lines[0].startswith("blocked by every thread of the target: 1 pending for ")
+    doc = to_json(model)
+    flow = next(f for f in doc["flows"] if f["target_pid"] == blocking.pid)
+    assert flow["reason"] == blocked.short
+    assert flow["target_disposition"] == {
+        "action": "default (terminate)",
+        "blocked_by": [blocking.pid],
+        "threads": 1,
+        "pending_now": True,
+    }
+    ok = next(f for f in doc["flows"] if f["target_pid"] == ignoring.pid)
+    assert ok["target_disposition"]["action"] == "ignored (SIG_IGN)"
+
+
+NS_SLEEPER = "import os, sys; os.execvp('sleep', ['sleep', '60'])"
+
+
+def test_a_pid_namespace_init_drops_sigterm_it_has_no_handler_for(follow):
+    """The classic `docker stop` hang: pid 1 of a container ignores SIGTERM unless it handles it."""
+    outer = subprocess.Popen(["unshare", "--pid", "--fork", "sleep", "60"], process_group=0)
+    try:
+        deadline = time.monotonic() + 10
+        init = 0
+        while not init and time.monotonic() < deadline:
+            children = open(f"/proc/{outer.pid}/task/{outer.pid}/children").read().split()
+            init = int(children[0]) if children else 0
+            time.sleep(0.02)
+        assert init, "unshare started no init"
+
+        def work():
+            for _ in range(2):
+                os.kill(init, signal.SIGTERM)  # our own grandchild: pid 1 of the namespace we made
+
+        model = follow(work, lambda m: any(r.key.target_pid == init for r in m.flows.values()))
+        row = row_to(model, init, signal.SIGTERM)
+        assert row.results[1] == 2  # IGNORED: the kernel dropped both
+        reason = reason_of(model, row)
+        assert reason.short == "dropped: ns init, no handler"
+        assert "pid 1 of its pid namespace" in reason.lines[0]
+        assert model.procs[init].nspid == [init, 1]
+    finally:
+        outer.kill()  # unshare, then its init (SIGKILL from outside the namespace is never dropped)
+        outer.wait(timeout=10)
+        if init:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(init, signal.SIGKILL)
+
+
+def test_a_signalfd_whose_signal_is_not_blocked_is_flagged(follow, spawn):
+    child = spawn()
+    child.ask("block SIGUSR1")
+    made: dict[str, int] = {}
+
+    def work():
+        made["fd"] = int(child.ask("signalfd4 -1 0 SIGUSR1,SIGURG"))  # SIGURG in the mask, not blocked
+        made["tid"] = int(child.ask("thread"))  # a second thread: it inherits the mask (SIGUSR1 blocked)
+
+    model = follow(work, lambda m: child.pid in m.dispositions and (child.pid, made["fd"]) in m.signalfds)
+    fd, tid = made["fd"], made["tid"]
+    from sigtop.reasons import signalfd_health
+
+    row = model.signalfds[(child.pid, fd)]
+    assert signalfd_health(row.mask, model.dispositions[child.pid]) == {signal.SIGURG: [child.pid, tid]}
+    doc = to_json(model)
+    entry = next(s for s in doc["signalfd"] if s["pid"] == child.pid and s["fd"] == fd)
+    assert entry["unblocked"] == {"SIGURG": [child.pid, tid]}
+    child.ask("endthread")

@@ -33,6 +33,7 @@ from sigtop.records import FlowDelta, FlowKey, PendingFlow
 # /proc status files read per collection at most; the rest wait for the next (still pending meanwhile).
 MAX_STATUS_READS = 2_000
 SIGNAL_MASK = 0x7F  # the killing signal in an exit code
+SWEEP_S = 10.0  # how often taken records (kept for reuse) are checked for owners that are gone
 _GONE = "gone"  # _StatusMasks.pending: the owner has exited (or its id is another task's now)
 
 
@@ -55,6 +56,7 @@ class FateSettler:
         self._exit_size = ctypes.sizeof(self.exits.Leaf)
         self._suspects: set[tuple[bytes, int]] = set()  # (record key, queued ts) seen not pending once
         self._next_status = 0  # round robin over owners past MAX_STATUS_READS
+        self._next_sweep = 0.0  # when taken records are next checked for owners gone
 
     def settle(self) -> Settled:
         exits = {(k.owner, k.shared): (bytes(k), v.mask, v.ts, v.exit_code) for k, v in self.exits.items_lookup_batch()}
@@ -65,10 +67,23 @@ class FateSettler:
         oldest: dict[bytes, int] = {}
         suspects: set[tuple[bytes, int]] = set()
         live_owners: set[int] = set()
+        sweep = time.monotonic() >= self._next_sweep
+        if sweep:
+            self._next_sweep = time.monotonic() + SWEEP_S
+        swept = 0
         for k, v in self.pending.items_lookup_batch():
             raw_flow = bytes(v.flow)
             owner, shared, sig = k.owner, k.shared, k.sig
             ended = exits.get((owner, shared))
+            if not v.ts:
+                # Taken, kept for reuse: removed once its owner is gone.
+                if ended is not None:
+                    self._drop_taken(k)
+                elif sweep and swept < MAX_STATUS_READS:
+                    swept += 1
+                    if start_ticks(owner) is None:
+                        self._drop_taken(k)
+                continue
             fate = None
             if ended is not None and v.ts <= ended[2]:
                 _key, mask, _ts, exit_code = ended
@@ -120,6 +135,14 @@ class FateSettler:
     def _remove(self, k: Any) -> bool:
         """Take a record off, atomically: False when the kernel took it first (then it counted it)."""
         return lookup_and_delete(self.pending.map_fd, bytes(k), self._value_size) is not None
+
+    def _drop_taken(self, k: Any) -> None:
+        """Remove a taken record of an owner that is gone, unless the kernel just reused it."""
+        last = lookup_and_delete(self.pending.map_fd, bytes(k), self._value_size)
+        if last is not None:
+            value = self.pending.Leaf.from_buffer_copy(last)
+            if value.ts:  # a new signal for a new owner of that id: put it back
+                self.pending[k] = value
 
     def _forget_exit(self, raw_key: bytes, ts: int) -> None:
         """Drop a settled exit record, unless the owner's id exited again meanwhile (a newer record)."""

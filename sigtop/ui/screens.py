@@ -28,6 +28,7 @@ from sigtop.names import (
     signal_mask_names,
     signame,
 )
+from sigtop.reasons import explain_row, target_disposition
 from sigtop.records import SignalEvent
 from sigtop.ui.columns import clock, fates_text, latency_text
 
@@ -129,8 +130,21 @@ class FlowDetail(DetailScreen):
             )
         codes = ", ".join(f"{si_code_name(k.sig, c)}:{n}" for c, n in r.codes.items())
         head.append(f"si_code: {codes or '-'}   first {clock(r.first_ts)}  last {clock(r.last_ts)}\n")
-        head.append_text(fates_text(r, self.model.last_ts or time.time()))
+        now = self.model.last_ts or time.time()
+        head.append_text(fates_text(r, now))
         head.append_text(latency_text(r))
+        for line in explain_row(self.model, r, now).lines:
+            head.append(f"why: {line}\n", style="yellow")
+        disposition = target_disposition(self.model, r)
+        if disposition is not None:
+            blockers = disposition["blocked_by"]
+            head.append(
+                f"the target's {signame(k.sig)} now: {disposition['action']}; "
+                f"blocked by {len(blockers)} of {disposition['threads']} threads"
+                + (f" ({', '.join(map(str, blockers[:8]))})" if blockers else "")
+                + ("; pending" if disposition["pending_now"] else "")
+                + "\n"
+            )
         with VerticalScroll():
             yield Static(head, id="flow-head")
             yield Static(process_text(self.model, k.sender_pid, "sender", k.sender_gen), classes="proc")
