@@ -62,6 +62,10 @@ async def shoot() -> None:
         ("sigreturn", ["3"]),
         ("sigreturn-detail", ["3", "enter"]),
         ("help", ["question_mark"]),
+        # The README's questions, answered by the app.
+        ("why-no-sigterm", ["slash", *"sig:TERM", "enter"]),
+        ("why-no-sigterm-detail", ["slash", *"sig:TERM comm:stuck", "enter", "enter"]),
+        ("deaths", ["4"]),
     ]
     out = ROOT / "screenshots"
     for name, keys in views:

@@ -34,6 +34,10 @@ if name == b"sfd-daemon":
 if name == b"crasher":
     time.sleep(0.3)
     ctypes.string_at(0)
+if name == b"stuck-daemon":  # blocks SIGTERM (a forgotten sigprocmask): it never sees one
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+if name == b"slow-stopper":  # handles SIGTERM and keeps running: stopped with SIGKILL after a timeout
+    signal.signal(signal.SIGTERM, lambda *a: None)
 time.sleep(float(sys.argv[2]))
 """
 
@@ -53,11 +57,20 @@ class SigInfo(ctypes.Structure):
 
 def main(duration: float = 4.0) -> None:
     libc.prctl(PR_SET_NAME, b"workload", 0, 0, 0)
-    names = ["nginx-worker", "[red]x", "sfd-daemon", "crasher"]
+    names = ["nginx-worker", "[red]x", "sfd-daemon", "crasher", "stuck-daemon", "slow-stopper"]
     kids = {}
     for name in names:
         kids[name] = subprocess.Popen([sys.executable, "-c", CHILD, name, str(duration + 1)], process_group=0)
+    # A container's init: `sleep` as pid 1 of a new pid namespace, which has no SIGTERM handler.
+    container = subprocess.Popen(["unshare", "--pid", "--fork", "sleep", str(duration + 1)], process_group=0)
     time.sleep(0.4)
+    container_init = _only_child(container.pid)
+    os.kill(kids["stuck-daemon"].pid, signal.SIGTERM)  # stays pending: blocked
+    for _ in range(3):
+        if container_init:
+            os.kill(container_init, signal.SIGTERM)  # dropped by the kernel: a namespace init, no handler
+    os.kill(kids["slow-stopper"].pid, signal.SIGTERM)  # handled, ignored in effect
+    stop_at = time.monotonic() + 1.0
     worker, red = kids["nginx-worker"].pid, kids["[red]x"].pid
     pidfd = os.pidfd_open(worker)
     end = time.monotonic() + duration
@@ -69,6 +82,9 @@ def main(duration: float = 4.0) -> None:
         libc.syscall(SYS_tgkill, red, red, signal.SIGHUP)
         info = SigInfo(signo=signal.SIGUSR1, code=-1, pid=os.getpid(), uid=os.getuid(), value=0xBEEF)
         libc.syscall(SYS_rt_sigqueueinfo, worker, signal.SIGUSR1, ctypes.byref(info))
+        if stop_at and time.monotonic() > stop_at:  # the stop timeout: then SIGKILL, as runtimes do
+            os.kill(kids["slow-stopper"].pid, signal.SIGKILL)
+            stop_at = 0.0
         signal.pidfd_send_signal(pidfd, signal.SIGUSR1)
         try:
             os.kill(4194304 + 777, signal.SIGTERM)  # beyond pid_max: no such process
@@ -77,10 +93,28 @@ def main(duration: float = 4.0) -> None:
         time.sleep(0.1)
     os.close(pidfd)
     os.kill(red, signal.SIGTERM)
-    for child in kids.values():
+    for child in [*kids.values(), container]:
         if child.poll() is None:
             child.kill()
         child.wait()
+    if container_init:
+        try:
+            os.kill(container_init, signal.SIGKILL)  # ours (unshare's child); SIGKILL from outside is never dropped
+        except ProcessLookupError:
+            pass
+
+
+def _only_child(pid: int) -> int:
+    """The one child of a process we started (unshare's init), 0 if it has none yet."""
+    for _ in range(50):
+        try:
+            children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        except OSError:
+            return 0
+        if children:
+            return int(children[0])
+        time.sleep(0.02)
+    return 0
 
 
 if __name__ == "__main__":
