@@ -28,7 +28,7 @@ SIZE = (160, 42)
 
 def capture(seconds: float = 4.0) -> None:
     recorder = subprocess.Popen(
-        [sys.executable, "-m", "sigtop.cli", "record", "-o", str(CAPTURE), "--interval", "1"],
+        [sys.executable, "-m", "sigtop.cli", "record", "-o", str(CAPTURE), "--force", "--interval", "1"],
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -62,14 +62,16 @@ async def shoot() -> None:
         ("sigreturn", ["3"]),
         ("sigreturn-detail", ["3", "enter"]),
         ("help", ["question_mark"]),
-        # The README's questions, answered by the app.
-        ("why-no-sigterm", ["slash", *"sig:TERM", "enter"]),
-        ("why-no-sigterm-detail", ["slash", *"sig:TERM comm:stuck", "enter", "enter"]),
+        # The README's questions, answered by the app (the first two while the workload still
+        # runs: the last batch has its processes' ends).
+        ("why-no-sigterm", ["slash", *"sig:TERM", "enter"], -1),
+        ("why-no-sigterm-detail", ["slash", *"sig:TERM comm:stuck", "enter", "enter"], -1),
         ("deaths", ["4"]),
     ]
     out = ROOT / "screenshots"
-    for name, keys in views:
-        app = SigtopApp(ReplaySource(batches, speed=0, name=str(CAPTURE)))
+    for name, keys, *upto in views:
+        shown = batches[: upto[0]] if upto else batches
+        app = SigtopApp(ReplaySource(shown, speed=0, name=str(CAPTURE)))
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
             app.refresh_view()

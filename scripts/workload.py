@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 libc = ctypes.CDLL(None, use_errno=True)
 PR_SET_NAME = 15
@@ -108,7 +109,7 @@ def _only_child(pid: int) -> int:
     """The one child of a process we started (unshare's init), 0 if it has none yet."""
     for _ in range(50):
         try:
-            children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         except OSError:
             return 0
         if children:

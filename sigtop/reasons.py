@@ -111,7 +111,7 @@ def explain(row: FlowRow, target: Disposition | None, proc: ProcInfo | None, now
         if init and sig not in UNCATCHABLE and (now_is.startswith("default") or not now_is):
             found.append(
                 (
-                    "dropped: ns init, no handler" if "namespace" in init else "dropped: init, no handler",
+                    "ns init: dropped" if "namespace" in init else "init: dropped",
                     f"dropped ({ignored:,}): the target is {init}; the kernel drops signals it has no handler for "
                     "(SIGNAL_UNKILLABLE): install a handler or use an init that forwards them (tini, --init)",
                 )
@@ -121,7 +121,7 @@ def explain(row: FlowRow, target: Disposition | None, proc: ProcInfo | None, now
         elif sig in DEFAULT_IGNORE and now_is.startswith("default"):
             found.append(
                 (
-                    "ignored: default action",
+                    "ignored: default",
                     f"ignored ({ignored:,}): the default action of {signame(sig)} is to do nothing",
                 )
             )
@@ -141,7 +141,7 @@ def explain(row: FlowRow, target: Disposition | None, proc: ProcInfo | None, now
     if merged:
         found.append(
             (
-                "merged into pending",
+                "merged",
                 f"merged ({merged:,}): a {signame(sig)} was already pending; standard signals do not queue",
             )
         )

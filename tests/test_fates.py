@@ -310,7 +310,7 @@ def test_a_pid_namespace_init_drops_sigterm_it_has_no_handler_for(follow):
         row = row_to(model, init, signal.SIGTERM)
         assert row.results[1] == 2  # IGNORED: the kernel dropped both
         reason = reason_of(model, row)
-        assert reason.short == "dropped: ns init, no handler"
+        assert reason.short == "ns init: dropped"
         assert "pid 1 of its pid namespace" in reason.lines[0]
         assert model.procs[init].nspid == [init, 1]
     finally:

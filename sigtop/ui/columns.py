@@ -206,12 +206,12 @@ FLOW_COLUMNS = [
         "COMM",
         lambda r: r.sender_comm if r.key.sender_pid else "",
         lambda r, _n: _sender_comm(r),
-        priority=60,
+        priority=78,
     ),
     Column("TARGET", lambda r: r.key.target_pid, lambda r, _n: Text(_target(r), justify="right"), True, 100),
-    Column("COMM", lambda r: r.target_comm, lambda r, _n: Text(r.target_comm), priority=55),
+    Column("COMM", lambda r: r.target_comm, lambda r, _n: Text(r.target_comm), priority=75),
     Column("SIGNAL", lambda r: r.key.sig, lambda r, _n: signame(r.key.sig), priority=95),
-    Column("VIA", lambda r: (r.key.via, r.key.spoofed), lambda r, _n: _via(r), priority=58),
+    Column("VIA", lambda r: (r.key.via, r.key.spoofed), lambda r, _n: _via(r), priority=76),
     Column("COUNT", lambda r: r.count, _num(lambda r: r.count), True, 90),
     Column("RATE/s", lambda r: r.rate, _num(lambda r: r.rate), True, 30, live_only=True),
     Column(
@@ -229,7 +229,7 @@ FLOW_COLUMNS = [
         lambda r: r.results[Result.already_pending],
         _num(lambda r: r.results[Result.already_pending]),
         True,
-        85,
+        72,
     ),
     Column(
         "LOST",
@@ -240,7 +240,7 @@ FLOW_COLUMNS = [
     ),
     Column("FAILED", lambda r: r.failed, lambda r, _n: Text(_failed(r), style="red"), True, 80),
     # Why the signals did not (all) take effect: blocked and pending, ignored, dropped by an init, ...
-    Column("REASON", lambda r: r.reason, lambda r, _n: Text(r.reason, style="yellow"), priority=57),
+    Column("REASON", lambda r: r.reason, lambda r, _n: Text(r.reason, style="yellow"), priority=81),
     Column("PROBES", lambda r: r.results[Result.no_signal], _num(lambda r: r.results[Result.no_signal]), True, 10),
     # Containers or services of both ends ("" on the host): the first to hide when narrow.
     Column("CONTAINER", lambda r: (r.sender_container, r.target_container), lambda r, _n: _containers(r), priority=5),
