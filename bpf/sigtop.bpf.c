@@ -75,6 +75,7 @@ typedef struct siginfo siginfo_t;
 #define SI_KERNEL 0x80
 #define SI_TKILL -6
 #define PIDFD_SIGNAL_THREAD 1
+#define PF_EXITING 0x00000004
 
 // A signal syscall between its sys_enter and sys_exit, per thread;
 // syscall == SC_KERNEL (0) when none is.
@@ -716,6 +717,19 @@ static __always_inline int on_generate(int sig, int code, s32 target, u32 target
     if (by_syscall && f->syscall >= SC_SIGNALFD)
         by_syscall = false;
     u32 sender = by_syscall ? tgid : 0;
+    u16 via = by_syscall ? f->syscall : SC_KERNEL;
+#if RAW_GENERATE
+    // SI_USER with no send syscall, from a task that is exiting: its children's
+    // PR_SET_PDEATHSIG (forget_original_parent). Rare: the flags are read here only.
+    if (!by_syscall && code == SI_USER) {
+        u32 flags = 0;
+        bpf_probe_read_kernel(&flags, sizeof(flags), (const char *)bpf_get_current_task() + TASK_FLAGS_OFFSET);
+        if (flags & PF_EXITING) {
+            sender = tgid;
+            via = SC_PDEATHSIG;
+        }
+    }
+#endif
     // A SIGCHLD with a CLD_* code is raised on the child that changed state
     // (exit_notify, do_notify_parent_cldstop run on it): it is the source.
     if (!by_syscall && sig == SIGCHLD && code >= CLD_EXITED && code <= CLD_CONTINUED)
@@ -745,7 +759,7 @@ static __always_inline int on_generate(int sig, int code, s32 target, u32 target
     key.target_tgid = target_tgid;
     key.sig = sig;
     key.code = known_code(code);
-    key.syscall = by_syscall ? f->syscall : SC_KERNEL;
+    key.syscall = via;
     key.result = result;
     // A siginfo the caller built names a sender: not its own is a forgery.
     key.spoofed = by_syscall && f->has_info &&
@@ -848,6 +862,26 @@ RAW_TRACEPOINT_PROBE(signal_generate)
 TRACEPOINT_PROBE(signal, signal_generate)
 {
     return on_generate(args->sig, args->code, args->pid, 0, args->comm, args->group, args->result);
+}
+#endif
+
+#if DETAILS && HAS_OOM_TRACEPOINT
+// The OOM killer's choice, just before its SIGKILL (which the kernel raises
+// with SI_KERNEL from whatever task needed the memory): the deaths table
+// names the OOM killer as the cause.
+TRACEPOINT_PROBE(oom, mark_victim)
+{
+    struct event *e = event_reserve();
+    if (!e)
+        return 0;
+    e->ts = bpf_ktime_get_ns();
+    e->kind = EV_OOM;
+    e->sender_tgid = args->pid;
+    e->target_tgid = args->pid;
+    e->info_value = args->anon_rss;
+    e->info_uid = args->uid;
+    event_submit(e);
+    return 0;
 }
 #endif
 

@@ -46,6 +46,8 @@ enum syscall_id {
     SC_SIGNALFD = 7,
     SC_SIGNALFD4 = 8,
     SC_OVERFLOW = 9,          // not a syscall: the signals the flows map had no room for
+    SC_PDEATHSIG = 10,        // not a syscall: a parent's death signal (PR_SET_PDEATHSIG), raised as
+                              // the parent exits; the sender is that parent
 };
 
 // The outcome of one send (sigtop.names.Result): 0..4 are the kernel's
@@ -80,6 +82,7 @@ enum event_kind {
     EV_SIGNALFD = 4,
     EV_UNMATCHED_SIGRETURN = 5,
     EV_DEATH = 6,             // a process killed by a signal: sender = it, sig = the signal, code = CLD_*
+    EV_OOM = 7,               // the OOM killer chose a victim: sender = it, info_value = its anon rss (kB)
 };
 
 // Slots of the per-CPU stats array (sigtop.live.maps.STAT_NAMES, in order).

@@ -162,7 +162,9 @@ class Death:
     ts: float
     parent: int
     cause: str  # one line: "1234 kubelet via kill, after SIGTERM (stop timeout)", "fault (SEGV_MAPERR)", ...
-    cause_kind: str = "unknown"  # bounded, for metrics: sender, stop-timeout, fault, self, kernel, unknown
+    cause_kind: str = (
+        "unknown"  # bounded, for metrics: sender, stop-timeout, fault, self, oom, parent-death, kernel, unknown
+    )
     sender_pid: int = 0  # the process that sent the fatal signal (0: the kernel, or not seen)
     lifetime_s: float | None = None  # from its start time, where /proc told it
 
@@ -170,6 +172,8 @@ class Death:
 MAX_DEATHS = 5_000
 MAX_ALERTS = 1_000
 ESCALATION_S = 60.0  # a SIGTERM then a SIGKILL from one sender within this: a stop timeout
+OOM_TO_DEATH_S = 60.0  # an OOM victim that dies of SIGKILL within this was killed by the OOM killer
+MAX_OOM_VICTIMS = 1_000
 
 
 @dataclass(slots=True)
@@ -189,7 +193,7 @@ class SignalfdRow:
 # Plain ints for the per-event loop (enum members compare slower).
 _GENERATE, _DELIVER = int(EventKind.generate), int(EventKind.deliver)
 _UNMATCHED_SIGRETURN, _DELIVERED = int(EventKind.unmatched_sigreturn), int(Result.delivered)
-_DEATH = int(EventKind.death)
+_DEATH, _OOM = int(EventKind.death), int(EventKind.oom)
 _FLOW_EVENTS = frozenset((_GENERATE, int(EventKind.send_done)))
 
 
@@ -237,6 +241,8 @@ class SignalModel:
         self.on_latency: Callable[[int, int], None] | None = None
         self.deaths: deque[Death] = deque(maxlen=MAX_DEATHS)
         self.deaths_seen = 0  # ever (the deque keeps the newest MAX_DEATHS)
+        # The OOM killer's recent choices: pid -> (when, anon rss in kB), for the deaths' cause.
+        self._oom_victims: OrderedDict[int, tuple[float, int]] = OrderedDict()
         self.alert_detector = AlertDetector()
         self.alerts: deque[Alert] = deque(maxlen=MAX_ALERTS)
         self._rated_sigreturns: set[int] = set()
@@ -547,6 +553,10 @@ class SignalModel:
                         generated[_EVENT].taken_tid = _tid
             elif kind == _DEATH:
                 deaths.append(index)
+            elif kind == _OOM:
+                self._oom_victims[sender] = (events[index].ts, events[index].info_value)
+                while len(self._oom_victims) > MAX_OOM_VICTIMS:
+                    self._oom_victims.popitem(last=False)
             elif kind == _UNMATCHED_SIGRETURN:
                 srow = self.sigreturns.get(sender)
                 if srow is None:
@@ -578,6 +588,15 @@ class SignalModel:
         rows.sort(key=lambda r: r.last_ts, reverse=True)
         cause, sender = "not seen (sent before sigtop attached, or a SIGKILL fanned out to its threads)", 0
         kind = "unknown"
+        oom = self._oom_victims.get(pid)
+        if sig == signal.SIGKILL and oom is not None and 0 <= e.ts - oom[0] < OOM_TO_DEATH_S:
+            cause, kind = f"the OOM killer (anon-rss {oom[1] / 1024:.0f} MiB when chosen)", "oom"
+            rows = []
+        elif rows and rows[0].key.via == "pdeathsig":
+            parent = rows[0].key.sender_pid
+            cause = f"its parent {parent} {rows[0].sender_comm} exited (PR_SET_PDEATHSIG)"
+            kind, sender = "parent-death", parent
+            rows = []
         if rows:
             row = rows[0]
             sender = row.key.sender_pid

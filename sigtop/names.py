@@ -31,9 +31,10 @@ class Syscall(IntEnum):
     signalfd = 7
     signalfd4 = 8
     overflow = 9  # not a syscall: signals the kernel's flow map had no room for, counted by signal and result
+    pdeathsig = 10  # not a syscall: a parent's death signal (PR_SET_PDEATHSIG); the sender is that parent
 
 
-SEND_SYSCALLS = tuple(s for s in Syscall if s not in (Syscall.kernel, Syscall.overflow))
+SEND_SYSCALLS = tuple(s for s in Syscall if s not in (Syscall.kernel, Syscall.overflow, Syscall.pdeathsig))
 CODE_OTHER = 0x7FFF0000  # a caller-chosen si_code the kernel does not define (bpf/sigtop.h)
 
 
@@ -75,6 +76,7 @@ class EventKind(IntEnum):
     signalfd = 4
     unmatched_sigreturn = 5
     death = 6  # a process killed by a signal (from its parent's SIGCHLD: CLD_KILLED or CLD_DUMPED)
+    oom = 7  # the OOM killer chose this process (oom:mark_victim): info_value = its anon rss in kB
 
 
 def signame(sig: int) -> str:

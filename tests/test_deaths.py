@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +133,92 @@ def test_until_exit_of_a_normal_exit(bpf_ready, spawn):
             tracer.wait()
     assert tracer.returncode == 0, err
     assert json.loads(out)["exit"] == {"pid": child.pid, "ended": "exited"}
+
+
+ORPHAN = """
+import ctypes, os, signal, sys, time
+child = os.fork()
+if child == 0:
+    ctypes.CDLL(None).prctl(1, int(signal.SIGUSR2))  # PR_SET_PDEATHSIG: SIGUSR2 when the parent exits
+    os.write(1, b"%d\\n" % os.getpid())
+    time.sleep(30)
+    os._exit(0)
+sys.stdin.readline()  # the test says when to exit
+"""
+
+
+def test_a_parents_death_signal_names_the_parent(needs_btf, measure):
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, process_group=0
+    )
+    orphan = int(parent.stdout.readline())
+    try:
+
+        def work():
+            parent.stdin.write("\n")
+            parent.stdin.flush()
+            parent.wait(timeout=10)
+            for _ in range(100):  # reaped by init once SIGUSR2 killed it
+                if not Path(f"/proc/{orphan}").exists():
+                    break
+                time.sleep(0.05)
+
+        model = measure(work)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(orphan, signal.SIGKILL)  # ours (the parent's child), if the test failed before it died
+    death = death_of(model, orphan)
+    assert (death.sig, death.cause_kind, death.sender_pid) == (signal.SIGUSR2, "parent-death", parent.pid)
+    assert death.cause == f"its parent {parent.pid} python exited (PR_SET_PDEATHSIG)"
+    row = next(r for r in model.flows.values() if r.key.target_pid == orphan)
+    assert (row.key.via, row.key.sender_pid, row.count) == ("pdeathsig", parent.pid, 1)
+
+
+def memory_cgroup() -> tuple[Path, str] | None:
+    """A cgroup directory where memory limits can be set (v1 memory, or v2 with memory delegated), and the file."""
+    v1 = Path("/sys/fs/cgroup/memory")
+    if (v1 / "memory.limit_in_bytes").exists():
+        return v1, "memory.limit_in_bytes"
+    for root in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
+        control = root / "cgroup.subtree_control"
+        if control.exists() and "memory" in control.read_text().split():
+            return root, "memory.max"
+    return None
+
+
+HOG = "import sys\nsys.stdin.readline()\nx = bytearray(512 << 20)\nprint('survived')\n"
+
+
+def test_an_oom_kill_names_the_oom_killer(needs_btf, measure):
+    """A child in a memory-limited cgroup the test makes is killed by the OOM killer, and sigtop says so."""
+    found = memory_cgroup()
+    if found is None:
+        pytest.skip("no cgroup memory controller here (v1 memory, or v2 with memory in the root's subtree_control)")
+    root, limit_file = found
+    group = root / f"sigtop-test-oom-{os.getpid()}"
+    group.mkdir()
+    hog = None
+    try:
+        (group / limit_file).write_text(str(32 << 20))
+        hog = subprocess.Popen([sys.executable, "-c", HOG], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        (group / "cgroup.procs").write_text(str(hog.pid))
+
+        def work():
+            hog.stdin.write("\n")
+            hog.stdin.flush()
+            assert hog.wait(timeout=30) == -signal.SIGKILL
+
+        model = measure(work)
+    finally:
+        if hog is not None and hog.poll() is None:
+            hog.kill()
+            hog.wait()
+        group.rmdir()
+    death = death_of(model, hog.pid)
+    assert (death.sig, death.cause_kind) == (signal.SIGKILL, "oom")
+    assert death.cause.startswith("the OOM killer (anon-rss ")
+    (doc,) = [d for d in to_json(model)["deaths"] if d["pid"] == hog.pid]
+    assert doc["cause_kind"] == "oom"

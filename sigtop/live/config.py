@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+# The OOM killer's tracepoint: attached where the kernel has it (not every build does).
+OOM_TRACEPOINT = "/sys/kernel/tracing/events/oom/mark_victim"
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class TraceConfig:
             f"-DTASK_STORAGE={int(task_storage)}",
             f"-DRAW_GENERATE={int(task_offsets is not None)}",
             f"-DFOLLOW_FATES={int(self.follow_fates)}",
+            f"-DHAS_OOM_TRACEPOINT={int(os.path.exists(OOM_TRACEPOINT))}",
             *(f"-D{name}={value}" for name, value in (task_offsets or {}).items()),
             f"-DDETAILS={int(self.details)}",
             *(f"-D{name}={value}" for name, value in self.map_sizes().items()),

@@ -95,6 +95,7 @@ def task_offsets() -> dict[str, int]:
         "TASK_SIGNAL_OFFSET": types.member_offset("task_struct", "signal"),
         "SIGNAL_SHARED_PENDING_OFFSET": types.member_offset("signal_struct", "shared_pending") + pending_set,
         "TASK_EXIT_CODE_OFFSET": types.member_offset("task_struct", "exit_code"),
+        "TASK_FLAGS_OFFSET": types.member_offset("task_struct", "flags"),  # PF_EXITING: a parent's death signal
     }
 
 

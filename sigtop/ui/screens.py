@@ -60,6 +60,8 @@ def syscall_args(e: SignalEvent) -> str:
     sc = Syscall(e.syscall) if e.syscall in Syscall._value2member_map_ else None
     if sc is None or sc == Syscall.kernel:
         return "kernel"
+    if sc == Syscall.pdeathsig:
+        return "its parent exited (PR_SET_PDEATHSIG)"
     if sc in (Syscall.kill, Syscall.rt_sigqueueinfo):
         args = f"{e.arg_pid}, {signame(e.sig)}"
     elif sc == Syscall.tkill:
