@@ -742,15 +742,15 @@ static __always_inline int on_generate(int sig, int code, s32 target, u32 target
             target_tgid = tgid;   // a fault, or a send to oneself
     }
 
+    // Generated, counted or not: its syscall's exit must not take it for a sig-0 probe.
+    if (by_syscall)
+        f->generated++;
     if (sender == SELF_TGID && SELF_TGID)
         return 0;
     if (target_tgid == SELF_TGID && SELF_TGID)
         return 0;
     if (!pid_wanted(sender, (u32)target, target_tgid))
         return 0;
-
-    if (by_syscall)
-        f->generated++;
 
     u64 ts = event_clock();
     struct flow_key key = {};

@@ -67,6 +67,7 @@ async def shoot() -> None:
         ("why-no-sigterm", ["slash", *"sig:TERM", "enter"], -1),
         ("why-no-sigterm-detail", ["slash", *"sig:TERM comm:stuck", "enter", "enter"], -1),
         ("deaths", ["4"]),
+        ("alerts", ["a"]),
     ]
     out = ROOT / "screenshots"
     for name, keys, *upto in views:

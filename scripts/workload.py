@@ -71,6 +71,8 @@ def main(duration: float = 4.0) -> None:
         if container_init:
             os.kill(container_init, signal.SIGTERM)  # dropped by the kernel: a namespace init, no handler
     os.kill(kids["slow-stopper"].pid, signal.SIGTERM)  # handled, ignored in effect
+    forged = SigInfo(signo=signal.SIGUSR1, code=-1, pid=1, uid=0, value=0)  # claims to come from init
+    libc.syscall(SYS_rt_sigqueueinfo, kids["nginx-worker"].pid, signal.SIGUSR1, ctypes.byref(forged))
     stop_at = time.monotonic() + 1.0
     worker, red = kids["nginx-worker"].pid, kids["[red]x"].pid
     pidfd = os.pidfd_open(worker)
@@ -87,10 +89,11 @@ def main(duration: float = 4.0) -> None:
             os.kill(kids["slow-stopper"].pid, signal.SIGKILL)
             stop_at = 0.0
         signal.pidfd_send_signal(pidfd, signal.SIGUSR1)
-        try:
-            os.kill(4194304 + 777, signal.SIGTERM)  # beyond pid_max: no such process
-        except ProcessLookupError:
-            pass
+        for probe in range(3):  # 30 a second: what a scan for processes looks like
+            try:
+                os.kill(4194304 + 777 + probe, signal.SIGTERM)  # beyond pid_max: no such process
+            except ProcessLookupError:
+                pass
         time.sleep(0.1)
     os.close(pidfd)
     os.kill(red, signal.SIGTERM)

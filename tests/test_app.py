@@ -307,6 +307,7 @@ async def test_header_shows_every_loss(batches):
     last.stats.program_misses, last.stats.signals_missed = 7, 5
     last.program_misses = {"signal_generate": 5, "sys_enter_kill": 2}
     last.stats.threads_full = 4
+    last.stats.pending_full, last.stats.exits_full = 6, 1
     app = SigtopApp(ReplaySource(lossy, speed=0, name="recording.jsonl"))
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
@@ -315,3 +316,4 @@ async def test_header_shows_every_loss(batches):
         assert "missed 2 probe runs" in text
         assert "lost 392,860 details" in text
         assert "THREAD MAP FULL: 4 not counted" in text
+        assert "FATES NOT FOLLOWED: 7" in text

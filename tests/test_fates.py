@@ -340,3 +340,24 @@ def test_a_signalfd_whose_signal_is_not_blocked_is_flagged(follow, spawn):
     entry = next(s for s in doc["signalfd"] if s["pid"] == child.pid and s["fd"] == fd)
     assert entry["unblocked"] == {"SIGURG": [child.pid, tid]}
     child.ask("endthread")
+
+
+def test_signals_to_sigtop_itself_are_not_counted_as_probes(bpf_ready, spawn):
+    """Signals to sigtop are left out (exclude_self); the sender's syscall exit must not then
+    count them as sig-0 probes (it did: a SIGINT to `sigtop record` showed as a 0-count flow)."""
+    from sigtop.live.collector import BpfSource
+    from sigtop.live.config import TraceConfig
+
+    sender = spawn()
+    source = BpfSource(TraceConfig(exclude_self=True, details=False))
+    source.attach()
+    previous = signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # this process is the target: it ignores them
+    try:
+        source.collect()
+        assert sender.ask(f"kill {os.getpid()} SIGUSR2 5") == "ok"
+        model = SignalModel()
+        model.apply(source.collect())
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+        source.detach()
+    assert not [r for r in model.flows.values() if r.key.sender_pid == sender.pid]

@@ -220,6 +220,10 @@ class SigtopApp(App[int]):
         for name, full in (("THREAD", m.stats.threads_full), ("SIGNALFD", m.stats.signalfds_full)):
             if full:
                 text.append(f"{name} MAP FULL: {full:,} not counted  ", style="bold white on red")
+        # Queued signals whose end could not be followed (no room): their rows' fates are short by this.
+        unfollowed = m.stats.pending_full + m.stats.exits_full
+        if unfollowed:
+            text.append(f"FATES NOT FOLLOWED: {unfollowed:,}  ", style="bold white on red")
         lost = m.stats.events_lost + m.stats.events_dropped
         text.append(f"lost {lost:,} details", style="bold red" if lost else "")
         text.append(f"  filter {self.flow_filter.describe() or '-'}  ")

@@ -145,7 +145,9 @@ class SignalTable(DataTable[Any]):
     def _reconcile(self, cells: dict[str, list[Text | str]], order: list[str]) -> None:
         self._cells = cells
         cursor = self.cursor_key()
+        scroll = self.scroll_y
         visible = self._fit(cells)
+        rebuilt = visible != self.visible_columns
         present = {rk.value for rk in self.rows}
         gone = present - cells.keys()
         with self.app.batch_update():
@@ -172,6 +174,8 @@ class SignalTable(DataTable[Any]):
             if self._order_keys() != order:
                 rank = {key: n for n, key in enumerate(order)}
                 self.sort(str(first), key=lambda cell: rank[cell.row_key])
+        if rebuilt:  # a column came or went (a wider cell, a resize): the rows were added again
+            self.scroll_to(y=scroll, animate=False, immediate=True)
         if cursor is not None and cursor in cells:
             index = self.get_row_index(cursor)
             if index != self.cursor_row:
