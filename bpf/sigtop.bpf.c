@@ -374,6 +374,7 @@ static __always_inline void fate_latency(struct flow_val *v, u64 ns)
     u32 i = latency_bucket(ns);
     if (i < LAT_BUCKETS)
         __sync_fetch_and_add(&v->lat_hist[i], 1);
+    __sync_fetch_and_add(&v->lat_sum, ns);
     if (ns > v->lat_max)   // two takes of one flow at once on two CPUs may keep the smaller
         v->lat_max = ns;
 }

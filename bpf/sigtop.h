@@ -140,6 +140,7 @@ struct flow_val {
                        // the next signal of that kind, or at exit (user space at the others)
     u64 untracked;     // queued with no room in the pending map: fate unknown
     u64 lat_max;       // generate to take (or sigwait), ns
+    u64 lat_sum;       // ... all of them added up (an exact sum for a Prometheus histogram)
     u32 lat_hist[LAT_BUCKETS];
 };
 

@@ -155,6 +155,7 @@ class LatencyHistogram:
 
     buckets: list[int] = field(default_factory=lambda: [0] * LAT_BUCKETS)
     max_ns: int = 0  # the longest, exact
+    sum_ns: int = 0  # all of them added up, exact
 
     @property
     def count(self) -> int:
@@ -164,6 +165,7 @@ class LatencyHistogram:
         for i, n in enumerate(other.buckets[:LAT_BUCKETS]):
             self.buckets[i] += n
         self.max_ns = max(self.max_ns, other.max_ns)
+        self.sum_ns += other.sum_ns
 
     def quantile(self, q: float) -> int:
         """The upper bound of the bucket holding quantile q (capped by the exact max): 0 when empty."""
@@ -570,7 +572,9 @@ def _histogram(value: Any, where: str) -> LatencyHistogram:
         raise RecordValueError(f"{where}.buckets: more than {LAT_BUCKETS}")
     counts = [_int(n, f"{where}.buckets[{i}]", 0, MAX_COUNT) for i, n in enumerate(buckets)]
     return LatencyHistogram(
-        counts + [0] * (LAT_BUCKETS - len(counts)), _int(value.get("max_ns", 0), f"{where}.max_ns", 0, MAX_COUNT)
+        counts + [0] * (LAT_BUCKETS - len(counts)),
+        _int(value.get("max_ns", 0), f"{where}.max_ns", 0, MAX_COUNT),
+        _int(value.get("sum_ns", 0), f"{where}.sum_ns", 0, MAX_COUNT),
     )
 
 

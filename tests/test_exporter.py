@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -171,8 +172,10 @@ def test_a_real_prometheus_sees_exactly_what_the_workload_sent(bpf_ready, spawn,
         assert float(probes[0]["value"][1]) == 3
         taken = query(prometheus_port, 'sum(sigtop_signal_latency_seconds_count{signal="SIGUSR1"})')
         assert float(taken[0]["value"][1]) == 5  # every handled signal, timed from generate to take
-        within = query(prometheus_port, 'sum(sigtop_signal_latency_seconds_bucket{signal="SIGUSR1", le="10"})')
+        within = query(prometheus_port, 'sum(sigtop_signal_latency_seconds_bucket{signal="SIGUSR1", le="+Inf"})')
         assert float(within[0]["value"][1]) == 5
+        fates = query(prometheus_port, 'sum(sigtop_signal_fates_total{signal="SIGUSR1", fate="taken"})')
+        assert float(fates[0]["value"][1]) == 5  # queued and taken, each one
     finally:
         for proc in (server, exporter):
             if proc is not None:
@@ -216,8 +219,32 @@ def test_comm_labels_are_opt_in_bounded_and_sum_exactly():
     assert {s.labels["target"] for s in samples} <= {"target", "other"}
 
 
-def test_the_latency_histogram_counts_every_matched_delivery():
+def test_the_latency_histogram_counts_every_take_the_kernel_timed():
     _head, batches = read_recording(RECORDING)
+    metrics, model = SignalMetrics(), SignalModel()
+    for batch in batches:
+        metrics.fold(model, batch)
+    histogram = scrape(metrics)["sigtop_signal_latency_seconds"]
+    counts = {s.labels["signal"]: s.value for s in histogram if s.name.endswith("_count")}
+    sums = {s.labels["signal"]: s.value for s in histogram if s.name.endswith("_sum")}
+    timed = [r for r in model.flows.values() if r.latency is not None]
+    assert sum(counts.values()) == sum(r.latency.count for r in timed) > 50
+    assert abs(sum(sums.values()) - sum(r.latency.sum_ns for r in timed) / 1e9) < 1e-6
+    usr1 = [s for s in histogram if s.name.endswith("_bucket") and s.labels["signal"] == "SIGUSR1"]
+    assert [b.value for b in usr1] == sorted(b.value for b in usr1)  # cumulative
+    assert usr1[-1].value == counts["SIGUSR1"]
+    taken = {s.labels["signal"]: s.value for s in scrape(metrics)["sigtop_signal_fates"] if s.labels["fate"] == "taken"}
+    assert taken["SIGUSR1"] == sum(r.taken for r in model.flows.values() if r.key.sig == 10)
+
+
+def test_without_kernel_timing_the_histogram_counts_every_matched_delivery():
+    """A recording made without fates (no BTF, --no-fates): the detail events' matches are counted."""
+    _head, batches = read_recording(RECORDING)
+    batches = copy.deepcopy(batches)
+    for batch in batches:
+        batch.pending = None
+        for flow in batch.flows:
+            flow.latency = None
     metrics, model = SignalMetrics(), SignalModel()
     seen: list[tuple[int, int]] = []
 

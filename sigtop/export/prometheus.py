@@ -29,11 +29,15 @@ from sigtop.names import (
     printable,
     signame,
 )
-from sigtop.records import Batch, ProcInfo
+from sigtop.records import Batch, LatencyHistogram, ProcInfo, latency_bucket_bounds
 
 OTHER = "other"
-# Generate-to-take latency buckets (seconds): 1 us to 10 s.
+# Generate-to-take latency buckets (seconds): 1 us to 10 s, where detail events time them.
 LATENCY_BUCKETS = (1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1, 1.0, 10.0)
+# Where the kernel times every take itself (fates followed): edges of its own buckets (2^n ns,
+# about 1 us to 8.6 s), so that each count falls in its bucket exactly.
+KERNEL_LATENCY_EDGES_NS = (*(1 << n for n in range(10, 34, 2)), 1 << 33)
+FATES = ("taken", "read", "discarded", "untracked")
 MAX_CANDIDATES = 10_000
 
 
@@ -79,6 +83,9 @@ class SignalMetrics(Collector):
         self.by_label: Counter[tuple[str, str, str]] = Counter()  # (signal, sender, target)
         # Opt-in (--latency, needs detail events): per signal, counts per bucket and the sum.
         self.latency: dict[str, list[float]] = {}  # signal -> [count per bucket..., +Inf count, sum]
+        self.kernel_latency = False  # the kernel times every take: its histograms, not the events
+        self.fates: Counter[tuple[str, str]] = Counter()  # (signal, fate)
+        self.pending: Counter[str] = Counter()  # signal -> queued and not yet taken (state)
         self.alerts = AlertDetector()
         self.deaths: Counter[tuple[str, str]] = Counter()  # (signal, cause kind), with --details
         self._procs_seen: OrderedDict[int, ProcInfo] = OrderedDict()
@@ -97,6 +104,8 @@ class SignalMetrics(Collector):
 
     def observe_latency(self, sig: int, latency_ns: int) -> None:
         """One delivery matched to its generation (SignalModel.on_latency; on the loop, under the lock's holder)."""
+        if self.kernel_latency:
+            return  # counted exactly from the kernel's histograms
         seconds = latency_ns / 1e9
         row = self.latency.get(signame(sig))
         if row is None:
@@ -107,6 +116,21 @@ class SignalMetrics(Collector):
         row[-2] += 1
         row[-1] += seconds
 
+    def _kernel_latency(self, sig: str, h: LatencyHistogram) -> None:
+        """Fold a flow's new kernel-timed takes into the signal's histogram (cumulative, exact per edge)."""
+        row = self.latency.get(sig)
+        if row is None:
+            row = self.latency[sig] = [0.0] * (len(KERNEL_LATENCY_EDGES_NS) + 2)
+        for i, n in enumerate(h.buckets):
+            if not n:
+                continue
+            high = latency_bucket_bounds(i)[1]
+            for j, edge in enumerate(KERNEL_LATENCY_EDGES_NS):
+                if high <= edge:
+                    row[j] += n
+        row[-2] += h.count
+        row[-1] += h.sum_ns / 1e9
+
     def _value(self, pid: int, comm: str) -> str:
         if self.label_by == "comm":
             return printable(comm) if pid else "[kernel]"
@@ -114,6 +138,10 @@ class SignalMetrics(Collector):
 
     def apply(self, batch: Batch) -> None:
         with self._lock:
+            if batch.pending is not None and not self.kernel_latency:
+                # The kernel follows and times every take: its histograms replace the events' matches.
+                self.kernel_latency = True
+                self.latency.clear()
             if self.label_by == "container":
                 for proc in batch.procs:
                     self._procs[proc.pid] = container_of(proc.cgroup).label
@@ -137,6 +165,16 @@ class SignalMetrics(Collector):
                     self.send_errors[(origin, sig, errno_name(k.err))] += delta.count
                 elif k.result == Result.no_signal:
                     self.probes[origin] += delta.count
+                for fate in FATES:
+                    n = getattr(delta, fate)
+                    if n:
+                        self.fates[(sig, fate)] += n
+                if delta.latency is not None:
+                    self._kernel_latency(sig, delta.latency)
+            if batch.pending is not None:
+                self.pending = Counter()
+                for p in batch.pending:
+                    self.pending[signame(p.key.sig)] += p.count
             for proc in batch.procs:
                 self._procs_seen[proc.pid] = proc
                 self._procs_seen.move_to_end(proc.pid)
@@ -203,13 +241,31 @@ class SignalMetrics(Collector):
             if self.latency:
                 histogram = HistogramMetricFamily(
                     "sigtop_signal_latency_seconds",
-                    "Generate-to-take latency of every signal whose delivery was seen (detail events)",
+                    "Generate-to-take latency of every signal taken (timed in the kernel; without BTF, "
+                    "of those whose delivery the detail events showed)",
                     labels=["signal"],
                 )
+                edges = [ns / 1e9 for ns in KERNEL_LATENCY_EDGES_NS] if self.kernel_latency else LATENCY_BUCKETS
                 for sig, row in sorted(self.latency.items()):
-                    buckets = [(f"{b:g}", row[i]) for i, b in enumerate(LATENCY_BUCKETS)] + [("+Inf", row[-2])]
+                    buckets = [(f"{b:g}", row[i]) for i, b in enumerate(edges)] + [("+Inf", row[-2])]
                     histogram.add_metric([sig], buckets, row[-1])
                 yield histogram
+            fates = CounterMetricFamily(
+                "sigtop_signal_fates",
+                "What became of queued signals: taken (handler or default action), read (sigwait, signalfd), "
+                "discarded (pending at exit), untracked",
+                labels=["signal", "fate"],
+            )
+            for (sig, fate), n in sorted(self.fates.items()):
+                fates.add_metric([sig, fate], n)
+            yield fates
+            pending = GaugeMetricFamily(
+                "sigtop_signals_pending", "Signals queued and not yet taken, now (blocked, or not yet run)",
+                labels=["signal"],
+            )  # fmt: skip
+            for sig, n in sorted(self.pending.items()):
+                pending.add_metric([sig], n)
+            yield pending
             alerts = CounterMetricFamily("sigtop_alerts", "Alerts raised, by kind", labels=["kind"])
             for kind in ("srop", "spoofed", "probing"):
                 alerts.add_metric([kind], self.alerts.counts[kind])

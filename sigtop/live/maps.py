@@ -102,7 +102,9 @@ class MapDrain:
         latency = None
         if now[4] is not None and now[4] != prev[4]:
             before = prev[4] or (0,) * LAT_BUCKETS
-            latency = LatencyHistogram([n - p if n >= p else n for n, p in zip(now[4], before, strict=True)], v.lat_max)
+            buckets = [n - p if n >= p else n for n, p in zip(now[4], before, strict=True)]
+            summed = v.lat_sum - prev[5] if prev[4] is not None and v.lat_sum >= prev[5] else v.lat_sum
+            latency = LatencyHistogram(buckets, v.lat_max, summed)
         return FlowDelta(
             key=flow_key(k),
             count=count,
@@ -219,12 +221,12 @@ class MapDrain:
         return KernelStats(**dict(zip(STAT_NAMES, delta, strict=True)))
 
 
-_NEVER = (0, 0, 0, 0, None)  # a flow's counters before it was first read
+_NEVER = (0, 0, 0, 0, None, 0)  # a flow's counters before it was first read
 
 
 def _counters(v: Any) -> tuple:
     hist = tuple(v.lat_hist)
-    return (v.count, v.taken, v.read, v.untracked, hist if any(hist) else None)
+    return (v.count, v.taken, v.read, v.untracked, hist if any(hist) else None, v.lat_sum)
 
 
 def flow_key(k: Any) -> FlowKey:
