@@ -119,7 +119,12 @@ class FlowDetail(DetailScreen):
         head.append(f"{k.sender_pid or 'kernel'} {r.sender_comm} -> ")
         head.append(f"{k.target_pid} {r.target_comm}  ")
         head.append(f"{signame(k.sig)} via {k.via}\n")
-        breakdown = "  ".join(f"{res.name} {r.results[res]}" for res in Result if r.results[res])
+        # The kernel's DELIVERED means queued: said so here, as in the table.
+        breakdown = "  ".join(
+            f"{'queued (delivered)' if res == Result.delivered else res.name} {r.results[res]}"
+            for res in Result
+            if r.results[res]
+        )
         head.append(f"count {r.count}  attempts {r.attempts}  {breakdown}\n")
         if k.spoofed:
             claims = [e for e in r.events if e.has_info]
