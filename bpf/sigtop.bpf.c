@@ -866,6 +866,39 @@ TRACEPOINT_PROBE(signal, signal_generate)
 }
 #endif
 
+#if DETAILS
+// A disposition set (rt_sigaction with a new action): rare (mostly at start),
+// so the reasons can say since when a signal has been ignored or handled.
+TRACEPOINT_PROBE(syscalls, sys_enter_rt_sigaction)
+{
+    const void *act = (const void *)args->act;
+    int sig = (int)args->sig;
+    if (!act || !sig_wanted(sig))
+        return 0;
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    if (tgid == SELF_TGID || !pid_wanted(tgid, 0, 0))
+        return 0;
+    struct { u64 handler, flags; } sa = {};   // x86_64 struct sigaction: sa_handler, sa_flags, ...
+    if (bpf_probe_read_user(&sa, sizeof(sa), act))
+        return 0;
+    struct event *e = event_reserve();
+    if (!e)
+        return 0;
+    e->ts = bpf_ktime_get_ns();
+    e->kind = EV_SIGACTION;
+    e->sender_tgid = tgid;
+    e->sender_tid = (u32)id;
+    e->target_pid = tgid;
+    e->target_tgid = tgid;
+    e->sig = sig;
+    e->handler = sa.handler;
+    e->sa_flags = sa.flags;
+    event_submit(e);
+    return 0;
+}
+#endif
+
 #if DETAILS && HAS_OOM_TRACEPOINT
 // The OOM killer's choice, just before its SIGKILL (which the kernel raises
 // with SI_KERNEL from whatever task needed the memory): the deaths table

@@ -193,7 +193,7 @@ class SignalfdRow:
 # Plain ints for the per-event loop (enum members compare slower).
 _GENERATE, _DELIVER = int(EventKind.generate), int(EventKind.deliver)
 _UNMATCHED_SIGRETURN, _DELIVERED = int(EventKind.unmatched_sigreturn), int(Result.delivered)
-_DEATH, _OOM = int(EventKind.death), int(EventKind.oom)
+_DEATH, _OOM, _SIGACTION = int(EventKind.death), int(EventKind.oom), int(EventKind.sigaction)
 _FLOW_EVENTS = frozenset((_GENERATE, int(EventKind.send_done)))
 
 
@@ -243,6 +243,8 @@ class SignalModel:
         self.deaths_seen = 0  # ever (the deque keeps the newest MAX_DEATHS)
         # The OOM killer's recent choices: pid -> (when, anon rss in kB), for the deaths' cause.
         self._oom_victims: OrderedDict[int, tuple[float, int]] = OrderedDict()
+        # Dispositions set while sigtop ran: (pid, signal) -> (when, handler: 0 default, 1 ignore, else a handler).
+        self.disposition_changes: OrderedDict[tuple[int, int], tuple[float, int]] = OrderedDict()
         self.alert_detector = AlertDetector()
         self.alerts: deque[Alert] = deque(maxlen=MAX_ALERTS)
         self._rated_sigreturns: set[int] = set()
@@ -553,6 +555,12 @@ class SignalModel:
                         generated[_EVENT].taken_tid = _tid
             elif kind == _DEATH:
                 deaths.append(index)
+            elif kind == _SIGACTION:
+                event = events[index]
+                self.disposition_changes[(sender, sig)] = (event.ts, event.handler)
+                self.disposition_changes.move_to_end((sender, sig))
+                while len(self.disposition_changes) > MAX_PROCS:
+                    self.disposition_changes.popitem(last=False)
             elif kind == _OOM:
                 self._oom_victims[sender] = (events[index].ts, events[index].info_value)
                 while len(self._oom_victims) > MAX_OOM_VICTIMS:

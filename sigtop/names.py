@@ -77,6 +77,7 @@ class EventKind(IntEnum):
     unmatched_sigreturn = 5
     death = 6  # a process killed by a signal (from its parent's SIGCHLD: CLD_KILLED or CLD_DUMPED)
     oom = 7  # the OOM killer chose this process (oom:mark_victim): info_value = its anon rss in kB
+    sigaction = 8  # a process set a disposition (rt_sigaction): sig, handler (0 default, 1 ignore, else a handler)
 
 
 def signame(sig: int) -> str:

@@ -10,6 +10,7 @@ merge, SIGNAL_UNKILLABLE for a pid-namespace init with no handler.
 from __future__ import annotations
 
 import signal
+import time
 from dataclasses import dataclass
 
 from sigtop.model import FlowRow, SignalModel
@@ -76,8 +77,15 @@ class Reason:
     lines: list[str]  # the whole story, for the drill-down and the JSON
 
 
-def explain(row: FlowRow, target: Disposition | None, proc: ProcInfo | None, now: float) -> Reason:
-    """Why the row's signals did not (all) take effect, most pressing first."""
+def explain(
+    row: FlowRow,
+    target: Disposition | None,
+    proc: ProcInfo | None,
+    now: float,
+    set_at: tuple[float, int] | None = None,
+) -> Reason:
+    """Why the row's signals did not (all) take effect, most pressing first. set_at: when the target
+    last set its disposition of the signal, and to what (0 default, 1 ignore, else a handler), if seen."""
     k = row.key
     sig = k.sig
     found: list[tuple[str, str]] = []  # (short, whole)
@@ -117,7 +125,10 @@ def explain(row: FlowRow, target: Disposition | None, proc: ProcInfo | None, now
                 )
             )
         elif now_is == "ignored (SIG_IGN)":
-            found.append(("ignored: SIG_IGN", f"ignored ({ignored:,}): the target set SIG_IGN for {signame(sig)}"))
+            when = f" at {_clock(set_at[0])}" if set_at is not None and set_at[1] == 1 else ""
+            found.append(
+                ("ignored: SIG_IGN", f"ignored ({ignored:,}): the target set SIG_IGN for {signame(sig)}{when}")
+            )
         elif sig in DEFAULT_IGNORE and now_is.startswith("default"):
             found.append(
                 (
@@ -158,7 +169,13 @@ def explain_row(model: SignalModel, row: FlowRow, now: float) -> Reason:
     k = row.key
     if k.target_pid <= 0 or k.ns_of or k.pidfd >= 0:
         return explain(row, None, None, now)
-    return explain(row, model.dispositions.get(k.target_pid), model.proc_of(k.target_pid, k.target_gen), now)
+    return explain(
+        row,
+        model.dispositions.get(k.target_pid),
+        model.proc_of(k.target_pid, k.target_gen),
+        now,
+        model.disposition_changes.get((k.target_pid, k.sig)),
+    )
 
 
 def target_disposition(model: SignalModel, row: FlowRow) -> dict[str, object] | None:
@@ -174,6 +191,10 @@ def target_disposition(model: SignalModel, row: FlowRow) -> dict[str, object] | 
         "threads": len(d.threads),
         "pending_now": _bit(d.pending, k.sig),
     }
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
 def _age(seconds: float) -> str:
