@@ -189,3 +189,75 @@ def test_a_reused_pid_is_a_new_process_with_its_own_row(tracer, measure, spawn):
     ]
     assert model.proc_of(first.pid, 1).user == "nobody"
     assert model.proc_of(first.pid, 0) is None  # the first owner was never read: nothing is made up
+
+
+HOARDER = """
+import os, signal, sys, threading
+blockable = [s for s in range(1, 32) if s not in (signal.SIGKILL, signal.SIGSTOP)]
+signal.pthread_sigmask(signal.SIG_BLOCK, blockable)  # inherited by its threads
+done = threading.Event()
+tids = []
+def hold():
+    tids.append(threading.get_native_id())
+    done.wait()
+threads = [threading.Thread(target=hold) for _ in range(4)]
+for t in threads:
+    t.start()
+while len(tids) < 4:
+    pass
+for tid in tids:  # every standard signal pending on every thread's own list
+    for sig in blockable:
+        signal.pthread_kill(next(t.ident for t in threads if t.native_id == tid), sig)
+print(len(tids) * len(blockable), flush=True)
+sys.stdin.readline()
+done.set()
+"""
+
+
+def test_an_unprivileged_hoard_of_pending_signals_cannot_make_counts_wrong(bpf_ready):
+    """An unprivileged process keeps more signals pending than the kernel side can follow (a
+    64-record pending map): every signal is still counted, and each one's fate is either followed
+    or counted as untracked (and said so), never silently wrong; memory stays bounded by the map."""
+    from sigtop.live.collector import BpfSource
+    from sigtop.live.config import TraceConfig
+
+    source = BpfSource(TraceConfig(details=False, exclude_self=False, pending_entries=64))
+    source.attach()
+    hoarder = None
+    try:
+        source.collect()
+        hoarder = subprocess.Popen(
+            [*NOBODY, sys.executable, "-c", HOARDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        sent = int(hoarder.stdout.readline())
+        model = SignalModel()
+        for _ in range(3):
+            model.apply(source.collect())
+            time.sleep(0.3)
+        rows = [r for r in model.flows.values() if r.key.sender_pid == hoarder.pid]
+        assert sum(r.count for r in rows) == sent == 4 * 29  # all counted
+        queued = sum(r.queued for r in rows)
+        assert queued == sent
+        untracked = sum(r.untracked for r in rows)
+        assert untracked > 0  # the map is smaller than the hoard
+        # Nothing unaccounted for. "read" here: the kernel flushed them (a SIGCONT flushes the pending
+        # stop signals, a stop signal the pending SIGCONT), which /proc showed.
+        flushed = sum(r.read for r in rows)
+        assert {r.key.sig for r in rows if r.read} <= {signal.SIGCONT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
+        assert sum(r.pending for r in rows) + untracked + flushed == queued
+        assert model.stats.pending_full >= untracked  # and said so (header: FATES NOT FOLLOWED)
+        hoarder.stdin.write("\n")
+        hoarder.stdin.flush()
+        assert hoarder.wait(timeout=10) == 0
+        for _ in range(3):
+            time.sleep(0.3)
+            model.apply(source.collect())
+        rows = [r for r in model.flows.values() if r.key.sender_pid == hoarder.pid]
+        # Its threads ended with their signals pending: each followed one is discarded now.
+        assert sum(r.discarded for r in rows) + untracked + flushed == queued
+        assert sum(r.pending for r in rows) == 0
+    finally:
+        if hoarder is not None and hoarder.poll() is None:
+            hoarder.kill()  # ours
+            hoarder.wait()
+        source.detach()

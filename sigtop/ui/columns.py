@@ -156,7 +156,7 @@ def fates_text(row: FlowRow, now: float) -> Text:
         return text
     text.append(f"queued {row.queued:,}: ", style="bold")
     text.append(f"taken {row.taken:,} (a handler or the default action)  ")
-    text.append(f"read {row.read:,} (sigwait / signalfd)  ")
+    text.append(f"read or flushed {row.read:,} (sigwait, signalfd; SIGCONT/stop, SIG_IGN)  ")
     text.append(f"pending {row.pending:,}", style="bold yellow" if row.pending else "")
     if row.pending and row.pending_since:
         text.append(f" (oldest queued {age(now, row.pending_since)} ago)", style="bold yellow")
