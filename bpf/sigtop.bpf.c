@@ -834,6 +834,7 @@ static __always_inline void death_event(unsigned long info, s32 parent, u32 pare
     bpf_probe_read_kernel(&started, sizeof(started),
                           (const char *)bpf_get_current_task() + TASK_START_TIME_OFFSET);
     e->info_value = started ? e->ts - started : 0;   // how long it lived, ns
+    e->handler = bpf_get_current_cgroup_id();   // its cgroup v2 id: gone from /proc by the time it is read
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     event_submit(e);
 }

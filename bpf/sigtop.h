@@ -81,7 +81,8 @@ enum event_kind {
     EV_DELIVER = 3,
     EV_SIGNALFD = 4,
     EV_UNMATCHED_SIGRETURN = 5,
-    EV_DEATH = 6,             // a process killed by a signal: sender = it, sig = the signal, code = CLD_*
+    EV_DEATH = 6,             // a process killed by a signal: sender = it, sig = the signal, code = CLD_*,
+                              // handler = its cgroup v2 id
     EV_OOM = 7,               // the OOM killer chose a victim: sender = it, info_value = its anon rss (kB)
     EV_SIGACTION = 8,         // a process set a disposition: sender = it, sig, handler (0 default, 1 ignore)
 };

@@ -167,6 +167,7 @@ class Death:
     )
     sender_pid: int = 0  # the process that sent the fatal signal (0: the kernel, or not seen)
     lifetime_s: float | None = None  # from its start time, where /proc told it
+    cgroup: str = ""  # its cgroup when it died (the kernel's, else /proc's)
 
 
 MAX_DEATHS = 5_000
@@ -243,6 +244,7 @@ class SignalModel:
         self.deaths_seen = 0  # ever (the deque keeps the newest MAX_DEATHS)
         # The OOM killer's recent choices: pid -> (when, anon rss in kB), for the deaths' cause.
         self._oom_victims: OrderedDict[int, tuple[float, int]] = OrderedDict()
+        self._cgroup_paths: OrderedDict[int, str] = OrderedDict()  # cgroup v2 id -> path (deaths)
         # Dispositions set while sigtop ran: (pid, signal) -> (when, handler: 0 default, 1 ignore, else a handler).
         self.disposition_changes: OrderedDict[tuple[int, int], tuple[float, int]] = OrderedDict()
         self.alert_detector = AlertDetector()
@@ -271,6 +273,11 @@ class SignalModel:
         self.fates_followed = self.fates_followed or batch.pending is not None
         for proc in batch.procs:
             self._remember_proc(proc)
+        for cgroup_id, path in batch.cgroups.items():
+            self._cgroup_paths[cgroup_id] = printable(path[:MAX_CMDLINE])
+            self._cgroup_paths.move_to_end(cgroup_id)
+        while len(self._cgroup_paths) > MAX_PROCS:
+            self._cgroup_paths.popitem(last=False)
         for disposition in batch.dispositions:
             self.dispositions[disposition.pid] = disposition
             self.dispositions.move_to_end(disposition.pid)
@@ -649,6 +656,7 @@ class SignalModel:
             cause_kind=kind,
             sender_pid=sender,
             lifetime_s=lifetime,
+            cgroup=self._cgroup_paths.get(e.handler, "") or (info.cgroup if info else ""),
         )
 
     @staticmethod

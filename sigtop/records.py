@@ -414,6 +414,7 @@ class Batch:
     # Signals queued and not yet taken, by flow (state): None where the source does not follow fates.
     pending: list[PendingFlow] | None = None
     dispositions: list[Disposition] = field(default_factory=list)  # of the targets in view, read now (state)
+    cgroups: dict[int, str] = field(default_factory=dict)  # cgroup v2 ids the events name (deaths) -> paths
 
     def merge(self, later: Batch) -> None:
         """Fold a later batch into this one (deltas add up; state is replaced)."""
@@ -430,6 +431,7 @@ class Batch:
         self.map_fill = later.map_fill or self.map_fill
         self.pending = later.pending if later.pending is not None else self.pending
         self.dispositions.extend(later.dispositions)
+        self.cgroups.update(later.cgroups)
         if isinstance(self.events, EventBlock) and isinstance(later.events, EventBlock):
             self.events = self.events.extended(later.events)
         elif later.events:
@@ -558,6 +560,16 @@ def _claim(value: Any, where: str) -> tuple[int, int] | None:
     return _int(pair[0], where, *INT32), _int(pair[1], where, 0, 2**32)
 
 
+def _cgroup_paths(value: Any, where: str) -> dict[int, str]:
+    if type(value) is not dict or len(value) > 100_000:
+        raise RecordValueError(f"{where}: not an object (of at most 100,000 entries)")
+    out = {}
+    for key, path in value.items():
+        ident = int(key) if isinstance(key, str) and key.isdigit() and len(key) < 21 else key  # JSON: strings
+        out[_int(ident, f"{where} key", 0, 2**64)] = _str(path, f"{where}[{key}]")
+    return out
+
+
 def _fills(value: Any, where: str) -> dict[str, float]:
     if type(value) is not dict:
         raise RecordValueError(f"{where}: not an object")
@@ -589,6 +601,7 @@ _BY_TYPE = {
     "dict[int, int]": _pidfds,
     "dict[str, int]": _misses,
     "dict[str, float]": _fills,
+    "dict[int, str]": _cgroup_paths,
     "tuple[int, int] | None": _claim,
     "LatencyHistogram | None": lambda v, w: None if v is None else _histogram(v, w),
     "list[tuple[int, int]]": _pairs,

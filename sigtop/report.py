@@ -221,6 +221,8 @@ def to_json(model: SignalModel, flow_filter: FlowFilter | None = None) -> dict[s
                 "cause_kind": d.cause_kind,
                 "sender_pid": d.sender_pid or None,
                 "parent_pid": d.parent,
+                "cgroup": d.cgroup or None,
+                "container": _container_json(d.cgroup) if d.cgroup else None,
             }
             for d in model.deaths
             if flow_filter is None or flow_filter.matches_pid_comm(d.pid, d.comm)

@@ -32,6 +32,7 @@ def death_of(model, pid: int):
 
 def test_killed_by_a_sibling_names_the_sibling(needs_btf, measure, spawn):
     victim, killer = spawn(), spawn()
+    v2 = [line for line in Path(f"/proc/{victim.pid}/cgroup").read_text().splitlines() if line.startswith("0::")]
 
     def work():
         assert killer.ask(f"kill {victim.pid} SIGKILL 1") == "ok"
@@ -39,6 +40,8 @@ def test_killed_by_a_sibling_names_the_sibling(needs_btf, measure, spawn):
 
     model = measure(work)
     death = death_of(model, victim.pid)
+    # Its cgroup as the kernel saw it at death (gone from /proc when sigtop looks).
+    assert death.cgroup == v2[0].removeprefix("0::")
     assert (death.sig, death.core, death.sender_pid) == (signal.SIGKILL, False, killer.pid)
     assert death.cause.startswith(f"{killer.pid} python")
     assert death.cause.endswith("via kill")

@@ -298,6 +298,8 @@ DEATH_COLUMNS = [
     Column("CORE", lambda d: d.core, lambda d, _n: "core" if d.core else "", priority=40),
     Column("LIVED", lambda d: d.lifetime_s or 0, lambda d, _n: Text(_lifetime(d), justify="right"), True, 30),
     Column("CAUSE", lambda d: d.cause, lambda d, _n: Text(d.cause), priority=99),
+    # Its container or service, else its cgroup path (as it was when it died).
+    Column("CGROUP", lambda d: d.cgroup, lambda d, _n: Text(container_of(d.cgroup).label or d.cgroup), priority=35),
 ]
 
 
