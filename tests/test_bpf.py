@@ -553,6 +553,10 @@ def test_a_forged_siginfo_is_shown_as_spoofed_with_both_identities(measure, spaw
     (doc,) = [f for f in to_json(model)["flows"] if f["spoofed"]]
     assert doc["claimed"] == {"si_pid": 1, "si_uid": os.getuid()}
     assert doc["sender_pid"] == os.getpid()
+    # An alert too, once (it is raised once a minute per kind and process), naming the real sender.
+    (alert,) = [a for a in model.alerts if a.kind == "spoofed"]
+    assert alert.pid == os.getpid()
+    assert "claims si_pid 1" in alert.detail
     rows[True].events.clear()  # as in batch mode, without detail events: the kernel kept the claim
     (doc,) = [f for f in to_json(model)["flows"] if f["spoofed"]]
     assert doc["claimed"] == {"si_pid": 1, "si_uid": os.getuid()}
