@@ -190,6 +190,7 @@ def target_disposition(model: SignalModel, row: FlowRow) -> dict[str, object] | 
         "blocked_by": blocking,
         "threads": len(d.threads),
         "pending_now": _bit(d.pending, k.sig),
+        "as_of": round(d.ts, 3) if d.ts else None,  # when /proc was read: the target may be gone since
     }
 
 

@@ -192,6 +192,7 @@ class Disposition:
     # (tid, SigBlk) of each thread (at most MAX_THREAD_MASKS): a process-directed signal waits
     # while every thread blocks it; a signalfd gets it only where its thread blocks it.
     threads: list[tuple[int, int]] = field(default_factory=list)
+    ts: float = 0.0  # when /proc said so (the target may have exited since)
 
     def blocked_by_all(self) -> int:
         mask = -1

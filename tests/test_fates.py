@@ -284,7 +284,9 @@ def test_an_ignoring_target_and_a_blocking_one_get_their_reason(follow, spawn):
         "blocked_by": [blocking.pid],
         "threads": 1,
         "pending_now": True,
+        "as_of": flow["target_disposition"]["as_of"],
     }
+    assert time.time() - 10 < flow["target_disposition"]["as_of"] <= time.time()
     ok = next(f for f in doc["flows"] if f["target_pid"] == ignoring.pid)
     assert ok["target_disposition"]["action"] == "ignored (SIG_IGN)"
 

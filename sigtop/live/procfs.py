@@ -279,7 +279,7 @@ def read_disposition(pid: int) -> Disposition | None:
             continue  # ended meanwhile
         threads.append((tid, masks.get("SigBlk", 0)))
         pending |= masks.get("SigPnd", 0)
-    return Disposition(pid, main.get("SigCgt", 0), main.get("SigIgn", 0), pending, threads)
+    return Disposition(pid, main.get("SigCgt", 0), main.get("SigIgn", 0), pending, threads, time.time())
 
 
 def dispositions(batch: Batch, also: Iterable[int] = ()) -> list[Disposition]:

@@ -146,7 +146,7 @@ class FlowDetail(DetailScreen):
         if disposition is not None:
             blockers = disposition["blocked_by"]
             head.append(
-                f"the target's {signame(k.sig)} now: {disposition['action']}; "
+                f"the target's {signame(k.sig)} as of {clock(disposition['as_of'] or 0)}: {disposition['action']}; "
                 f"blocked by {len(blockers)} of {disposition['threads']} threads"
                 + (f" ({', '.join(map(str, blockers[:8]))})" if blockers else "")
                 + ("; pending" if disposition["pending_now"] else "")
