@@ -950,15 +950,20 @@ TRACEPOINT_PROBE(signal, signal_deliver)
     u64 id = bpf_get_current_pid_tgid();
     u32 tgid = id >> 32, tid = (u32)id;
     int sig = args->sig;
-    if (tgid == SELF_TGID || !sig_wanted(sig))
+    if (tgid == SELF_TGID)
         return 0;
+    bool wanted = sig_wanted(sig);
 #if FATES
     // Before the pid filter: a signal queued by a watched sender to an
     // unwatched target is still followed to its end.
-    fate_taken(tid, tgid, sig, args->code, false);
+    if (wanted)
+        fate_taken(tid, tgid, sig, args->code, false);
 #endif
     if (!pid_wanted(tgid, 0, 0))
         return 0;
+    // Every signal's handler frame, whatever the signal filter: rt_sigreturn
+    // names no signal, so a frame left out here would make its return look
+    // forged (an SROP alert for a handler of a signal merely filtered out).
     struct thread_val *t = thread_get(tid, tgid);
     if (t) {
         t->deliveries++;
@@ -967,6 +972,8 @@ TRACEPOINT_PROBE(signal, signal_deliver)
             t->outstanding++;
         }
     }
+    if (!wanted)
+        return 0;
     struct event *e = event_reserve();
     if (!e)
         return 0;

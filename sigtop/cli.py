@@ -271,7 +271,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
-        print_tables(model, Console(), flow_filter)
+        # A terminal's width; piped, wide enough for every column (a file has no right edge).
+        print_tables(model, Console() if sys.stdout.isatty() else Console(width=400), flow_filter)
         if watched is not None:
             print(printable(json.dumps(doc["exit"])))
     return status

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -243,26 +244,39 @@ def to_json(model: SignalModel, flow_filter: FlowFilter | None = None) -> dict[s
     }
 
 
-def _table(spec: TableSpec, model: SignalModel, flow_filter: FlowFilter | None, title: str) -> Table:
-    """A rich table of one model table, from the live view's own column definitions."""
+def _table(spec: TableSpec, model: SignalModel, flow_filter: FlowFilter | None, title: str, width: int) -> Table:
+    """A rich table of one model table, from the live view's own column definitions; where the
+    width is too small for all of them, the lowest-priority columns go first, as in the live view."""
     table = Table(title=title, title_justify="left")
     columns = [column for column in spec.columns if not column.live_only]
-    for column in columns:
-        table.add_column(column.label, justify="right" if column.numeric else "left")
     rows = sorted_rows(spec, model, flow_filter or FlowFilter(), spec.default_sort, True)
-    for _key, row in rows:
-        table.add_row(*(column.cell(row, model.last_ts) for column in columns))
+    cells = [[column.cell(row, model.last_ts) for column in columns] for _key, row in rows]
+    widths = [
+        max([cell_len(column.label)] + [cell_len(str(getattr(c[i], "plain", c[i]))) for c in cells]) + 3
+        for i, column in enumerate(columns)
+    ]
+    shown = set(range(len(columns)))
+    for i in sorted(shown, key=lambda i: (columns[i].priority, -i)):
+        if sum(widths[j] for j in shown) + 1 <= width or columns[i].priority >= 100:
+            continue
+        shown.discard(i)
+    for i, column in enumerate(columns):
+        if i in shown:
+            table.add_column(column.label, justify="right" if column.numeric else "left")
+    for row_cells in cells:
+        table.add_row(*(cell for i, cell in enumerate(row_cells) if i in shown))
     return table
 
 
 def print_tables(model: SignalModel, console: Console, flow_filter: FlowFilter | None = None) -> None:
     doc = to_json(model, flow_filter)
     title = f"Signal flows ({doc['duration_s']} s, {doc['total_signals']} signals)"
-    console.print(_table(TABLES["flows"], model, flow_filter, title))
+    width = console.width
+    console.print(_table(TABLES["flows"], model, flow_filter, title, width))
     if doc["signalfd"]:
-        console.print(_table(TABLES["signalfd"], model, flow_filter, "signalfd"))
+        console.print(_table(TABLES["signalfd"], model, flow_filter, "signalfd", width))
     if doc["sigreturn"]:
-        console.print(_table(TABLES["sigreturn"], model, flow_filter, "rt_sigreturn"))
+        console.print(_table(TABLES["sigreturn"], model, flow_filter, "rt_sigreturn", width))
     dropped = doc["dropped"]
     if dropped["signals_uncounted"]:
         console.print(Text(f"{dropped['signals_uncounted']} signals NOT counted (the kernel skipped sigtop's probe)"))

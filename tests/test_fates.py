@@ -365,3 +365,30 @@ def test_signals_to_sigtop_itself_are_not_counted_as_probes(bpf_ready, spawn):
         signal.signal(signal.SIGUSR2, previous)
         source.detach()
     assert not [r for r in model.flows.values() if r.key.sender_pid == sender.pid]
+
+
+def test_a_signal_filter_does_not_make_handler_returns_look_forged(bpf_ready, spawn):
+    """With `-s TERM`, a SIGUSR1 handler's rt_sigreturn must still match its frame: rt_sigreturn
+    names no signal, so filtering the delivery out made each return an 'unmatched' (an SROP alert)."""
+    from sigtop.live.collector import BpfSource
+    from sigtop.live.config import TraceConfig
+
+    child = spawn()
+    child.ask("handle SIGUSR1")
+    source = BpfSource(TraceConfig(signals=(signal.SIGTERM,), exclude_self=False))
+    source.attach()
+    try:
+        source.read_events()
+        source.collect()
+        for _ in range(5):
+            os.kill(child.pid, signal.SIGUSR1)
+            child.wait_ack()
+        model = SignalModel()
+        source.read_events()
+        model.apply(source.collect())
+    finally:
+        source.detach()
+    row = model.sigreturns[child.pid]
+    assert (row.sigreturns, row.handler_deliveries, row.unmatched) == (5, 5, 0)
+    assert not model.alerts
+    assert not [r for r in model.flows.values() if r.key.target_pid == child.pid]  # SIGUSR1 is filtered out
