@@ -622,7 +622,10 @@ static __always_inline int send_exit(long ret)
     u32 tgid = id >> 32, tid = (u32)id;
     struct inflight c = *f;
     inflight_end(ikey, f);
-    if (!sig_wanted(c.sig))
+    // A number that is no signal fails (EINVAL) and is counted too, under one
+    // key (the detail event keeps the number), unless a signal filter is set.
+    bool invalid = c.sig < 0 || c.sig > 64;
+    if (invalid ? SIG_MASK != 0xffffffffffffffffULL : !sig_wanted(c.sig))
         return 0;
     u32 asked = c.arg_pid > 0 ? (u32)c.arg_pid : 0;
     u32 asked_tid = c.arg_tid > 0 ? (u32)c.arg_tid : 0;
@@ -651,7 +654,7 @@ static __always_inline int send_exit(long ret)
     // number at all (and a pidfd's, any fd it holds): one flow per sender,
     // signal, syscall and errno, never one per value, or kill(10000000 + i, 0)
     // fills the map. The asked pid is in the detail event.
-    key.sig = c.sig;
+    key.sig = invalid ? SIG_INVALID : c.sig;
     key.syscall = c.syscall;
     key.result = ret < 0 ? RES_FAILED : RES_NO_SIGNAL;
     key.err = ret < 0 ? (s32)-ret : 0;

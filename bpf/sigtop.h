@@ -68,6 +68,10 @@ enum result_id {
 // one (the detail event keeps the real code).
 #define CODE_OTHER 0x7fff0000
 
+// A send that asked for no signal at all (below 0 or above 64: EINVAL): one
+// flow per sender, syscall and errno, never one per number asked for.
+#define SIG_INVALID -1
+
 // The overflow counters: signals (and failed sends) that found the flows map
 // full, by signal and result, so that a full map never loses a count.
 #define OVERFLOW_SIGNALS 65

@@ -36,6 +36,7 @@ class Syscall(IntEnum):
 
 SEND_SYSCALLS = tuple(s for s in Syscall if s not in (Syscall.kernel, Syscall.overflow, Syscall.pdeathsig))
 CODE_OTHER = 0x7FFF0000  # a caller-chosen si_code the kernel does not define (bpf/sigtop.h)
+SIG_INVALID = -1  # the key of sends that asked for no signal at all (bpf/sigtop.h)
 
 
 def known_code(code: int) -> int:
@@ -84,6 +85,8 @@ def signame(sig: int) -> str:
     """SIGTERM, SIGRTMIN+3, or the number for what has no name."""
     if sig == 0:
         return "0"
+    if sig == SIG_INVALID:
+        return "(invalid)"  # a send that asked for no signal (EINVAL), any number
     if sig in _STANDARD and sig < KERNEL_SIGRTMIN:
         return _STANDARD[sig]
     if sig == SIGRTMIN:

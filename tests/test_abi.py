@@ -167,3 +167,10 @@ def test_latency_buckets_are_the_kernels():
     for ns in [0, 1, 511, 512, 767, 768, 1023, 1024, 1535, 1536, 10**6, 3 * 10**9, 2**40, 2**62]:
         low, high = latency_bucket_bounds(kernel_bucket(ns))
         assert low <= ns < high, (ns, kernel_bucket(ns), low, high)
+
+
+def test_the_invalid_signal_key_matches():
+    from sigtop.names import SIG_INVALID, signame
+
+    assert f"#define SIG_INVALID {SIG_INVALID}" in HEADER
+    assert signame(SIG_INVALID) == "(invalid)"

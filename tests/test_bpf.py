@@ -6,6 +6,7 @@ Every count is exact: the BPF maps must account for each signal once.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import signal
 import subprocess
@@ -221,6 +222,24 @@ def test_a_refused_send_keeps_its_real_target(measure, spawn):
     model = measure(work)
     row = only_flow(model, attempts[0], victim.pid)
     assert (row.count, dict(row.errors)) == (0, {1: 4})  # EPERM, against the real target
+
+
+def test_sends_of_no_signal_at_all_are_counted_as_one_flow(measure, spawn):
+    """kill(pid, 100) and kill(pid, 65) fail with EINVAL before any signal exists: counted (they were not),
+    under one key whatever the number, so a caller cannot fill the map by varying it."""
+    child = spawn()
+
+    def work():
+        for number in (100, 65, 12345, 65, 100):
+            with pytest.raises(OSError) as failed:
+                os.kill(child.pid, number)
+            assert failed.value.errno == errno.EINVAL
+
+    model = measure(work)
+    rows = [r for r in model.flows.values() if r.key.sender_pid == os.getpid() and r.failed]
+    assert len(rows) == 1, [r.key for r in rows]
+    assert (rows[0].key.sig, dict(rows[0].errors), rows[0].count) == (-1, {errno.EINVAL: 5}, 0)
+    assert to_json(model)["flows"][0]["signame"] == "(invalid)"
 
 
 def test_signal_zero_is_a_probe(measure, spawn):
