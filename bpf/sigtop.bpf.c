@@ -266,7 +266,9 @@ static __always_inline struct flow_val *flow_add(struct flow_key *key, u64 ts, c
         bpf_get_current_comm(&init->sender_comm, sizeof(init->sender_comm));
         if (target_comm)
             bpf_probe_read_kernel(&init->target_comm, sizeof(init->target_comm), target_comm);
-        if (flows.update(key, init) && !flows.lookup(key)) {
+        // Insert, never overwrite: two CPUs making the same new flow at once
+        // (two threads of one sender) would otherwise reset each other's count.
+        if (flows.insert(key, init) && !flows.lookup(key)) {
             // Full: the signal is still counted, by signal and result.
             stat_add(STAT_FLOWS_FULL);
             int slot = (key->sig & 127) * OVERFLOW_RESULTS + (key->result & (OVERFLOW_RESULTS - 1));
