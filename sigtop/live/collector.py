@@ -211,8 +211,9 @@ class BpfSource:
         while len(self._signalfd_owners) > MAX_SIGNALFD_OWNERS:
             self._signalfd_owners.pop(next(iter(self._signalfd_owners)))
         batch.dispositions = procfs.dispositions(batch, list(self._signalfd_owners))
-        for pid in [p for p in self._signalfd_owners if procfs.start_ticks(p) is None]:
-            del self._signalfd_owners[pid]  # gone
+        # Read first (`also` leads the list), so an owner with no disposition read is gone.
+        read = {d.pid for d in batch.dispositions}
+        self._signalfd_owners = {pid: None for pid in self._signalfd_owners if pid in read}
         return batch
 
     def _take_events(self, batch: Batch) -> Sequence[SignalEvent]:

@@ -54,9 +54,9 @@ class MapDrain:
         self.bpf = bpf
         self.config = config
         self.mono_to_wall = mono_to_wall
-        # What each flow's counters were at the last read (count, taken, read, untracked,
-        # latency buckets or None), and when they last moved.
-        self._prev_flows: dict[bytes, tuple[tuple, float]] = {}
+        # What each flow's counters were at the last read (_counters), its latency buckets (None
+        # before its first timed take), and when they last moved.
+        self._prev_flows: dict[bytes, tuple[tuple, tuple | None, float]] = {}
         self.keep: set[bytes] = set()  # flows with signals still pending: never evicted
         self._prev_overflow = [0] * (OVERFLOW_SIGNALS * OVERFLOW_RESULTS)
         self.evicted = 0
@@ -78,14 +78,14 @@ class MapDrain:
         for k, v in table.items_lookup_batch():
             raw = bytes(k)
             seen.add(raw)
-            prev, moved = self._prev_flows.get(raw, (_NEVER, now))
-            counters = _counters(v)
-            if counters == prev:
+            prev, prev_hist, moved = self._prev_flows.get(raw, _NEVER)
+            if _counters(v) == prev:
                 if raw not in self.keep:
-                    idle.append((moved, k))
+                    idle.append((moved or now, k))
                 continue
-            self._prev_flows[raw] = (counters, now)
-            deltas.append(self._delta(k, v, prev, wall_now))
+            delta, hist = self._delta(k, v, prev, prev_hist, wall_now)
+            self._prev_flows[raw] = (_counters(v), hist, now)
+            deltas.append(delta)
         for raw in self._prev_flows.keys() - seen:
             del self._prev_flows[raw]
         evicted_before = self.evicted
@@ -94,18 +94,20 @@ class MapDrain:
         deltas += self._overflow(wall_now)
         return deltas
 
-    def _delta(self, k: Any, v: Any, prev: tuple, wall_now: float) -> FlowDelta:
-        """What a flow gained since `prev` (its counters at the last read): a counter below
-        what we saw means the key was evicted and came back, and all of it is new."""
-        now = _counters(v)
-        count, taken, read, untracked = (n - p if n >= p else n for n, p in zip(now[:4], prev[:4], strict=True))
-        latency = None
-        if now[4] is not None and now[4] != prev[4]:
-            before = prev[4] or (0,) * LAT_BUCKETS
-            buckets = [n - p if n >= p else n for n, p in zip(now[4], before, strict=True)]
-            summed = v.lat_sum - prev[5] if prev[4] is not None and v.lat_sum >= prev[5] else v.lat_sum
+    def _delta(self, k: Any, v: Any, prev: tuple, prev_hist: tuple | None, wall_now: float) -> tuple[FlowDelta, Any]:
+        """What a flow gained since `prev` (its counters at the last read), and its latency buckets
+        now: a counter below what we saw means the key was evicted and came back, all of it new.
+        The 56 buckets are read only when the latency sum moved (a take or sigwait was timed)."""
+        count, taken, read, untracked, summed = (
+            n - p if n >= p else n for n, p in zip(_counters(v), prev, strict=True)
+        )
+        latency, hist = None, prev_hist
+        if summed:
+            hist = tuple(v.lat_hist)
+            before = prev_hist or (0,) * LAT_BUCKETS
+            buckets = [n - p if n >= p else n for n, p in zip(hist, before, strict=True)]
             latency = LatencyHistogram(buckets, v.lat_max, summed)
-        return FlowDelta(
+        delta = FlowDelta(
             key=flow_key(k),
             count=count,
             taken=taken,
@@ -119,6 +121,7 @@ class MapDrain:
             claimed=(v.claimed_pid, v.claimed_uid) if k.spoofed else None,
             sender_cgroup=self.cgroups.path(v.sender_cgroup) if v.sender_cgroup else "",
         )
+        return delta, hist
 
     def _evict(self, table: Any, entries: int, idle: list[tuple[float, Any]], wall_now: float) -> list[FlowDelta]:
         """Free the map for new flows: idle ones first, least recently moved first. Exact:
@@ -133,12 +136,12 @@ class MapDrain:
         for _moved, k in idle[: max(0, entries - int(limit * FLOWS_LOW_WATER))]:
             raw = bytes(k)
             last = lookup_and_delete(table.map_fd, raw, value_size)
-            prev, _ = self._prev_flows.pop(raw, (_NEVER, 0.0))
+            prev, prev_hist, _moved = self._prev_flows.pop(raw, _NEVER)
             self.evicted += 1
             if last is not None:
                 value = table.Leaf.from_buffer_copy(last)
                 if _counters(value) != prev:  # it moved between the read and the delete
-                    deltas.append(self._delta(k, value, prev, wall_now))
+                    deltas.append(self._delta(k, value, prev, prev_hist, wall_now)[0])
         return deltas
 
     def _overflow(self, wall_now: float) -> list[FlowDelta]:
@@ -221,12 +224,12 @@ class MapDrain:
         return KernelStats(**dict(zip(STAT_NAMES, delta, strict=True)))
 
 
-_NEVER = (0, 0, 0, 0, None, 0)  # a flow's counters before it was first read
+_NEVER = ((0, 0, 0, 0, 0), None, 0.0)  # a flow before it was first read: counters, buckets, moved
 
 
-def _counters(v: Any) -> tuple:
-    hist = tuple(v.lat_hist)
-    return (v.count, v.taken, v.read, v.untracked, hist if any(hist) else None, v.lat_sum)
+def _counters(v: Any) -> tuple[int, int, int, int, int]:
+    """What tells that a flow moved; its latency buckets move only with lat_sum (every timed take adds to both)."""
+    return (v.count, v.taken, v.read, v.untracked, v.lat_sum)
 
 
 def flow_key(k: Any) -> FlowKey:

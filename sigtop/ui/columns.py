@@ -59,6 +59,9 @@ class Column:
     # Meaningful only while watching (the last interval's rate, time since):
     # the batch report, printed once at the end, leaves these out.
     live_only: bool = False
+    # Derived per row by the table's `annotate` (REASON): worked out for every
+    # row only when the table sorts by it, else for the rows shown.
+    derived: bool = False
 
 
 def _num(get: Callable[[Any], float], style: Callable[[Any], str] | None = None) -> Callable[[Any, float], Text]:
@@ -240,7 +243,7 @@ FLOW_COLUMNS = [
     ),
     Column("FAILED", lambda r: r.failed, lambda r, _n: Text(_failed(r), style="red"), True, 80),
     # Why the signals did not (all) take effect: blocked and pending, ignored, dropped by an init, ...
-    Column("REASON", lambda r: r.reason, lambda r, _n: Text(r.reason, style="yellow"), priority=81),
+    Column("REASON", lambda r: r.reason, lambda r, _n: Text(r.reason, style="yellow"), priority=81, derived=True),
     Column("PROBES", lambda r: r.results[Result.no_signal], _num(lambda r: r.results[Result.no_signal]), True, 10),
     # Containers or services of both ends ("" on the host): the first to hide when narrow.
     Column("CONTAINER", lambda r: (r.sender_container, r.target_container), lambda r, _n: _containers(r), priority=5),
@@ -254,7 +257,7 @@ SIGNALFD_COLUMNS = [
     Column("FLAGS", lambda r: r.flags, lambda r, _n: " ".join(sfd_flag_names(r.flags)) or "-", priority=50),
     Column("CALLS", lambda r: r.calls, _num(lambda r: r.calls), True, 85),
     # Signals of the mask some thread does not block: they go to a handler or the default action.
-    Column("UNBLOCKED", lambda r: r.health, lambda r, _n: Text(r.health, style="bold red"), priority=88),
+    Column("UNBLOCKED", lambda r: r.health, lambda r, _n: Text(r.health, style="bold red"), priority=88, derived=True),
     Column(
         "LAST CHANGE",
         lambda r: r.last_ts,
@@ -310,14 +313,18 @@ class TableSpec:
     columns: list[Column]
     default_sort: int
     rows: Callable[[SignalModel, FlowFilter], list[tuple[str, Any]]]
+    # Sets the derived columns' values on the rows given (see Column.derived).
+    annotate: Callable[[SignalModel, list[Any]], None] | None = None
 
 
 def _flow_rows(model: SignalModel, flt: FlowFilter) -> list[tuple[str, FlowRow]]:
-    rows = [(repr(k), r) for k, r in model.flows.items() if not flt or flt.matches_flow(r)]
+    return [(repr(k), r) for k, r in model.flows.items() if not flt or flt.matches_flow(r)]
+
+
+def _flow_reasons(model: SignalModel, rows: list[FlowRow]) -> None:
     now = model.last_ts or time.time()
-    for _key, row in rows:
+    for row in rows:
         row.reason = explain_row(model, row, now).short
-    return rows
 
 
 def _death_rows(model: SignalModel, flt: FlowFilter) -> list[tuple[str, Death]]:
@@ -342,9 +349,12 @@ def health_text(problems: dict[int, list[int]]) -> str:
     return "; ".join(parts)
 
 
-def _signalfd_rows(model: SignalModel, flt: FlowFilter) -> list[tuple[str, SignalfdRow]]:
-    for row in model.signalfds.values():
+def _signalfd_health(model: SignalModel, rows: list[SignalfdRow]) -> None:
+    for row in rows:
         row.health = health_text(signalfd_health(row.mask, model.dispositions.get(row.pid)))
+
+
+def _signalfd_rows(model: SignalModel, flt: FlowFilter) -> list[tuple[str, SignalfdRow]]:
     return [
         (f"{k[0]}:{k[1]}", r)
         for k, r in model.signalfds.items()
@@ -361,8 +371,8 @@ def _sigreturn_rows(model: SignalModel, flt: FlowFilter) -> list[tuple[str, Sigr
 
 
 TABLES = {
-    "flows": TableSpec("flows", "Flows", FLOW_COLUMNS, 6, _flow_rows),
-    "signalfd": TableSpec("signalfd", "Signalfd", SIGNALFD_COLUMNS, 6, _signalfd_rows),
+    "flows": TableSpec("flows", "Flows", FLOW_COLUMNS, 6, _flow_rows, _flow_reasons),
+    "signalfd": TableSpec("signalfd", "Signalfd", SIGNALFD_COLUMNS, 6, _signalfd_rows, _signalfd_health),
     "sigreturn": TableSpec("sigreturn", "Sigreturn", SIGRETURN_COLUMNS, 3, _sigreturn_rows),
     "deaths": TableSpec("deaths", "Deaths", DEATH_COLUMNS, 0, _death_rows),
 }
@@ -373,9 +383,14 @@ def sorted_rows(
 ) -> list[tuple[str, Any]]:
     """The rows to show, sorted; only the top `limit` (the model keeps the rest)."""
     rows = spec.rows(model, flt)
-    key = spec.columns[column].sort_key
-    rows.sort(key=lambda item: (key(item[1]), item[0]), reverse=descending)
-    return rows if limit is None else rows[:limit]
+    by = spec.columns[column]
+    if spec.annotate is not None and by.derived:  # sorted by a derived value: every row needs it
+        spec.annotate(model, [row for _key, row in rows])
+    rows.sort(key=lambda item: (by.sort_key(item[1]), item[0]), reverse=descending)
+    shown = rows if limit is None else rows[:limit]
+    if spec.annotate is not None and not by.derived:
+        spec.annotate(model, [row for _key, row in shown])
+    return shown
 
 
 def cells(spec: TableSpec, row: Any, now: float) -> list[Text | str]:
