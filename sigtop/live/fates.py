@@ -107,13 +107,14 @@ class FateSettler:
                         suspects.add(ident)
                 else:
                     live_owners.add(owner)
-            if fate is not None and self._remove(k):
+            if fate is not None and not self._remove(k):
+                continue  # the kernel took it first (and counted it)
+            if raw_flow not in flow_keys:
+                flow_keys[raw_flow] = flow_key(v.flow)
+            if fate is not None:
                 fates.setdefault(raw_flow, [0, 0, 0])[fate] += 1
-                flow_keys[raw_flow] = flow_key(v.flow)
-                continue
-            if fate is None:
+            else:
                 still[raw_flow] += 1
-                flow_keys[raw_flow] = flow_key(v.flow)
                 oldest[raw_flow] = min(oldest.get(raw_flow, v.ts), v.ts)
         self._suspects = suspects
         self._next_status = masks.next_start
