@@ -1,8 +1,10 @@
 """The live TUI, headless at 160x50, for the benchmark: prints frame times, key latency and event stats at exit.
 
-Key latency: a key sent the way the terminal driver sends one, timed until
-its action has run (and re-rendered the table). Pilot's own `press` would
-also wait for the whole process to go idle, which it never does in a storm.
+Frame: the UI's own work per snapshot (drawing it). Key latency: a key sent
+the way the terminal driver sends one (I, invert the sort), timed until the
+table drawn on screen is sorted the other way: the action, the model's thread
+sorting for it, and the drawing. Pilot's own `press` would also wait for the
+whole process to go idle, which it never does in a storm.
 """
 
 import asyncio
@@ -26,33 +28,30 @@ async def main() -> None:
 
     app = SigtopApp(source, refresh_s=1.0)
     frames: list[float] = []
-    render = app.refresh_view
+    draw = app.watch_snapshot
+    answered = asyncio.Event()
+    wanted: list[bool] = []  # the sort direction a pressed key asked for
 
-    def timed() -> None:
+    def timed(snapshot) -> None:
         start = time.perf_counter()
-        render()
+        draw(snapshot)
         frames.append(time.perf_counter() - start)
+        if snapshot is not None and wanted and snapshot.table.descending == wanted[-1]:
+            answered.set()
 
-    app.refresh_view = timed
+    app.watch_snapshot = timed
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for s in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(s, stop.set)
     key_latency = []
-    answered = asyncio.Event()
-    invert = app.action_invert_sort
-
-    def timed_invert() -> None:
-        invert()
-        answered.set()
-
-    app.action_invert_sort = timed_invert
     async with app.run_test(size=(160, 50)) as pilot:
         print("Tracing", file=sys.stderr, flush=True)
         presses = 0
         while not stop.is_set():
             await asyncio.sleep(0.25)
             answered.clear()
+            wanted.append(not app.settings.sort(app.active)[1])
             start = time.perf_counter()
             key = events.Key("I", "I")
             key.set_sender(app)
@@ -62,9 +61,6 @@ async def main() -> None:
             if presses > 2:  # not the start-up frames
                 key_latency.append(time.perf_counter() - start)
         await pilot.press("q")
-    await asyncio.sleep(0)  # the collector's last batch, posted as it stopped
-    for batch in app.queue.get_all():
-        app.model.apply(batch)
     source.detach()
     print(
         json.dumps(

@@ -78,17 +78,16 @@ enum result_id {
 #define OVERFLOW_RESULTS 8
 #define OVERFLOW_SLOTS (OVERFLOW_SIGNALS * OVERFLOW_RESULTS)
 
-// struct event's kind (sigtop.names.EventKind).
+// struct event_header's kind (sigtop.names.EventKind): which payload the event carries.
 enum event_kind {
     EV_GENERATE = 1,
     EV_SEND_DONE = 2,
     EV_DELIVER = 3,
     EV_SIGNALFD = 4,
     EV_UNMATCHED_SIGRETURN = 5,
-    EV_DEATH = 6,             // a process killed by a signal: sender = it, sig = the signal, code = CLD_*,
-                              // handler = its cgroup v2 id
-    EV_OOM = 7,               // the OOM killer chose a victim: sender = it, info_value = its anon rss (kB)
-    EV_SIGACTION = 8,         // a process set a disposition: sender = it, sig, handler (0 default, 1 ignore)
+    EV_DEATH = 6,             // a process killed by a signal (struct death_payload)
+    EV_OOM = 7,               // the OOM killer chose a victim (struct oom_payload)
+    EV_SIGACTION = 8,         // a process set a disposition (struct sigaction_payload)
 };
 
 // Slots of the per-CPU stats array (sigtop.live.maps.STAT_NAMES, in order).
@@ -215,34 +214,102 @@ struct signalfd_val {
     char comm[16];
 };
 
-// One detail event in the ring buffer (sigtop.records.SignalEvent; the
-// model reads HOT_FIELDS of every one, in this order).
-struct event {
-    u64 ts;
+// Every detail event: a header that event_begin() fills, then the payload of
+// its kind, each named (sigtop.events decodes each kind by these names, and
+// tests/test_abi.py checks every field's offset against what BCC compiled).
+struct event_header {
+    u64 ts;            // bpf_ktime_get_ns() (CLOCK_MONOTONIC)
+    u32 kind;          // enum event_kind: which payload follows
+    u32 tgid;          // current's process (generate: the interrupted or faulting task for a
+                       // kernel-raised signal; the flow key says 0, "the kernel")
+    u32 tid;           // current's thread
+    u32 pad;
+};
+
+// EV_GENERATE (a signal generated) and EV_SEND_DONE (a send syscall that
+// generated none: a sig-0 probe or a failure).
+struct send_payload {
+    struct flow_key flow;  // the key it was counted under, exactly as the kernel built it
+    s32 sig;           // the number asked for (flow.sig is SIG_INVALID for one that is no signal)
+    s32 code;          // si_code as sent (flow.code folds made-up ones into CODE_OTHER)
+    s32 target_pid;    // generate: the task the kernel names; send done: the pid (or tid) asked for
+    u32 target_tgid;   // its process, where known
+    s32 ret;           // send done: the syscall's return value (a negative errno)
+    s32 group;         // generate: sent to the whole thread group
+    s32 arg_pid;       // the call's arguments: kill/tkill pid, tg* tgid, a pidfd
+    s32 arg_tid;       // tgkill / rt_tgsigqueueinfo thread
+    s32 info_pid;      // the caller's siginfo (has_info): si_pid, si_uid, si_value
+    u32 info_uid;
     u64 info_value;
-    u64 handler;       // deliver: sa_handler; signalfd: mask
-    u64 sa_flags;
-    u32 kind;          // enum event_kind
-    u32 sender_tgid;   // the thread's process (generate: current's even when kernel-raised)
-    u32 sender_tid;
-    s32 target_pid;
-    u32 target_tgid;
+    u32 flags;         // pidfd_send_signal flags
+    u8 has_info;
+    u8 pad[3];
+    char comm[16];     // send done: the sender's comm (generate: on the flow row instead)
+};
+
+// EV_DELIVER: signal_deliver, on the thread that takes the signal.
+struct deliver_payload {
     s32 sig;
     s32 code;
-    s32 result;
-    s32 ret;           // send done / signalfd: the syscall's return value
-    s32 arg_pid;
-    s32 arg_tid;
-    s32 info_pid;
-    u32 info_uid;
-    u32 flags;
-    u32 group;
-    u16 syscall;
-    u8 has_info;
-    u8 spoofed;            // generate: as flow_key.spoofed
-    char comm[16];         // current task (send_done, signalfd, unmatched sigreturn)
-    u8 ns_local;           // send_done: as flow_key.ns_local
-    u8 pad[7];
+    u64 sa_handler;    // 0 SIG_DFL, 1 SIG_IGN, else the handler's address
+    u64 sa_flags;
+};
+
+// EV_SIGNALFD: a signalfd or signalfd4 call, at its exit.
+struct signalfd_payload {
+    u64 mask;          // the mask it asked for
+    s32 ufd;           // -1: create; else the signalfd whose mask it replaces
+    s32 ret;           // the fd, or a negative errno
+    u32 flags;         // signalfd4's SFD_* flags
+    u16 syscall;       // enum syscall_id: SC_SIGNALFD or SC_SIGNALFD4
+    u8 mask_ok;        // the mask could be read (sizemask 8)
+    u8 pad;
+    char comm[16];
+};
+
+// EV_UNMATCHED_SIGRETURN: an rt_sigreturn with no handler frame outstanding.
+struct sigreturn_payload {
+    char comm[16];
+};
+
+// EV_DEATH: a process killed by a signal (from its parent's SIGCHLD, raised
+// on the dying process: the header names it).
+struct death_payload {
+    s32 sig;           // the signal that killed it (si_status)
+    s32 code;          // CLD_KILLED or CLD_DUMPED
+    s32 parent_pid;    // the task its SIGCHLD went to
+    u32 parent_tgid;
+    u64 lifetime_ns;   // since task->start_time; 0: not known
+    u64 cgroup_id;     // its cgroup v2 id (it is gone from /proc by the time user space reads this)
+    char comm[16];
+};
+
+// EV_OOM: the OOM killer chose a victim (oom:mark_victim).
+struct oom_payload {
+    u32 pid;
+    u32 uid;
+    u64 anon_rss_kb;
+};
+
+// EV_SIGACTION: a process set a disposition (rt_sigaction with a new action).
+struct sigaction_payload {
+    s32 sig;
+    u32 pad;
+    u64 handler;       // 0 default, 1 ignore, else a handler's address
+    u64 flags;
+};
+
+struct event {
+    struct event_header head;
+    union {
+        struct send_payload send;
+        struct deliver_payload deliver;
+        struct signalfd_payload signalfd;
+        struct sigreturn_payload sigreturn;
+        struct death_payload death;
+        struct oom_payload oom;
+        struct sigaction_payload sigaction;
+    } u;
 };
 
 #endif

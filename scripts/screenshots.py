@@ -49,7 +49,8 @@ def capture(seconds: float = 4.0) -> None:
 
 
 async def shoot() -> None:
-    from sigtop.recording import ReplaySource, read_recording
+    from sigtop.recording import read_recording
+    from sigtop.sources.replay import ReplaySource
     from sigtop.ui.app import SigtopApp
 
     _, batches = read_recording(CAPTURE)
@@ -74,14 +75,20 @@ async def shoot() -> None:
         shown = batches[: upto[0]] if upto else batches
         app = SigtopApp(ReplaySource(shown, speed=0, name=str(CAPTURE)))
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.pause()
-            app.refresh_view()
+            await app.settled()
             if keys is None:  # filter by the busiest flow's target pid
                 top = max(app.model.flows.values(), key=lambda r: r.count)
                 await pilot.press("slash", *f"pid:{top.key.target_pid}", "enter")
             else:
                 for key in keys:
                     await pilot.press(key)
+                    await app.settled()
+                    if key == "enter":  # a drill-down: built on the model's thread
+                        for _ in range(200):
+                            if app.screen is not app._main:
+                                break
+                            await pilot.pause(0.01)
+            await app.settled()
             await pilot.pause()
             app.save_screenshot(f"{name}.svg", str(out))
         print(f"screenshots/{name}.svg")
@@ -131,7 +138,7 @@ async def shoot_containers() -> None:
             checker.stdin.write(b"go\n")
             checker.stdin.flush()
             await pilot.pause(2.5)
-            app.refresh_view()
+            await app.settled()
             await pilot.pause()
             app.save_screenshot("containers.svg", str(ROOT / "screenshots"))
         print("screenshots/containers.svg")

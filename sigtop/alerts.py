@@ -7,11 +7,12 @@ them by kind. An alert repeats at most once a minute per kind and process.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass, field
 
+from sigtop.lru import BoundedLRU
 from sigtop.names import Result, errno_name, printable, signame
-from sigtop.records import Batch, ProcInfo
+from sigtop.wire import Batch, ProcInfo
 
 PROBING_FAILURES = 20  # failed sends (EPERM, ESRCH) from one process in one interval
 REPEAT_S = 60.0
@@ -35,16 +36,13 @@ class AlertDetector:
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
-        self._quiet: OrderedDict[tuple[str, int], float] = OrderedDict()  # (kind, pid) -> last alert ts
+        self._quiet: BoundedLRU[tuple[str, int], float] = BoundedLRU(MAX_QUIET)  # (kind, pid) -> last alert ts
 
     def _raise(self, kind: str, ts: float, pid: int, tid: int, comm: str, detail: str, procs: dict) -> Alert | None:
         last = self._quiet.get((kind, pid))
         if last is not None and ts - last < REPEAT_S:
             return None
-        self._quiet[(kind, pid)] = ts
-        self._quiet.move_to_end((kind, pid))
-        while len(self._quiet) > MAX_QUIET:
-            self._quiet.popitem(last=False)
+        self._quiet.put((kind, pid), ts)
         self.counts[kind] += 1
         info: ProcInfo | None = procs.get(pid)
         return Alert(

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sigtop.filters import FilterError, FlowFilter
 from sigtop.names import UnknownSignalError, parse_signal, printable
-from sigtop.source import Source, SourceError
+from sigtop.sources import Source, SourceError, open_source
 
 EXIT_USAGE = 2
 
@@ -79,6 +79,16 @@ MIN_INTERVAL_S, MAX_INTERVAL_S = 0.05, 3600.0  # below: redrawing or collecting 
 _duration = _number(0, 366 * 86400, "a duration (seconds)", high_text="366 days")
 _interval = _number(MIN_INTERVAL_S, MAX_INTERVAL_S, "an interval (seconds)", low_inclusive=True)
 _speed = _number(0, 1000, "a speed", low_inclusive=True)
+
+
+def _add_from(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--from",
+        dest="from_file",
+        metavar="FILE",
+        help="read a recording (sigtop record) instead of the kernel: no root, no BPF; -p, -s and "
+        "--container then filter what is shown",
+    )
 
 
 def _add_filters(p: argparse.ArgumentParser, top: bool = False) -> None:
@@ -158,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         "exit status 0: it exited, 3: a signal killed it, 4: still running at --duration",
     )
     _add_filters(b)
+    _add_from(b)
 
     r = sub.add_parser("record", help="record what the collector produces, as JSON Lines")
     r.add_argument(
@@ -178,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--interval", type=_interval, default=1.0, metavar="S", help="how often lines are flushed (default 1)"
     )
     _add_filters(st)
+    _add_from(st)
 
     ex = sub.add_parser("exporter", help="serve the counts as Prometheus metrics on /metrics (headless)")
     ex.add_argument(
@@ -210,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="at most K values get their own series (1..200, default 20); the rest count as 'other'",
     )
     _add_filters(ex)
+    _add_from(ex)
 
     p = sub.add_parser("replay", help="open the live view over a recording (no root, no BPF)")
     p.add_argument("file", metavar="FILE")
@@ -225,15 +238,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _trace_config(args: argparse.Namespace, details: bool, interval: float):
-    from sigtop.live.config import TraceConfig
-
-    return TraceConfig(
+def _source(args: argparse.Namespace, details: bool, interval: float) -> Source:
+    """The command's source: the kernel, or the recording given with --from (read at once)."""
+    notes: list[str] = []
+    source = open_source(
+        getattr(args, "from_file", None),
         pids=tuple(args.pid),
         signals=tuple(args.signal),
         details=details,
         interval_s=interval,
         follow_fates=not args.no_fates,
+        notes=notes,
+    )
+    for note in notes:
+        print(f"sigtop: {printable(note)}", file=sys.stderr)
+    return source
+
+
+def _filter(args: argparse.Namespace) -> FlowFilter:
+    """What the user asked to see, as the one filter every table and sink applies."""
+    return FlowFilter(
+        frozenset(getattr(args, "pid", [])),
+        tuple(getattr(args, "comm", [])),
+        frozenset(getattr(args, "signal", [])),
+        tuple(getattr(args, "container", [])),
     )
 
 
@@ -241,32 +269,40 @@ EXIT_KILLED, EXIT_STILL_RUNNING = 3, 4
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from sigtop.live.collector import BpfSource
-
     watched = args.until_exit
     if watched is not None:
-        if not _running(watched):
+        if args.from_file is not None:
+            raise CliError("--until-exit watches a live process: it cannot be used with --from")
+        from sigtop.live.procfs import is_running
+
+        if not is_running(watched):
             raise CliError(f"no process {watched} to wait for")
         args.pid = [*args.pid, watched]  # its signals, in the kernel; deaths come with detail events
-    source = BpfSource(_trace_config(args, details=watched is not None, interval=args.interval))
-    attach_while_loading(source, "rich.console", "sigtop.model", "sigtop.report", "sigtop.runner")
+    source = _source(args, details=watched is not None, interval=args.interval)
+    attach_while_loading(source, "rich.console", "sigtop.model", "sigtop.export.report", "sigtop.runner")
     from rich.console import Console
 
+    from sigtop.export.report import how_it_ended, print_tables, to_json
     from sigtop.model import SignalModel
-    from sigtop.report import print_tables, to_json
     from sigtop.runner import trace_into_model
 
     model = SignalModel()
+    stop_when = None
+    if watched is not None:
+        from sigtop.live.procfs import is_running
 
-    def ended() -> bool:
-        return any(d.pid == watched for d in model.deaths) or not _running(watched)
+        def stop_when() -> bool:
+            return any(d.pid == watched for d in model.deaths) or not is_running(watched)
 
-    trace_into_model(source, args.duration, model, stop_when=ended if watched is not None else None)
-    flow_filter = FlowFilter(frozenset(args.pid), (), frozenset(args.signal), tuple(args.container))
+    trace_into_model(source, args.duration, model, stop_when=stop_when)
+    flow_filter = _filter(args)
     doc = to_json(model, flow_filter)
     status = 0
     if watched is not None:
-        doc["exit"], status = _how_it_ended(model, watched)
+        from sigtop.live.procfs import is_running
+
+        doc["exit"] = how_it_ended(model, watched, is_running(watched))
+        status = {"killed": EXIT_KILLED, None: EXIT_STILL_RUNNING}.get(doc["exit"]["ended"], 0)
     if args.json:
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -278,51 +314,20 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return status
 
 
-def _how_it_ended(model: object, pid: int) -> tuple[dict, int]:
-    """The 'exit' document of --until-exit, and the exit status to return."""
-    death = next((d for d in model.deaths if d.pid == pid), None)  # type: ignore[attr-defined]
-    if death is not None:
-        from sigtop.names import signame
-
-        return {
-            "pid": pid,
-            "ended": "killed",
-            "signame": signame(death.sig),
-            "core_dumped": death.core,
-            "cause": death.cause,
-            "sender_pid": death.sender_pid or None,
-            "lifetime_s": round(death.lifetime_s, 3) if death.lifetime_s is not None else None,
-        }, EXIT_KILLED
-    if _running(pid):
-        return {"pid": pid, "ended": None}, EXIT_STILL_RUNNING
-    return {"pid": pid, "ended": "exited"}, 0
-
-
-def _running(pid: int) -> bool:
-    """Whether a process still runs: not gone, and not a zombie waiting for its parent to reap it."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in (b"Z", b"X")
-
-
 def cmd_record(args: argparse.Namespace) -> int:
-    from sigtop.live.collector import BpfSource
     from sigtop.recording import RecordingWriter, open_output
     from sigtop.runner import trace
 
-    config = _trace_config(args, details=True, interval=args.interval)
     # Opened before attaching: a refused output costs no compile.
     fd = sys.stdout.fileno() if args.output == "-" else open_output(args.output, force=args.force)
     try:
+        source = _source(args, details=True, interval=args.interval)
         writer = RecordingWriter(
             fd,
-            {"pids": list(config.pids), "signals": list(config.signals), "interval_s": config.interval_s},
+            {"pids": list(args.pid), "signals": list(args.signal), "interval_s": args.interval},
             name=args.output,
         )
-        asyncio.run(trace(BpfSource(config), args.duration, writer.write))
+        asyncio.run(trace(source, args.duration, writer.write))
     except BrokenPipeError:  # the reader of `-o -` went away: the recording simply ends
         return 0
     finally:
@@ -334,14 +339,11 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 def cmd_stream(args: argparse.Namespace) -> int:
     from sigtop.export.stream import EventStream
-    from sigtop.live.collector import BpfSource
     from sigtop.runner import trace
 
-    stream = EventStream(sys.stdout)
+    stream = EventStream(sys.stdout, _filter(args) if args.from_file else None)
     try:
-        asyncio.run(
-            trace(BpfSource(_trace_config(args, details=True, interval=args.interval)), args.duration, stream.write)
-        )
+        asyncio.run(trace(_source(args, details=True, interval=args.interval), args.duration, stream.write))
     except BrokenPipeError:
         # The reader went away (| head): end quietly, and keep Python from complaining at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -353,14 +355,13 @@ def cmd_exporter(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry, start_http_server
 
     from sigtop.export.prometheus import SignalMetrics
-    from sigtop.live.collector import BpfSource
     from sigtop.runner import trace
 
     metrics = SignalMetrics(label_by=args.label_by or "", top=args.top)
     registry = CollectorRegistry()
     registry.register(metrics)
     host, port = args.listen
-    source = BpfSource(_trace_config(args, details=args.details, interval=args.interval))
+    source = _source(args, details=args.details, interval=args.interval)
     on_batch = metrics.apply
     if args.details:
         from sigtop.model import SignalModel
@@ -375,39 +376,26 @@ def cmd_exporter(args: argparse.Namespace) -> int:
         source.detach()
         raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     print(f"serving /metrics on http://{host}:{port}/metrics", file=sys.stderr, flush=True)
-    asyncio.run(trace(source, None, on_batch))
+    asyncio.run(trace(source, None, on_batch, stop_at_end=False))
     return 0
 
 
-def _ui_filter(args: argparse.Namespace) -> FlowFilter:
-    return FlowFilter(
-        frozenset(getattr(args, "pid", [])),
-        tuple(args.comm),
-        frozenset(getattr(args, "signal", [])),
-        tuple(getattr(args, "container", [])),
-    )
-
-
 def cmd_replay(args: argparse.Namespace) -> int:
-    from sigtop.recording import ReplaySource, read_recording
-
     notes: list[str] = []
-    _head, batches = read_recording(args.file, notes)
+    source = open_source(args.file, speed=args.speed, notes=notes)
     for note in notes:
         print(f"sigtop: {printable(note)}", file=sys.stderr)
-    source = ReplaySource(batches, speed=args.speed, name=args.file)
+    _need_terminal()
     return _run_app(source, args, interval=args.delay)
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    from sigtop.live.collector import BpfSource
-
     _need_terminal()  # before a second of compiling
-    source = BpfSource(_trace_config(args, details=True, interval=args.delay))
-    # Attach first, then load Textual: side by side they contend for two
-    # CPUs and the GIL (attached ~0.5 s later, first screen no sooner).
-    source.attach()  # fail here, with one line, before the screen is taken over
-    return _run_app(source, args, interval=args.delay)
+    from sigtop.live import preflight
+
+    preflight.check_all()  # not root, no tracefs, no headers: one line, before the screen is taken over
+    # The compile runs inside the app, behind its first screen.
+    return _run_app(_source(args, details=True, interval=args.delay), args, interval=args.delay)
 
 
 def attach_while_loading(source: Source, *modules: str) -> None:
@@ -431,10 +419,9 @@ def _need_terminal() -> None:
 
 
 def _run_app(source: Source, args: argparse.Namespace, interval: float) -> int:
-    _need_terminal()
     from sigtop.ui.app import SigtopApp
 
-    app = SigtopApp(source, flow_filter=_ui_filter(args), refresh_s=interval)
+    app = SigtopApp(source, flow_filter=_filter(args), refresh_s=interval)
     try:
         app.run()
     finally:
@@ -472,6 +459,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (| head): it has what it wanted; no traceback, and none at exit either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

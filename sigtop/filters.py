@@ -8,6 +8,7 @@ any of their values; kinds combine with AND.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sigtop.names import UnknownSignalError, parse_signal, signame
@@ -69,23 +70,22 @@ class FlowFilter:
         parts += [f"ctr:{c}" for c in self.containers]
         return " ".join(parts)
 
-    def _comm_ok(self, *comms: str) -> bool:
+    def matches(
+        self,
+        pids: Iterable[int],
+        comms: Iterable[str],
+        signals: int | Iterable[int] | None,
+        containers: Iterable[str],
+    ) -> bool:
+        """The one test every table's rows take: any of the row's pids, any of its names, its
+        signal (or any of them; None: a row of no signal passes a signal filter), any of its
+        containers' labels. Terms of one kind match any of their values; kinds combine with AND."""
+        if self.pids and not any(p in self.pids for p in pids):
+            return False
+        if self.signals and signals is not None:
+            wanted = (signals,) if isinstance(signals, int) else signals
+            if not any(s in self.signals for s in wanted):
+                return False
+        if self.containers and not any(c in label for c in self.containers for label in containers):
+            return False
         return not self.comms or any(c in comm for c in self.comms for comm in comms)
-
-    def matches_flow(self, row: object) -> bool:
-        key = row.key  # type: ignore[attr-defined]
-        if self.pids and key.sender_pid not in self.pids and key.target_pid not in self.pids:
-            return False
-        if self.signals and key.sig not in self.signals:
-            return False
-        if not self._container_ok(row.sender_container, row.target_container):  # type: ignore[attr-defined]
-            return False
-        return self._comm_ok(row.sender_comm, row.target_comm)  # type: ignore[attr-defined]
-
-    def _container_ok(self, *labels: str) -> bool:
-        return not self.containers or any(c in label for c in self.containers for label in labels)
-
-    def matches_pid_comm(self, pid: int, comm: str, container: str = "") -> bool:
-        if self.pids and pid not in self.pids:
-            return False
-        return self._container_ok(container) and self._comm_ok(comm)

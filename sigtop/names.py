@@ -10,6 +10,8 @@ import errno
 import signal
 from enum import IntEnum
 
+from sigtop.abi import kernel_abi
+
 SIGRTMIN = signal.SIGRTMIN  # 34 with glibc: the kernel's 32 and 33 are NPTL's
 SIGRTMAX = signal.SIGRTMAX
 KERNEL_SIGRTMIN = 32
@@ -18,47 +20,35 @@ KERNEL_SIGRTMIN = 32
 _STANDARD = {s.value: s.name for s in signal.Signals if s.name not in ("SIGRTMIN", "SIGRTMAX")}
 
 
-class Syscall(IntEnum):
-    """How a signal was sent: a syscall, or raised by the kernel."""
-
-    kernel = 0
-    kill = 1
-    tkill = 2
-    tgkill = 3
-    rt_sigqueueinfo = 4
-    rt_tgsigqueueinfo = 5
-    pidfd_send_signal = 6
-    signalfd = 7
-    signalfd4 = 8
-    overflow = 9  # not a syscall: signals the kernel's flow map had no room for, counted by signal and result
-    pdeathsig = 10  # not a syscall: a parent's death signal (PR_SET_PDEATHSIG); the sender is that parent
-
+# The kernel ABI's enums (bpf/sigtop.h is their one definition; sigtop.abi reads it).
+_ABI = kernel_abi()
+# How a signal was sent: a syscall, raised by the kernel, or two of ours: `overflow`
+# (signals the kernel's flow map had no room for, counted by signal and result) and
+# `pdeathsig` (a parent's death signal, PR_SET_PDEATHSIG; the sender is that parent).
+Syscall = IntEnum("Syscall", _ABI.members("syscall_id", "SC_"))
+# The outcome of one send: the kernel's TRACE_SIGNAL_* (delivered means queued), and
+# no_signal (a sig-0 probe) and failed (see its errno).
+Result = IntEnum("Result", _ABI.members("result_id", "RES_"))
+# Which payload a detail event carries.
+EventKind = IntEnum("EventKind", _ABI.members("event_kind", "EV_"))
+# The per-CPU stats array's slots, in order (the last, STAT_MAX, is their number).
+STAT_NAMES = tuple(name for name in _ABI.members("stat_id", "STAT_") if name != "max")
 
 SEND_SYSCALLS = tuple(s for s in Syscall if s not in (Syscall.kernel, Syscall.overflow, Syscall.pdeathsig))
-CODE_OTHER = 0x7FFF0000  # a caller-chosen si_code the kernel does not define (bpf/sigtop.h)
-SIG_INVALID = -1  # the key of sends that asked for no signal at all (bpf/sigtop.h)
+CODE_OTHER = _ABI.constants["CODE_OTHER"]  # a caller-chosen si_code the kernel does not define
+SIG_INVALID = _ABI.constants["SIG_INVALID"]  # the key of sends that asked for no signal at all
 
 
 def known_code(code: int) -> int:
-    """The si_code as the kernel's flow key keeps it (bpf known_code): made-up codes fold into CODE_OTHER."""
+    """The si_code as the kernel's flow key keeps it (bpf known_code): made-up codes fold into CODE_OTHER.
+
+    Used only to read recordings made before events carried their flow key."""
     return code if -7 <= code <= 0x80 or code == -60 else CODE_OTHER
 
 
 def syscall_name(number: int) -> str:
     """kill, tgkill, ... or `syscall#9` for an id a newer sigtop wrote."""
     return Syscall(number).name if number in Syscall._value2member_map_ else f"syscall#{number}"
-
-
-class Result(IntEnum):
-    """Outcome of one send: the kernel's TRACE_SIGNAL_* and two of ours."""
-
-    delivered = 0  # queued on the target
-    ignored = 1  # disposition is ignore: discarded
-    already_pending = 2  # a standard signal already pending: merged
-    overflow_fail = 3  # realtime queue full: lost
-    lose_info = 4  # queued without its siginfo
-    no_signal = 5  # the call succeeded and generated nothing (sig 0)
-    failed = 6  # the call failed: see its errno
 
 
 GENERATED_RESULTS = (
@@ -68,17 +58,6 @@ GENERATED_RESULTS = (
     Result.overflow_fail,
     Result.lose_info,
 )
-
-
-class EventKind(IntEnum):
-    generate = 1
-    send_done = 2
-    deliver = 3
-    signalfd = 4
-    unmatched_sigreturn = 5
-    death = 6  # a process killed by a signal (from its parent's SIGCHLD: CLD_KILLED or CLD_DUMPED)
-    oom = 7  # the OOM killer chose this process (oom:mark_victim): info_value = its anon rss in kB
-    sigaction = 8  # a process set a disposition (rt_sigaction): sig, handler (0 default, 1 ignore, else a handler)
 
 
 def signame(sig: int) -> str:

@@ -10,12 +10,16 @@ merge, SIGNAL_UNKILLABLE for a pid-namespace init with no handler.
 from __future__ import annotations
 
 import signal
-import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sigtop.model import FlowRow, SignalModel
 from sigtop.names import Result, errno_name, signame
-from sigtop.records import Disposition, ProcInfo
+from sigtop.timefmt import age_text, clock_s
+from sigtop.wire import Disposition, ProcInfo
+
+if TYPE_CHECKING:
+    from sigtop.model.registry import ProcessRegistry
+    from sigtop.tables.flows import FlowRow
 
 # Signals whose default action is to do nothing (sig_kernel_ignore), to stop, or to dump core.
 DEFAULT_IGNORE = frozenset({signal.SIGCONT, signal.SIGCHLD, signal.SIGWINCH, signal.SIGURG})
@@ -91,7 +95,7 @@ def explain(
     found: list[tuple[str, str]] = []  # (short, whole)
     blocked_all = target is not None and _bit(target.blocked_by_all(), sig)
     if row.fates and row.pending:
-        held = f"{_age(now - row.pending_since)}" if row.pending_since else ""
+        held = f"{age_text(now - row.pending_since)}" if row.pending_since else ""
         if blocked_all:
             found.append(
                 (
@@ -125,7 +129,7 @@ def explain(
                 )
             )
         elif now_is == "ignored (SIG_IGN)":
-            when = f" at {_clock(set_at[0])}" if set_at is not None and set_at[1] == 1 else ""
+            when = f" at {clock_s(set_at[0])}" if set_at is not None and set_at[1] == 1 else ""
             found.append(
                 ("ignored: SIG_IGN", f"ignored ({ignored:,}): the target set SIG_IGN for {signame(sig)}{when}")
             )
@@ -164,24 +168,24 @@ def explain(
     return Reason(found[0][0] if found else "", [whole for _short, whole in found])
 
 
-def explain_row(model: SignalModel, row: FlowRow, now: float) -> Reason:
-    """explain() with what the model knows of the row's target."""
+def explain_row(registry: ProcessRegistry, row: FlowRow, now: float) -> Reason:
+    """explain() with what the registry knows of the row's target."""
     k = row.key
     if k.target_pid <= 0 or k.ns_of or k.pidfd >= 0:
         return explain(row, None, None, now)
     return explain(
         row,
-        model.dispositions.get(k.target_pid),
-        model.proc_of(k.target_pid, k.target_gen),
+        registry.dispositions.get(k.target_pid),
+        registry.proc_of(k.target_pid, k.target_gen),
         now,
-        model.disposition_changes.get((k.target_pid, k.sig)),
+        registry.disposition_changes.get((k.target_pid, k.sig)),
     )
 
 
-def target_disposition(model: SignalModel, row: FlowRow) -> dict[str, object] | None:
+def target_disposition(registry: ProcessRegistry, row: FlowRow) -> dict[str, object] | None:
     """How the row's target treats its signal now (JSON and drill-down), None when not known."""
     k = row.key
-    d = model.dispositions.get(k.target_pid) if k.target_pid > 0 and not k.ns_of else None
+    d = registry.dispositions.get(k.target_pid) if k.target_pid > 0 and not k.ns_of else None
     if d is None or k.sig <= 0:
         return None
     blocking = [tid for tid, blocked in d.threads if _bit(blocked, k.sig)]
@@ -192,19 +196,6 @@ def target_disposition(model: SignalModel, row: FlowRow) -> dict[str, object] | 
         "pending_now": _bit(d.pending, k.sig),
         "as_of": round(d.ts, 3) if d.ts else None,  # when /proc was read: the target may be gone since
     }
-
-
-def _clock(ts: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(ts))
-
-
-def _age(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
 
 
 def signalfd_health(mask: int, target: Disposition | None) -> dict[int, list[int]]:

@@ -1,12 +1,12 @@
-"""Recordings: what a source produced, one JSON document per line, and their replay.
+"""The recording format: what a source produced, one JSON document per line.
 
-Line 1 is a header; each further line is one `Batch`. A replay feeds the
-same batches to the same app, with no root and no BPF.
+Line 1 is a header; each further line is one `Batch` (sigtop.codec). The
+writer is the `record` command's sink; sigtop.sources.replay plays a
+recording back as a source, to the same app and sinks, with no root and no BPF.
 """
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import json
 import os
@@ -14,12 +14,12 @@ import platform
 import stat
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from sigtop.records import Batch, RecordValueError, SignalEvent
-from sigtop.source import Deliver, SourceError
+from sigtop.codec import RecordValueError, batch_from_json, batch_json, event_json
+from sigtop.sources import SourceError
+from sigtop.wire import Batch
 
 FORMAT = "sigtop-recording"
 VERSION = 1
@@ -42,12 +42,6 @@ def header(config: dict[str, Any]) -> dict[str, Any]:
 
 SEPARATORS = (",", ":")
 EVENT_CHUNK = 2_000
-EVENT_FIELDS = tuple(f.name for f in fields(SignalEvent))
-
-
-def event_json(event: SignalEvent) -> dict[str, Any]:
-    """An event as the recording stores it (what asdict gives, without its deep copies)."""
-    return {name: getattr(event, name) for name in EVENT_FIELDS}
 
 
 class RecordingFullError(RecordingError):
@@ -120,11 +114,8 @@ class RecordingWriter:
     def write(self, batch: Batch) -> None:
         """A batch as one line, its events streamed in chunks: a storm's 120,000 events a
         second never become one 100 MB document in memory."""
-        events, batch.events = batch.events, []
-        try:
-            doc = batch.to_json()
-        finally:
-            batch.events = events
+        events = batch.events
+        doc = batch_json(batch, with_events=False)
         del doc["events"]
         head = json.dumps(doc, separators=SEPARATORS)
 
@@ -179,44 +170,10 @@ def _header(path: str | Path, line: str) -> dict[str, Any]:
 
 def _batch(path: str | Path, number: int, line: str) -> Batch:
     try:
-        return Batch.from_json(json.loads(line))
+        return batch_from_json(json.loads(line))
     except json.JSONDecodeError as exc:
         raise RecordingError(f"{path}:{number}: corrupt line ({exc.msg} at column {exc.colno})") from None
     except RecordValueError as exc:
         raise RecordingError(f"{path}:{number}: {exc}") from None
     except (RecursionError, ValueError) as exc:  # nesting too deep, numbers too long for int()
         raise RecordingError(f"{path}:{number}: corrupt line ({type(exc).__name__})") from None
-
-
-class ReplaySource:
-    """Plays a recording's batches at their recorded pace (times `speed`): a `sigtop.source.Source`."""
-
-    live = False
-
-    def __init__(self, batches: list[Batch], speed: float = 1.0, name: str = "") -> None:
-        self.batches = batches
-        self.speed = speed
-        self.name = name
-        self.attach_s = 0.0
-        self.error: str | None = None  # a recording read whole before replay cannot fail later
-        self._task: asyncio.Task[None] | None = None
-
-    def attach(self) -> None:
-        """Nothing to attach: a recording needs no kernel."""
-
-    def start(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
-        self._task = loop.create_task(self._play(deliver))
-
-    async def _play(self, deliver: Deliver) -> None:
-        for batch in self.batches:
-            if self.speed > 0:
-                await asyncio.sleep(batch.interval_s / self.speed)
-            deliver(batch)
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-
-    def detach(self) -> None:
-        self.stop()

@@ -1,6 +1,7 @@
-"""Run a source into a model until a duration passes or the user interrupts.
+"""Run a source into a sink until a duration passes, the source ends, or the user interrupts.
 
-Headless: shared by `sigtop batch` and `sigtop record`, and by the tests.
+Headless: every command but the live view is a source composed with a sink
+(a model for the report, a recording, a stream, the exporter's counters) run here.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import sys
 from collections.abc import Callable
 
 from sigtop.model import SignalModel
-from sigtop.records import Batch
-from sigtop.source import BatchQueue, Source, SourceError
+from sigtop.sources import BatchQueue, Source, SourceError
+from sigtop.wire import Batch
 
 
 async def trace(
@@ -21,8 +22,12 @@ async def trace(
     on_batch: Callable[[Batch], None],
     announce: bool = True,
     stop_when: Callable[[], bool] | None = None,
+    stop_at_end: bool = True,
 ) -> None:
-    """Attach, announce, feed every batch to on_batch until done (or stop_when() says so); always detach."""
+    """Attach, announce, feed every batch to on_batch until done (or stop_when() says so); always detach.
+
+    stop_at_end=False keeps going after a recording's last batch (an exporter serving its
+    counts) until the duration, or a signal, ends it."""
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     # SIGHUP too: a batch whose terminal closed prints its results like on Ctrl-C.
@@ -32,7 +37,7 @@ async def trace(
     try:
         source.attach()
         source.start(loop, queue.put)
-        if announce:
+        if announce and source.live:
             print("Tracing signals... Hit Ctrl-C to end.", file=sys.stderr, flush=True)
         deadline = None if duration_s is None else loop.time() + duration_s
         waiter = asyncio.ensure_future(done.wait())
@@ -47,7 +52,7 @@ async def trace(
                 continue
             batch = getter.result()
             on_batch(batch)
-            if batch.final:  # the source ended (a replay ran out, or the collector failed)
+            if batch.final and (stop_at_end or source.error):  # a replay ran out, or the collector failed
                 break
             if stop_when is not None and stop_when():
                 break

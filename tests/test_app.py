@@ -9,10 +9,13 @@ import pytest
 from textual.widgets import DataTable, Static
 
 from sigtop.filters import FlowFilter
-from sigtop.recording import ReplaySource, read_recording
+from sigtop.recording import read_recording
+from sigtop.sources.replay import ReplaySource
 from sigtop.ui.app import SigtopApp
-from sigtop.ui.screens import FlowDetail, HelpScreen, SigreturnDetail
+from sigtop.ui.screens import DetailScreen, HelpScreen
 from tests.conftest import RECORDING, open_fds
+from tests.uihelp import detail_shown
+from tests.uihelp import settled as loaded
 
 SIZE = (160, 42)
 
@@ -27,10 +30,9 @@ def make_app(batches, **kwargs) -> SigtopApp:
     return SigtopApp(ReplaySource(copy.deepcopy(batches), speed=0, name="recording.jsonl"), **kwargs)
 
 
-async def loaded(pilot) -> None:
-    await pilot.pause()
-    pilot.app.refresh_view()
-    await pilot.pause()
+def rows_by_key(app: SigtopApp) -> dict:
+    """The flows table's model rows by the key the widget shows them under (read once the feed is idle)."""
+    return {repr(k): r for k, r in app.model.flows.items()}
 
 
 def column_index(app: SigtopApp, label: str, name: str = "flows") -> int:
@@ -56,10 +58,12 @@ async def test_tables_switch_with_number_keys(batches):
         assert app.active == "flows"
         assert len(visible(app)) == len(app.model.flows) > 5
         await pilot.press("2")
+        await loaded(pilot)
         assert app.active == "signalfd"
         rows = visible(app, "signalfd")
         assert any("SIGTERM" in r[3] and "SIGCHLD" in r[3] and "SFD_CLOEXEC" in r[4] for r in rows)
         await pilot.press("3")
+        await loaded(pilot)
         assert app.active == "sigreturn"
         assert len(visible(app, "sigreturn")) == len(app.model.sigreturns)
         await pilot.press("1")
@@ -74,13 +78,16 @@ async def test_sort_numbers_as_numbers_and_text_as_text(batches):
         counts = [int(r[count].replace(",", "")) for r in visible(app)]
         assert counts == sorted(counts, reverse=True)  # default: COUNT, descending
         await pilot.press("I")
+        await loaded(pilot)
         counts = [int(r[count].replace(",", "")) for r in visible(app)]
         assert counts == sorted(counts)
         await pilot.press("less_than_sign", "less_than_sign", "less_than_sign")  # COUNT -> TARGET COMM
-        assert app.sort["flows"] == (3, False)
+        assert app.sort["flows"] == ("target_comm", False)
+        await loaded(pilot)
         comms = [r[3] for r in visible(app)]
         assert comms == sorted(comms)
         await pilot.press("greater_than_sign")  # SIGNAL: by number, not name
+        await loaded(pilot)
         signals = [r[4] for r in visible(app)]
         assert signals.index("SIGUSR1") < signals.index("SIGTERM")  # 10 before 15
         table = app.query_one("#table-flows", DataTable)
@@ -95,11 +102,12 @@ async def test_header_click_sorts_by_that_column(batches):
         columns = list(table.columns.values())
         x = sum(c.get_render_width(table) for c in columns[: column_index(app, "SIGNAL")]) + 1  # inside SIGNAL
         await pilot.click("#table-flows", offset=(x, 0))
-        assert app.sort["flows"] == (4, True)  # a new column starts descending
+        assert app.sort["flows"] == ("signal", True)  # a new column starts descending
+        await loaded(pilot)
         signals = [r[4] for r in visible(app)]
         assert signals.index("SIGTERM") < signals.index("SIGUSR1")  # 15 before 10
         await pilot.click("#table-flows", offset=(x, 0))
-        assert app.sort["flows"] == (4, False)  # the same column again: inverted
+        assert app.sort["flows"] == ("signal", False)  # the same column again: inverted
         assert "▲" in str(list(table.columns.values())[4].label)
 
 
@@ -110,6 +118,7 @@ async def test_filter_by_pid_and_invalid_input(batches):
         top = max(app.model.flows.values(), key=lambda r: r.count)
         pid = top.key.target_pid
         await pilot.press("slash", *f"pid:{pid}", "enter")
+        await loaded(pilot)
         rows = visible(app)
         assert rows
         assert all(str(pid) in (r[0], r[2]) for r in rows)
@@ -121,6 +130,7 @@ async def test_filter_by_pid_and_invalid_input(batches):
         assert app.flow_filter.pids == {pid}  # the old filter stays
         await pilot.press("escape")
         assert not app.flow_filter
+        await loaded(pilot)
         assert len(visible(app)) == len(app.model.flows)
 
 
@@ -138,17 +148,24 @@ async def test_drill_down_and_back(batches):
     app = make_app(batches)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
+        top_key = app.table("flows").cursor_key()
         await pilot.press("enter")
-        assert isinstance(app.screen, FlowDetail)
-        events = app.screen.query_one("#events", DataTable)
-        assert events.row_count == min(len(app.screen.row.events), 200) > 0
+        await detail_shown(pilot)
+        assert isinstance(app.screen, DetailScreen)
+        assert app.screen.detail.title.startswith("Flow ")
+        events = app.screen.query_one("#detail-table-0", DataTable)
+        assert events.row_count == min(len(rows_by_key(app)[top_key].events), 200) > 0
         first = [str(getattr(c, "plain", c)) for c in events.get_row_at(0)]
         assert first[3].startswith("kill(")
-        app.refresh_view()  # a refresh tick while the detail screen is on top
+        app.feed.view(app.settings)  # a snapshot while the detail screen is on top
+        await loaded(pilot)
         await pilot.press("escape")
-        assert not isinstance(app.screen, FlowDetail)
-        await pilot.press("3", "enter")
-        assert isinstance(app.screen, SigreturnDetail)
+        assert not isinstance(app.screen, DetailScreen)
+        await pilot.press("3")
+        await loaded(pilot)
+        await pilot.press("enter")
+        await detail_shown(pilot)
+        assert app.screen.detail.title.startswith("rt_sigreturn of ")
 
 
 async def test_pause_freezes_view_but_keeps_counting(batches):
@@ -159,12 +176,14 @@ async def test_pause_freezes_view_but_keeps_counting(batches):
         await pilot.press("space")
         assert "PAUSED" in header(app)
         for batch in copy.deepcopy(batches[2:]):
-            app.queue.put(batch)
-        app.refresh_view()
+            app.feed.put(batch)
+        app.feed.view(app.settings)
+        await loaded(pilot)
         assert visible(app) == before
         counted = app.model.total_signals
         assert counted > sum(int(r[6].replace(",", "")) for r in before)
         await pilot.press("p")
+        await loaded(pilot)
         assert visible(app) != before
 
 
@@ -177,6 +196,7 @@ async def test_clear_help_and_quit(batches):
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
         await pilot.press("c")
+        await loaded(pilot)
         assert visible(app) == []
         assert app.model.total_signals == 0
         await pilot.press("q")
@@ -213,11 +233,13 @@ async def test_live_app_shows_real_signals_then_detaches(bpf_ready, spawn):
     target.ask("ignore SIGUSR2")
     bpf_fds = open_fds("bpf-prog")
     source = BpfSource(TraceConfig(interval_s=0.2))
-    source.attach()
-    assert open_fds("bpf-prog") > bpf_fds
     app = SigtopApp(source, refresh_s=0.2)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        for _ in range(100):  # the app attaches behind its first screen
+            await pilot.pause(0.1)
+            if "LIVE" in header(app):
+                break
+        assert open_fds("bpf-prog") > bpf_fds
         assert sender.ask(f"kill {target.pid} SIGUSR2 17") == "ok"
         for _ in range(50):
             await pilot.pause(0.1)
@@ -253,29 +275,26 @@ async def test_cursor_and_scroll_survive_a_reordering_refresh(batches):
         cursor, scroll = table.cursor_key(), table.scroll_y
         assert scroll > 0
         order = [r.key.value for r in table.ordered_rows]
+        rows = rows_by_key(app)
         # The 2nd and 3rd rows trade places; the cursor's row stays where it is.
-        second = table.shown[order[1]]
-        third_key = order[2]
-        source_batch = next(
-            b for b in batches if any(app.model.row_key(f.key) == table.shown[third_key].key for f in b.flows)
-        )
-        index = next(
-            i for i, f in enumerate(source_batch.flows) if app.model.row_key(f.key) == table.shown[third_key].key
-        )
-        app.queue.put(bumped(source_batch, index, second.count))
-        app.refresh_view()
-        await pilot.pause()
+        second = rows[order[1]]
+        third = rows[order[2]]
+        source_batch = next(b for b in batches if any(app.model.row_key(f.key) == third.key for f in b.flows))
+        index = next(i for i, f in enumerate(source_batch.flows) if app.model.row_key(f.key) == third.key)
+        app.feed.put(bumped(source_batch, index, second.count))
+        app.feed.view(app.settings)
+        await loaded(pilot)
         now = [r.key.value for r in table.ordered_rows]
         assert now[1:3] == [order[2], order[1]]
         assert table.cursor_key() == cursor
         assert table.scroll_y == scroll
         # Now the cursor's own row jumps to the top: the cursor goes with it.
-        row = table.shown[cursor]
+        row = rows_by_key(app)[cursor]
         source_batch = next(b for b in batches if any(app.model.row_key(f.key) == row.key for f in b.flows))
         index = next(i for i, f in enumerate(source_batch.flows) if app.model.row_key(f.key) == row.key)
-        app.queue.put(bumped(source_batch, index, 100_000))
-        app.refresh_view()
-        await pilot.pause()
+        app.feed.put(bumped(source_batch, index, 100_000))
+        app.feed.view(app.settings)
+        await loaded(pilot)
         assert table.cursor_key() == cursor
         assert table.cursor_row == 0
         assert table.ordered_rows[0].key.value == cursor

@@ -9,8 +9,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "sigtop"
 
 
 def imports(path: Path) -> set[str]:
+    """What a module imports when it runs (imports for type checkers alone, under TYPE_CHECKING, run never)."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            node.body = []
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
@@ -28,22 +33,51 @@ def test_only_live_imports_bcc():
             assert not any(u == "bcc" or u.startswith("bcc.") for u in used), name
 
 
-def test_ui_and_model_never_import_the_live_side():
+# Everything but the sources (which build the live one on demand), the CLI and the doctor.
+BESIDE_THE_KERNEL = (
+    "ui/", "export/", "model/", "tables/", "wire.py", "codec.py", "events.py", "recording.py", "runner.py",
+    "reasons.py", "names.py", "filters.py", "alerts.py", "abi.py", "timefmt.py", "lru.py",
+)  # fmt: skip
+PURE = ("model/", "tables/", "wire.py", "codec.py", "events.py", "names.py", "filters.py", "reasons.py",
+        "alerts.py", "abi.py", "timefmt.py", "containers.py", "lru.py")  # fmt: skip
+HEADLESS = ("export/", "model/", "tables/", "sources/", "runner.py", "recording.py", "wire.py", "codec.py", "events.py")
+
+
+def test_ui_export_and_model_never_import_the_live_side():
     for name, used in modules().items():
-        if name.startswith(("ui/", "export/")) or name in (
-            "model.py",
-            "records.py",
-            "source.py",
-            "report.py",
-            "recording.py",
-        ):
+        if name.startswith(BESIDE_THE_KERNEL):
             assert not any(u.startswith("sigtop.live") for u in used), name
 
 
-def test_model_imports_neither_bcc_nor_textual():
-    for name in ("model.py", "records.py", "names.py", "filters.py"):
-        used = imports(PACKAGE / name)
-        assert not any(u.split(".")[0] in ("bcc", "textual") for u in used), name
+def test_the_model_and_the_tables_import_neither_bcc_nor_textual():
+    for name, used in modules().items():
+        if name.startswith(PURE):
+            assert not any(u.split(".")[0] in ("bcc", "textual") for u in used), name
+
+
+def test_headless_code_never_imports_the_ui():
+    for name, used in modules().items():
+        if name.startswith(HEADLESS):
+            assert not any(u.startswith(("sigtop.ui", "textual")) for u in used), name
+
+
+def test_the_model_flows_one_way():
+    """Sources feed the model, the model feeds the tables' folds, sinks read them: nothing runs back up."""
+    for name, used in modules().items():
+        if name.startswith(("tables/", "wire.py", "codec.py", "events.py")):
+            assert not any(u == "sigtop.model" or u.startswith("sigtop.model.") for u in used), name
+        if name.startswith(("model/", "tables/")):
+            assert not any(u.startswith(("sigtop.export", "sigtop.sources", "sigtop.runner")) for u in used), name
+
+
+def test_every_table_is_one_registered_module():
+    from sigtop.tables import TABLES
+
+    modules_here = {p.stem for p in (PACKAGE / "tables").glob("*.py")} - {"__init__", "base"}
+    assert modules_here == set(TABLES), "every table module registers its spec, and only those"
+    for spec in TABLES.values():
+        assert spec.default_sort in spec.column_names(), spec.name
+        assert len(set(spec.column_names())) == len(spec.columns), spec.name
 
 
 def test_every_module_says_what_it_is_for():
@@ -51,9 +85,3 @@ def test_every_module_says_what_it_is_for():
         doc = ast.get_docstring(ast.parse(path.read_text()))
         assert doc, path
         assert len(doc.splitlines()[0]) > 20, path
-
-
-def test_exports_never_import_the_ui():
-    for name, used in modules().items():
-        if name.startswith("export/"):
-            assert not any(u.startswith(("sigtop.ui", "textual")) for u in used), name

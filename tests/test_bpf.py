@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from sigtop.export.report import to_json
 from sigtop.model import EVENTS_PER_ROW, FlowRow, SignalModel
 from sigtop.names import EventKind, Result, Syscall
-from sigtop.report import to_json
 
 pytestmark = pytest.mark.bpf
 
@@ -623,9 +623,10 @@ def test_a_sender_that_execs_shows_both_names(measure, spawn):
         shells[0].wait()
     row = only_flow(model, shells[0].pid, sink.pid)
     assert (row.sender_comm, row.sender_comm_now) == ("sh", "sleep")
-    from sigtop.ui.columns import FLOW_COLUMNS
+    from sigtop.tables import TABLES
+    from sigtop.tables.base import View
 
-    assert FLOW_COLUMNS[1].cell(row, 0).plain == "sh→sleep"
+    assert TABLES["flows"].column("sender_comm").cell(row, View(model)).plain == "sh→sleep"
 
 
 NS_INIT = """

@@ -103,11 +103,12 @@ RUNTIME_CGROUPS = [
 @pytest.mark.bpf
 @pytest.mark.parametrize(("container_path", "label"), RUNTIME_CGROUPS)
 def test_flows_name_the_containers_of_both_ends(bpf_ready, spawn, runtime_cgroups, container_path, label):
+    from sigtop.export.report import to_json
     from sigtop.live.collector import BpfSource
     from sigtop.live.config import TraceConfig
     from sigtop.model import SignalModel
-    from sigtop.report import to_json
-    from sigtop.ui.columns import FLOW_COLUMNS
+    from sigtop.tables import TABLES
+    from sigtop.tables.base import View
 
     target, sender = spawn(), spawn()
     target.ask("ignore SIGUSR2")
@@ -128,14 +129,15 @@ def test_flows_name_the_containers_of_both_ends(bpf_ready, spawn, runtime_cgroup
         sender.stop()
     (row,) = [r for r in model.flows.values() if r.key.sender_pid == sender.pid]
     assert (row.count, row.sender_container, row.target_container) == (4, "svc:sigtop-probe", label)
-    assert FLOW_COLUMNS[-1].cell(row, 0).plain == f"svc:sigtop-probe→{label}"
+    assert TABLES["flows"].column("container").cell(row, View(model)).plain == f"svc:sigtop-probe→{label}"
     (doc,) = [f for f in to_json(model)["flows"] if f["sender_pid"] == sender.pid]
     assert doc["target_container"]["label"] == label
     assert doc["sender_container"]["kind"] == "service"
     from sigtop.filters import FlowFilter
 
-    assert FlowFilter.parse(f"ctr:{label.split(':')[0]}").matches_flow(row)
-    assert not FlowFilter.parse("ctr:nothing-like-it").matches_flow(row)
+    flows = TABLES["flows"]
+    assert flows.select(model, row, FlowFilter.parse(f"ctr:{label.split(':')[0]}"))
+    assert not flows.select(model, row, FlowFilter.parse("ctr:nothing-like-it"))
 
 
 SEND_AND_GO = """

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sigtop.report import to_json
+from sigtop.export.report import to_json
 
 pytestmark = pytest.mark.bpf
 

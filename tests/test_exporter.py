@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sigtop.export.prometheus import SignalMetrics
 from sigtop.model import SignalModel
 from sigtop.recording import read_recording
-from sigtop.records import Batch, FlowDelta, FlowKey
+from sigtop.wire import Batch, FlowDelta, FlowKey
 from tests.conftest import RECORDING, REQUIRE_BPF
 from tests.test_cli import SIGTOP
 
@@ -267,7 +267,7 @@ def test_without_kernel_timing_the_histogram_counts_every_matched_delivery():
 
 def test_alerts_and_deaths_are_counted_by_bounded_kinds():
     from sigtop.names import EventKind, Syscall
-    from sigtop.records import SignalEvent, ThreadDelta
+    from sigtop.wire import SignalEvent, ThreadDelta
 
     metrics, model = SignalMetrics(), SignalModel()
     death = SignalEvent(5.0, int(EventKind.death), 77, 77, 1, 1, 9, 2, 0, 0, int(Syscall.kernel), comm="victim")

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from sigtop.export.report import to_json
 from sigtop.model import FlowRow, SignalModel
-from sigtop.report import to_json
 
 pytestmark = pytest.mark.bpf
 
@@ -253,7 +253,7 @@ def test_no_fate_is_counted_twice_under_a_storm(follow, spawn):
 def reason_of(model: SignalModel, row: FlowRow):
     from sigtop.reasons import explain_row
 
-    return explain_row(model, row, time.time())
+    return explain_row(model.registry, row, time.time())
 
 
 def test_an_ignoring_target_and_a_blocking_one_get_their_reason(follow, spawn):
@@ -267,12 +267,12 @@ def test_an_ignoring_target_and_a_blocking_one_get_their_reason(follow, spawn):
             os.kill(ignoring.pid, signal.SIGUSR2)
         os.kill(blocking.pid, signal.SIGTERM)
 
-    model = follow(work, lambda m: any(r.pending for r in m.flows.values()) and len(m.dispositions) >= 2)
+    model = follow(work, lambda m: any(r.pending for r in m.flows.values()) and len(m.registry.dispositions) >= 2)
     ignored = reason_of(model, row_to(model, ignoring.pid, signal.SIGUSR2))
     assert ignored.short == "ignored: SIG_IGN"
     (line,) = ignored.lines
     assert line.startswith("ignored (3): the target set SIG_IGN for SIGUSR2 at ")
-    assert model.disposition_changes[(ignoring.pid, signal.SIGUSR2)][1] == 1  # SIG_IGN
+    assert model.registry.disposition_changes[(ignoring.pid, signal.SIGUSR2)][1] == 1  # SIG_IGN
     blocked = reason_of(model, row_to(model, blocking.pid, signal.SIGTERM))
     assert blocked.short.startswith("blocked, pending ")
     assert blocked.lines[0].startswith("blocked by every thread of the target: 1 pending for ")
@@ -334,12 +334,12 @@ def test_a_signalfd_whose_signal_is_not_blocked_is_flagged(follow, spawn):
         made["fd"] = int(child.ask("signalfd4 -1 0 SIGUSR1,SIGURG"))  # SIGURG in the mask, not blocked
         made["tid"] = int(child.ask("thread"))  # a second thread: it inherits the mask (SIGUSR1 blocked)
 
-    model = follow(work, lambda m: child.pid in m.dispositions and (child.pid, made["fd"]) in m.signalfds)
+    model = follow(work, lambda m: child.pid in m.registry.dispositions and (child.pid, made["fd"]) in m.signalfds)
     fd, tid = made["fd"], made["tid"]
     from sigtop.reasons import signalfd_health
 
     row = model.signalfds[(child.pid, fd)]
-    assert signalfd_health(row.mask, model.dispositions[child.pid]) == {signal.SIGURG: [child.pid, tid]}
+    assert signalfd_health(row.mask, model.registry.dispositions[child.pid]) == {signal.SIGURG: [child.pid, tid]}
     doc = to_json(model)
     entry = next(s for s in doc["signalfd"] if s["pid"] == child.pid and s["fd"] == fd)
     assert entry["unblocked"] == {"SIGURG": [child.pid, tid]}

@@ -11,9 +11,10 @@ import time
 
 import pytest
 
-from sigtop.model import OVERFLOW, SignalModel
+from sigtop.export.report import to_json
+from sigtop.model import SignalModel
 from sigtop.names import Result
-from sigtop.report import to_json
+from sigtop.tables.flows import OVERFLOW
 from tests.test_bpf import only_flow
 
 pytestmark = pytest.mark.bpf
@@ -123,16 +124,16 @@ def test_giant_command_lines_are_capped_where_they_are_read():
 
 
 def test_the_process_table_holds_a_bounded_number_of_bytes():
-    from sigtop.model import MAX_PROC_TEXT
-    from sigtop.records import Batch, ProcInfo
+    from sigtop.model.registry import MAX_PROC_TEXT
+    from sigtop.wire import Batch, ProcInfo
 
     model = SignalModel()
     huge = "x" * 1_000_000  # as a crafted recording could hold
     for start in range(0, 30_000, 1000):
         procs = [ProcInfo(pid, pid, "p", cmdline=huge, cgroup="/c" * 5000) for pid in range(start, start + 1000)]
         model.apply(Batch(ts=1, interval_s=1, procs=procs))
-    assert model.proc_text <= MAX_PROC_TEXT
-    assert sum(len(p.cmdline) + len(p.cgroup) for p in model.procs.values()) == model.proc_text
+    assert model.registry.proc_text <= MAX_PROC_TEXT
+    assert sum(len(p.cmdline) + len(p.cgroup) for p in model.procs.values()) == model.registry.proc_text
     assert all(p.cmdline.endswith("characters]") for p in model.procs.values())
 
 

@@ -10,11 +10,13 @@ import json
 import pytest
 from rich.console import Console
 
+from sigtop.export.report import print_tables, to_json
 from sigtop.model import SignalModel
-from sigtop.recording import ReplaySource, read_recording
-from sigtop.report import print_tables, to_json
+from sigtop.recording import read_recording
+from sigtop.sources.replay import ReplaySource
 from sigtop.ui.app import SigtopApp
 from tests.conftest import RECORDING
+from tests.uihelp import detail_shown, settled
 
 # OSC (set the terminal title), CSI (colour), BEL, a bidi override, and markup.
 EVIL = "\x1b]0;PWNED\x07\x1b[31mred\x1b[0m\x9b2J[bold red]x[/]\u202eevil"
@@ -49,14 +51,17 @@ def assert_clean(text: str) -> None:
 async def test_every_screen_shows_hostile_strings_escaped():
     app = SigtopApp(ReplaySource(poisoned_batches(), speed=0, name=f"rec{EVIL}.jsonl"))
     async with app.run_test(size=(200, 60)) as pilot:
-        await pilot.pause()
-        app.refresh_view()
-        await pilot.pause()
+        await settled(pilot)
         screens = [app.export_screenshot()]
-        for keys in (["enter"], ["escape", "2", "enter"], ["escape", "3", "enter"]):
-            await pilot.press(*keys)
-            await pilot.pause()
+        for table in ("1", "2", "3", "4", "5"):
+            await pilot.press(table)
+            await settled(pilot)
             screens.append(app.export_screenshot())
+            if app.table(app.active).row_count:
+                await pilot.press("enter")
+                await detail_shown(pilot)
+                screens.append(app.export_screenshot())
+                await pilot.press("escape")
     for svg in screens:
         # The SVG holds the text as drawn (with entities for <, >, &).
         text = svg.replace("&#160;", " ").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
@@ -128,7 +133,7 @@ def test_a_real_cgroup_named_with_escapes_is_shown_escaped(bpf_ready, spawn):
         assert info is not None
         assert "\x1b" in info.cgroup  # what /proc says, raw
         model = SignalModel()
-        from sigtop.records import Batch
+        from sigtop.wire import Batch
 
         model.apply(Batch(ts=1, interval_s=1, procs=[info]))
         shown = model.procs[child.pid].cgroup

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import copy
-import ctypes
 import signal
 
+from sigtop.codec import batch_from_json, batch_json
+from sigtop.events import EventBlock, EventLayout, pack_records
+from sigtop.export.report import to_json
 from sigtop.filters import FlowFilter
-from sigtop.live.layout import event_layout
 from sigtop.model import EVENTS_PER_ROW, SignalModel
 from sigtop.names import EventKind, Result, Syscall
-from sigtop.records import (
+from sigtop.tables import TABLES
+from sigtop.wire import (
     Batch,
-    EventBlock,
     FlowDelta,
     FlowKey,
     ProcInfo,
@@ -20,7 +21,6 @@ from sigtop.records import (
     SignalfdState,
     ThreadDelta,
 )
-from sigtop.report import to_json
 
 
 def key(sender=100, target=200, sig=15, syscall=Syscall.kill, result=Result.delivered, err=0, code=0, tgid=0):
@@ -117,7 +117,7 @@ def test_unmatched_counts_come_from_the_kernel_when_it_counts_them():
 def test_delivery_latency_matches_generate_to_deliver():
     model = SignalModel()
     k = key()
-    gen = SignalEvent(10.0, EventKind.generate, 100, 100, 200, 0, 15, 0, 0, 0, int(Syscall.kill))
+    gen = generate(10.0, 100, 100, 200, 0)
     dlv = SignalEvent(10.00025, EventKind.deliver, 200, 200, 200, 200, 15, 0, 0, 0, 0)
     model.apply(Batch(ts=1, interval_s=1, flows=[delta(k, 1)], events=[gen, dlv]))
     (row,) = model.flows.values()
@@ -150,7 +150,7 @@ def test_clear_forgets_counts():
 
 
 def test_batches_round_trip_and_merge():
-    gen = SignalEvent(10.0, EventKind.generate, 100, 100, 200, 0, 15, 0, 0, 0, 1, comm="[red]x")
+    gen = generate(10.0, 100, 100, 200, 0, comm="[red]x")
     batch = Batch(
         ts=1,
         interval_s=1,
@@ -158,7 +158,7 @@ def test_batches_round_trip_and_merge():
         events=[gen],
         procs=[ProcInfo(1, 1, "init", parents=[(0, "")], pidfds={3: 9})],
     )
-    again = Batch.from_json(batch.to_json())
+    again = batch_from_json(batch_json(batch))
     assert again == batch
     later = Batch(ts=2, interval_s=1, flows=[delta(key(), 4)])
     batch.merge(later)
@@ -175,58 +175,30 @@ def test_filter_parse_and_match():
     assert f.signals == {15}
     model = SignalModel()
     model.apply(Batch(ts=1, interval_s=1, flows=[delta(key(), 1), delta(key(target=300), 1), delta(key(sig=10), 1)]))
-    shown = [r for r in model.flows.values() if f.matches_flow(r)]
+    shown = [row for _key, row in TABLES["flows"].selected(model, f)]
     assert [(r.key.target_pid, r.key.sig) for r in shown] == [(200, 15)]
     assert FlowFilter.parse("nginx").comms == ("nginx",)
     assert FlowFilter.parse("USR1").signals == {10}
 
 
-class CEvent(ctypes.Structure):
-    """bpf/sigtop.h's struct event, as BCC hands its ctypes class to the collector (test_abi holds it to the header)."""
-
-    _fields_ = [
-        ("ts", ctypes.c_ulonglong),
-        ("info_value", ctypes.c_ulonglong),
-        ("handler", ctypes.c_ulonglong),
-        ("sa_flags", ctypes.c_ulonglong),
-        *((n, ctypes.c_uint) for n in ("kind", "sender_tgid", "sender_tid")),
-        *((n, ctypes.c_int) for n in ("target_pid",)),
-        ("target_tgid", ctypes.c_uint),
-        *((n, ctypes.c_int) for n in ("sig", "code", "result", "ret", "arg_pid", "arg_tid", "info_pid")),
-        *((n, ctypes.c_uint) for n in ("info_uid", "flags", "group")),
-        ("syscall", ctypes.c_ushort),
-        ("has_info", ctypes.c_ubyte),
-        ("spoofed", ctypes.c_ubyte),
-        ("comm", ctypes.c_char * 16),
-        ("ns_local", ctypes.c_ubyte),
-        ("pad", ctypes.c_ubyte * 7),
-    ]
+LAYOUT = EventLayout.for_records(8, 136)  # a ring buffer's records: an 8-byte header, then struct event
 
 
-def packed(events: list[SignalEvent], layout, wall: float) -> bytes:
-    """Ring-buffer records for events, as the kernel would write them."""
-    out = []
-    for e in events:
-        fields = {
-            **{n: getattr(e, n) for n, _ in CEvent._fields_ if hasattr(e, n)},
-            "ts": round((e.ts - wall) * 1e9),
-            "sender_tgid": e.sender_pid,
-            "comm": e.comm.encode(),
-            "pad": b"",
-        }
-        out.append(layout.full.pack(*(fields[n] for n, _ in CEvent._fields_)))
-    return b"".join(out)
+def generate(ts, sender, sender_tid, target, target_tgid, sig=15, comm="", result=Result.delivered) -> SignalEvent:
+    """A kill()'s generate event, with the key the kernel counted it under."""
+    flow = FlowKey(sender, target, target_tgid, sig, 0, 0, int(Syscall.kill), int(result))
+    return SignalEvent(
+        ts, EventKind.generate, sender, sender_tid, target, target_tgid, sig, 0, int(result), 0, int(Syscall.kill),
+        comm=comm, flow=flow,
+    )  # fmt: skip
 
 
 def test_packed_events_fold_like_decoded_ones():
     """A live EventBlock (decoded only where kept) and the same events as objects give the same model."""
-    layout = event_layout(CEvent)
+    layout = LAYOUT
     wall = 1_000.0
     k = key(target=200, tgid=200)
-    gens = [
-        SignalEvent(wall + i / 1000, EventKind.generate, 100, 101, 200, 200, 15, 0, 0, 0, int(Syscall.kill), comm="s")
-        for i in range(EVENTS_PER_ROW + 50)
-    ]
+    gens = [generate(wall + i / 1000, 100, 101, 200, 200, comm="s") for i in range(EVENTS_PER_ROW + 50)]
     dlvs = [SignalEvent(g.ts + 0.00025, EventKind.deliver, 200, 200, 200, 200, 15, 0, 0, 0, 0) for g in gens]
     first = [e for pair in zip(gens, dlvs, strict=True) for e in pair][:-1]  # the last delivery comes a batch later
     last = [dlvs[-1]]
@@ -234,7 +206,7 @@ def test_packed_events_fold_like_decoded_ones():
     for as_block in (False, True):
         model = SignalModel()
         for n, objects in enumerate((first, last)):
-            events = EventBlock(packed(objects, layout, wall), layout, wall) if as_block else objects
+            events = EventBlock(pack_records(objects, layout, wall), layout, wall) if as_block else objects
             model.apply(Batch(ts=n, interval_s=1, flows=[delta(k, len(gens) if n == 0 else 0)], events=events))
         models.append(model)
     (plain,), (block,) = (list(m.flows.values()) for m in models)
@@ -247,22 +219,21 @@ def test_packed_events_fold_like_decoded_ones():
 
 
 def test_event_blocks_merge_and_serialise():
-    layout = event_layout(CEvent)
-    gen = SignalEvent(10.0, EventKind.generate, 100, 100, 200, 0, 15, 0, 0, 0, 1, comm="[red]x")
-    block = EventBlock(packed([gen], layout, 0.0), layout, 0.0)
+    layout = LAYOUT
+    gen = generate(10.0, 100, 100, 200, 0, comm="[red]x")
+    block = EventBlock(pack_records([gen], layout, 0.0), layout, 0.0)
     batch = Batch(ts=1, interval_s=1, events=block)
-    batch.merge(Batch(ts=2, interval_s=1, events=EventBlock(packed([gen], layout, 0.0), layout, 0.0)))
+    batch.merge(Batch(ts=2, interval_s=1, events=EventBlock(pack_records([gen], layout, 0.0), layout, 0.0)))
     assert isinstance(batch.events, EventBlock)
     assert len(batch.events) == 2
-    again = Batch.from_json(batch.to_json())
+    again = batch_from_json(batch_json(batch))
     assert again.events == [gen, gen]
 
 
 def test_batch_table_renders_from_the_live_columns():
     from rich.console import Console
 
-    from sigtop.report import print_tables
-    from sigtop.ui.columns import FLOW_COLUMNS
+    from sigtop.export.report import print_tables
 
     model = SignalModel()
     model.apply(
@@ -276,7 +247,7 @@ def test_batch_table_renders_from_the_live_columns():
     print_tables(model, console)
     text = console.export_text()
     header = next(line for line in text.splitlines() if "SENDER" in line)
-    shown = [c.label for c in FLOW_COLUMNS if not c.live_only]
+    shown = [c.label for c in TABLES["flows"].columns if not c.live_only]
     assert header.replace("┃", " ").split() == shown
     assert "RATE/s" not in header  # the last interval's rate means nothing once the run is over
     rows = [line.replace("│", " ").split() for line in text.splitlines() if "sender" in line]
@@ -300,7 +271,7 @@ def test_a_new_start_time_under_an_old_pid_is_a_new_process():
     assert {(f["sender_started"], f["count"]) for f in doc["flows"]} == {(1000.0, 2), (1500.0, 3)}
     # The same process read again (a refresh) is not a new one.
     model.apply(Batch(ts=1502, interval_s=1, procs=[ProcInfo(100, 100, "evil", started=1500.004)]))
-    assert model.generation[100] == 1
+    assert model.registry.generation[100] == 1
 
 
 def test_kept_details_are_bounded_in_all_and_counts_are_not():
@@ -310,8 +281,7 @@ def test_kept_details_are_bounded_in_all_and_counts_are_not():
     events, flows = [], []
     for target in range(2_000):  # 2,000 rows x 200 events: twice the budget
         flows.append(delta(key(target=target + 1000, sig=10), 200, ts=1000.0 + target))
-        events += [SignalEvent(1000.0 + target, int(EventKind.generate), 100, 100, target + 1000, target + 1000,
-                               10, 0, 0, 0, int(Syscall.kill))] * 200  # fmt: skip
+        events += [generate(1000.0 + target, 100, 100, target + 1000, target + 1000, sig=10)] * 200
     model.apply(Batch(ts=5000, interval_s=1, flows=flows, events=events))
     kept = sum(len(r.events) for r in model.flows.values())
     assert kept <= model_module.MAX_KEPT_EVENTS

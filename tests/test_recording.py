@@ -69,9 +69,9 @@ def tiny_disk(tmp_path):
 
 
 def test_a_full_disk_leaves_a_file_that_replays_whole(tiny_disk):
-    from sigtop.records import Batch
+    from sigtop.codec import batch_from_json
 
-    batches = [Batch.from_json(json.loads(line)) for line in REAL_LINES[1:]]
+    batches = [batch_from_json(json.loads(line)) for line in REAL_LINES[1:]]
     path = tiny_disk / "rec.jsonl"
     fd = open_output(str(path))
     try:
@@ -129,8 +129,8 @@ def test_bad_values_name_their_line_and_field(tmp_path, change, needle):
 
 
 def test_ids_from_a_newer_sigtop_are_shown_not_fatal(tmp_path):
+    from sigtop.export.report import to_json
     from sigtop.model import SignalModel
-    from sigtop.report import to_json
 
     doc = json.loads(REAL_LINES[1])
     doc["flows"][0]["key"]["syscall"] = 42  # a send syscall this version does not know
@@ -174,7 +174,7 @@ def test_a_storm_batch_is_written_without_holding_it_whole(tmp_path):
     import tracemalloc
 
     from sigtop.names import EventKind
-    from sigtop.records import Batch, SignalEvent
+    from sigtop.wire import Batch, SignalEvent
 
     events = [
         SignalEvent(1.0 + i / 1e6, int(EventKind.generate), 100, 100, 200, 200, 12, 0, 1, 0, 1) for i in range(40_000)

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
+from sigtop.export.report import print_tables, to_json
 from sigtop.model import SignalModel
 from sigtop.recording import RecordingError, read_recording
-from sigtop.report import print_tables, to_json
 from tests.conftest import RECORDING
 
 LINES = RECORDING.read_text().splitlines()

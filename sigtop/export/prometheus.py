@@ -12,7 +12,7 @@ last collection (every --interval, 1 s by default).
 from __future__ import annotations
 
 import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Iterator
 from importlib import metadata
 from typing import Any
@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from sigtop.alerts import AlertDetector
 from sigtop.containers import container_of
+from sigtop.lru import BoundedLRU
 from sigtop.names import (
     GENERATED_RESULTS,
     Result,
@@ -29,7 +30,7 @@ from sigtop.names import (
     printable,
     signame,
 )
-from sigtop.records import Batch, LatencyHistogram, ProcInfo, latency_bucket_bounds
+from sigtop.wire import Batch, LatencyHistogram, ProcInfo, latency_bucket_bounds
 
 OTHER = "other"
 # Generate-to-take latency buckets (seconds): 1 us to 10 s, where detail events time them.
@@ -54,7 +55,7 @@ class BoundedLabels:
     def __init__(self, limit: int, min_count: int) -> None:
         self.limit, self.min_count = limit, min_count
         self.admitted: set[str] = set()
-        self._candidates: OrderedDict[str, int] = OrderedDict()
+        self._candidates: BoundedLRU[str, int] = BoundedLRU(MAX_CANDIDATES)
 
     def label(self, value: str, count: int) -> str:
         if value in self.admitted:
@@ -65,9 +66,7 @@ class BoundedLabels:
         if seen >= self.min_count:
             self.admitted.add(value)
             return OTHER  # this batch's count was seen before the series existed
-        self._candidates[value] = seen
-        while len(self._candidates) > MAX_CANDIDATES:
-            self._candidates.popitem(last=False)
+        self._candidates.put(value, seen)
         return OTHER
 
 
@@ -88,8 +87,8 @@ class SignalMetrics(Collector):
         self.pending: Counter[str] = Counter()  # signal -> queued and not yet taken (state)
         self.alerts = AlertDetector()
         self.deaths: Counter[tuple[str, str]] = Counter()  # (signal, cause kind), with --details
-        self._procs_seen: OrderedDict[int, ProcInfo] = OrderedDict()
-        self._procs: OrderedDict[int, str] = OrderedDict()  # pid -> its comm or container, bounded
+        self._procs_seen: BoundedLRU[int, ProcInfo] = BoundedLRU(MAX_CANDIDATES)
+        self._procs: BoundedLRU[int, str] = BoundedLRU(MAX_CANDIDATES)  # pid -> its container
         self.signals: Counter[tuple[str, str, str]] = Counter()  # (signal, origin, result)
         self.send_errors: Counter[tuple[str, str, str]] = Counter()  # (syscall, signal, errno)
         self.probes: Counter[str] = Counter()  # syscall
@@ -144,10 +143,7 @@ class SignalMetrics(Collector):
                 self.latency.clear()
             if self.label_by == "container":
                 for proc in batch.procs:
-                    self._procs[proc.pid] = container_of(proc.cgroup).label
-                    self._procs.move_to_end(proc.pid)
-                while len(self._procs) > MAX_CANDIDATES:
-                    self._procs.popitem(last=False)
+                    self._procs.put(proc.pid, container_of(proc.cgroup).label)
             for delta in batch.flows:
                 k = delta.key
                 sig = signame(k.sig)
@@ -176,10 +172,7 @@ class SignalMetrics(Collector):
                 for p in batch.pending:
                     self.pending[signame(p.key.sig)] += p.count
             for proc in batch.procs:
-                self._procs_seen[proc.pid] = proc
-                self._procs_seen.move_to_end(proc.pid)
-            while len(self._procs_seen) > MAX_CANDIDATES:
-                self._procs_seen.popitem(last=False)
+                self._procs_seen.put(proc.pid, proc)
             self.alerts.scan(batch, self._procs_seen)
             for thread in batch.threads:
                 self.sigreturns += thread.sigreturns

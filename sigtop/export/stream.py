@@ -11,12 +11,13 @@ stream cleanly.
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from typing import IO, Any
 
 from sigtop.containers import container_of
+from sigtop.filters import FlowFilter
+from sigtop.lru import BoundedLRU
 from sigtop.names import EventKind, Result, errno_name, printable, si_code_name, signame, syscall_name
-from sigtop.records import Batch, ProcInfo, SignalEvent
+from sigtop.wire import Batch, ProcInfo, SignalEvent
 
 MAX_IDENTITIES = 20_000  # processes remembered for their identity (least recently seen go first)
 FLOW_EVENTS = (int(EventKind.generate), int(EventKind.send_done))
@@ -25,16 +26,15 @@ FLOW_EVENTS = (int(EventKind.generate), int(EventKind.send_done))
 class EventStream:
     """Turns batches into NDJSON lines on `out`."""
 
-    def __init__(self, out: IO[str]) -> None:
+    def __init__(self, out: IO[str], flow_filter: FlowFilter | None = None) -> None:
         self.out = out
+        # Over a recording, what the kernel filters live (-p, -s) is applied here, as everywhere.
+        self.flow_filter = flow_filter or None
         self.lines = 0
-        self._procs: OrderedDict[int, ProcInfo] = OrderedDict()
+        self._procs: BoundedLRU[int, ProcInfo] = BoundedLRU(MAX_IDENTITIES)
 
     def _remember(self, proc: ProcInfo) -> None:
-        self._procs[proc.pid] = proc
-        self._procs.move_to_end(proc.pid)
-        while len(self._procs) > MAX_IDENTITIES:
-            self._procs.popitem(last=False)
+        self._procs.put(proc.pid, proc)
 
     def identity(self, pid: int, tid: int = 0, comm: str = "") -> dict[str, Any] | None:
         """One end of a signal: pid and what /proc said of it (None for the kernel)."""
@@ -84,11 +84,27 @@ class EventStream:
             doc["target_in_sender_namespace"] = True
         return doc
 
+    def _wanted(self, e: SignalEvent) -> bool:
+        if self.flow_filter is None:
+            return True
+        target = e.target_tgid or e.target_pid
+        ends = [self._procs.get(p) for p in (e.sender_pid, target)]
+        return self.flow_filter.matches(
+            (e.sender_pid, target),
+            [e.comm, *(p.comm for p in ends if p)],
+            e.sig,
+            [container_of(p.cgroup).label for p in ends if p],
+        )
+
     def write(self, batch: Batch) -> None:
         """Every flow event of a batch, one line each; flushed once (BrokenPipeError if the reader left)."""
         for proc in batch.procs:
             self._remember(proc)
-        lines = [json.dumps(self.event_json(e), separators=(",", ":")) for e in batch.events if e.kind in FLOW_EVENTS]
+        lines = [
+            json.dumps(self.event_json(e), separators=(",", ":"))
+            for e in batch.events
+            if e.kind in FLOW_EVENTS and self._wanted(e)
+        ]
         if lines:
             self.out.write("\n".join(lines) + "\n")
             self.out.flush()

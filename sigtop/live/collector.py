@@ -18,15 +18,16 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from sigtop.events import EventBlock, EventLayout
 from sigtop.live import fates, loader, procfs, programs, ringbuf
 from sigtop.live.config import TraceConfig
-from sigtop.live.layout import event_layout
+from sigtop.live.layout import check_layout
 from sigtop.live.maps import MapDrain
 from sigtop.live.preflight import CollectorError
 from sigtop.live.procfs import ProcResolver
 from sigtop.names import EventKind
-from sigtop.records import Batch, EventBlock, EventLayout, SignalEvent
-from sigtop.source import Deliver
+from sigtop.sources import Deliver
+from sigtop.wire import Batch, SignalEvent
 
 POLL_TIMEOUT_MS = 100
 # Detail events decoded per second of interval; beyond it a storm's older
@@ -37,7 +38,7 @@ DEATH_KIND = bytes([int(EventKind.death)])
 
 
 class BpfSource:
-    """Live signals from the kernel (a `sigtop.source.Source`). attach() then start(); stop() detaches."""
+    """Live signals from the kernel (a `sigtop.sources.Source`). attach() then start(); stop() detaches."""
 
     live = True
     name = ""
@@ -103,12 +104,12 @@ class BpfSource:
                 table[table.Key(tid)] = table.Leaf(1)
 
     def _open_events(self) -> None:
-        ctype = loader.bcc_event_class(self.bpf, b"events")
-        self._layout = event_layout(ctype)
-        # The kind's low byte (little-endian) in each record, after the ring buffer's header: to find deaths.
-        self._kind_at = ringbuf.HEADER_SIZE + ctype.kind.offset
+        compiled = self.bpf[b"event_layout"].Leaf  # how the compiler laid out struct event
+        check_layout(compiled, "event")
+        sample = ctypes.sizeof(compiled)
+        self._layout = EventLayout.for_records(ringbuf.HEADER_SIZE, ringbuf.record_size(sample))
         size = self.config.ringbuf_pages * mmap.PAGESIZE
-        self._reader = ringbuf.RingBufferReader(self.bpf[b"events"].map_fd, size, ctypes.sizeof(ctype))
+        self._reader = ringbuf.RingBufferReader(self.bpf[b"events"].map_fd, size, sample)
         self._event_budget = int(MAX_EVENTS_PER_S * self.config.interval_s)
 
     def read_events(self) -> None:
@@ -232,11 +233,10 @@ class BpfSource:
         """The cgroup paths of the processes that died (their death events carry the v2 id; the
         process is gone from /proc by now). Found by the kind's low byte of each record: one C
         slice, not a decode of every event."""
-        size = self._layout.full.size if self._layout is not None else 0
-        kinds = bytes(memoryview(block.data)[self._kind_at :: size]) if size else b""
+        kinds = block.kinds()
         at = kinds.find(DEATH_KIND)
         while at >= 0 and self._drain is not None:
-            cgroup_id = block[at].handler
+            cgroup_id = block[at].handler  # the death payload's cgroup_id
             if cgroup_id and cgroup_id not in batch.cgroups:
                 batch.cgroups[cgroup_id] = self._drain.cgroups.path(cgroup_id)
             at = kinds.find(DEATH_KIND, at + 1)

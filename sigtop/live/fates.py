@@ -28,7 +28,7 @@ from typing import Any
 from sigtop.live.bpfsys import lookup_and_delete
 from sigtop.live.maps import flow_key
 from sigtop.live.procfs import CLOCK_TICKS, PROC, start_ticks
-from sigtop.records import FlowDelta, FlowKey, PendingFlow
+from sigtop.wire import FlowDelta, FlowKey, PendingFlow
 
 # /proc status files read per collection at most; the rest wait for the next (still pending meanwhile).
 MAX_STATUS_READS = 2_000

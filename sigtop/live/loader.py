@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +28,29 @@ MADV_PAGEOUT = 21  # Linux 5.4+: reclaim these pages (clean file pages are simpl
 COMPILER_LIBRARIES = ("libLLVM", "libclang")
 
 
+INCLUDE = re.compile(r'^#include "(\w+\.bpf\.h)"[^\n]*$', re.M)
+
+
 def bpf_source_text() -> str:
-    return resources.files("sigtop.bpf").joinpath(PROGRAM).read_text()
+    """The program as BCC compiles it: sigtop.bpf.c with each of its *.bpf.h in place of its #include.
+
+    BCC rewrites its dialect (map.lookup(), TRACEPOINT_PROBE) only in the text
+    it is handed, never in an included file, so the concerns split into
+    files are put back together here; #line marks keep the compiler's errors
+    pointing into the file that holds the line.
+    """
+    package = resources.files("sigtop.bpf")
+    main = package.joinpath(PROGRAM).read_text()
+    pieces = []
+    at = 0
+    for match in INCLUDE.finditer(main):
+        pieces.append(main[at : match.start()])
+        line = main.count("\n", 0, match.start()) + 1
+        part = package.joinpath(match.group(1)).read_text()
+        pieces.append(f'#line 1 "{match.group(1)}"\n{part}\n#line {line + 1} "{PROGRAM}"')
+        at = match.end()
+    pieces.append(main[at:])
+    return "".join(pieces)
 
 
 def abi_header_text() -> str:

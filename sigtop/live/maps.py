@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sigtop.abi import kernel_abi
+from sigtop.events import comm_text
 from sigtop.live.bpfsys import lookup_and_delete
 from sigtop.live.config import TraceConfig
-from sigtop.live.layout import comm_text
-from sigtop.names import Syscall
-from sigtop.records import (
+from sigtop.names import STAT_NAMES, Syscall
+from sigtop.wire import (
     LAT_BUCKETS,
     FlowDelta,
     FlowKey,
@@ -27,19 +28,8 @@ from sigtop.records import (
     ThreadDelta,
 )
 
-# The per-CPU stats array's slots, in the order of enum stat_id (bpf/sigtop.h).
-STAT_NAMES = (
-    "events_lost",
-    "flows_full",
-    "threads_full",
-    "signalfds_full",
-    "events_sent",
-    "pending_full",
-    "exits_full",
-    "taken_unqueued",
-)
 # The overflow array: signal * OVERFLOW_RESULTS + result (bpf/sigtop.h).
-OVERFLOW_SIGNALS, OVERFLOW_RESULTS = 65, 8
+OVERFLOW_SIGNALS, OVERFLOW_RESULTS = (kernel_abi().constants[n] for n in ("OVERFLOW_SIGNALS", "OVERFLOW_RESULTS"))
 # Eviction: above the high-water mark, flows that did not move since the last
 # collection (their counts already reported) go, least recently moved first,
 # down to the low-water mark. What a flood of new keys still fills in between

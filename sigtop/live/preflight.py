@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sigtop.names import SEND_SYSCALLS
-from sigtop.source import SourceError
+from sigtop.sources import SourceError
 
 TRACEFS_PATHS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 CAP_PERFMON, CAP_BPF = 38, 39

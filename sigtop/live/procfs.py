@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import pwd
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
-from sigtop.records import Batch, Disposition, ProcInfo
+from sigtop.lru import BoundedLRU
+from sigtop.wire import Batch, Disposition, ProcInfo
 
 PROC = Path("/proc")
 MAX_PARENTS = 16
@@ -70,6 +70,16 @@ def start_ticks(pid: int) -> int | None:
             return int(f.read().rsplit(b")", 1)[1].split()[19])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def is_running(pid: int) -> bool:
+    """Whether a process still runs: not gone, and not a zombie waiting for its parent to reap it."""
+    try:
+        with (PROC / str(pid) / "stat").open("rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
 
 
 def started_wall(ticks: int) -> float:
@@ -184,7 +194,7 @@ class ProcResolver:
 
     def __init__(self) -> None:
         # pid -> (read at, start ticks), least recently wanted first
-        self._known_procs: OrderedDict[int, tuple[float, int]] = OrderedDict()
+        self._known_procs: BoundedLRU[int, tuple[float, int]] = BoundedLRU(MAX_KNOWN_PROCS)  # forgotten: read again
         self._known_pidfds: set[tuple[int, int]] = set()
         self._known_ns_pids: set[tuple[int, int]] = set()
 
@@ -217,8 +227,7 @@ class ProcResolver:
                 self._known_procs.move_to_end(pid)
                 continue
             info = read_proc(pid)
-            self._known_procs[pid] = (now, ticks if ticks is not None else -1)
-            self._known_procs.move_to_end(pid)
+            self._known_procs.put(pid, (now, ticks if ticks is not None else -1))
             if info is not None:
                 procs[pid] = info
         for sender, fd in pidfds:
@@ -244,8 +253,6 @@ class ProcResolver:
                     procs[host] = target
         if len(self._known_ns_pids) > MAX_KNOWN_PROCS:
             self._known_ns_pids.clear()
-        while len(self._known_procs) > MAX_KNOWN_PROCS:
-            self._known_procs.popitem(last=False)  # forgotten: read again if seen again
         if len(self._known_pidfds) > MAX_KNOWN_PROCS:
             self._known_pidfds.clear()
         return list(procs.values())

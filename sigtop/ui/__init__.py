@@ -1,5 +1,5 @@
 """The Textual side: the app, its screens, the table widget and the column definitions.
 
-Reads the model; takes batches from any `sigtop.source.Source`; never imports
+Reads the model; takes batches from any `sigtop.sources.Source`; never imports
 the live side.
 """

@@ -1,9 +1,11 @@
 """The live view: a top-like Textual app over any `Source` (live BPF or a recording).
 
 The source is passed in, never created here, and the app knows it only
-through the protocol in sigtop.source. Its batches arrive on the event loop
-through a BatchQueue; once per refresh the app folds them into the model and
-re-renders the visible table (one update per tick, never one per signal).
+through the protocol in sigtop.sources. Batches go straight to the model's
+own thread (sigtop.ui.feed), which folds them and posts one immutable
+`Snapshot` per refresh tick; the app only draws snapshots (`snapshot` is a
+reactive attribute: what is shown follows from it) and turns keys into view
+settings, which the feed answers with a fresh snapshot at once.
 """
 
 from __future__ import annotations
@@ -14,30 +16,45 @@ import os
 import signal
 import sys
 import termios
-from collections import deque
-from collections.abc import Sequence
 
 from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
+from textual.message import Message
+from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
 from sigtop.filters import FilterError, FlowFilter
 from sigtop.model import SignalModel
 from sigtop.names import printable
-from sigtop.records import Batch, SignalEvent
-from sigtop.source import BatchQueue, Source
-from sigtop.ui.columns import TABLES, sorted_rows
-from sigtop.ui.screens import AlertsScreen, HelpScreen, detail_screen
+from sigtop.sources import Source, SourceError
+from sigtop.tables import TABLES
+from sigtop.tables.base import Detail
+from sigtop.ui.feed import ModelFeed, Snapshot, ViewSettings
+from sigtop.ui.screens import DetailScreen, HelpScreen
 from sigtop.ui.table import SignalTable
 
-MAX_TABLE_ROWS = 500
 TERMINAL_CHECK_S = 0.5
 MAP_PRESSURE = 0.75
-EVENTS_PER_STEP = 2_000  # detail events folded between two looks at the keyboard (~2 ms)
-STEP_PAUSE_S = 0.001
+
+
+class SnapshotReady(Message):
+    """A new snapshot from the feed; a newer one replaces it while it waits."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, SnapshotReady)
+
+
+class DetailReady(Message):
+    def __init__(self, detail: Detail | None) -> None:
+        super().__init__()
+        self.detail = detail
 
 
 class SigtopApp(App[int]):
@@ -46,10 +63,11 @@ class SigtopApp(App[int]):
     TITLE = "sigtop"
     CSS = """
     #header { height: 1; background: $boost; padding: 0 1; }
-    #filter-bar { height: auto; display: none; }
+    #filter-bar { dock: bottom; height: auto; display: none; }
     #filter-bar.visible { display: block; }
     #filter-error { color: $error; padding: 0 1; height: auto; }
     DataTable { height: 1fr; }
+    .empty { padding: 1 2; color: $text-muted; height: auto; }
     .proc { padding: 1 0 0 0; }
     #help { width: 90; height: auto; border: round $accent; padding: 1 2; background: $panel; }
     HelpScreen { align: center middle; }
@@ -60,11 +78,8 @@ class SigtopApp(App[int]):
         Binding("question_mark,f1", "help", "Help"),
         Binding("slash,f4", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
-        Binding("1", "show_table('flows')", "Flows"),
-        Binding("2", "show_table('signalfd')", "Signalfd"),
-        Binding("3", "show_table('sigreturn')", "Sigreturn"),
-        Binding("4", "show_table('deaths')", "Deaths"),
-        Binding("a", "alerts", "Alerts"),
+        *(Binding(spec.key, f"show_table('{name}')", spec.title) for name, spec in TABLES.items()),
+        Binding("a", "show_table('alerts')", "Alerts", show=False),
         Binding("less_than_sign", "sort_column(-1)", "Sort <"),
         Binding("greater_than_sign", "sort_column(1)", "Sort >"),
         Binding("I", "invert_sort", "Invert"),
@@ -72,19 +87,32 @@ class SigtopApp(App[int]):
         Binding("c", "clear", "Clear"),
     ]
 
+    snapshot: reactive[Snapshot | None] = reactive(None, always_update=True, init=False)
+    paused: reactive[bool] = reactive(False, init=False)
+
     def __init__(self, source: Source, flow_filter: FlowFilter | None = None, refresh_s: float = 1.0) -> None:
         super().__init__()
         self.source = source
         self.model = SignalModel()
-        self.flow_filter = flow_filter or FlowFilter()
         self.refresh_s = refresh_s
-        self.paused = False
-        self.queue = BatchQueue()
-        self._event_backlog: deque[Sequence[SignalEvent]] = deque()
-        self._stepper: asyncio.Task[None] | None = None
-        self.active = "flows"
+        self.settings = ViewSettings(flt=flow_filter or FlowFilter())
+        self.feed = ModelFeed(self.model, self._publish, tick_s=refresh_s, settings=self.settings, live=source.live)
+        self._held: Snapshot | None = None  # the newest snapshot while paused
         self.failure: str | None = None  # why the app ended itself, for the CLI to print
         self._terminal: int | None = None
+
+    @property
+    def active(self) -> str:
+        return self.settings.table
+
+    @property
+    def flow_filter(self) -> FlowFilter:
+        return self.settings.flt
+
+    @property
+    def sort(self) -> dict[str, tuple[str, bool]]:
+        """Each table's sort: (column name, descending)."""
+        return {name: self.settings.sort(name) for name in TABLES}
 
     # ---- layout ------------------------------------------------------------
 
@@ -93,6 +121,7 @@ class SigtopApp(App[int]):
         with TabbedContent(initial="flows", id="tabs"):
             for name, spec in TABLES.items():
                 with TabPane(spec.title, id=name):
+                    yield Static(spec.empty, id=f"empty-{name}", classes="empty")
                     yield SignalTable(spec, id=f"table-{name}")
         with Static(id="filter-bar"):
             yield Input(
@@ -104,7 +133,7 @@ class SigtopApp(App[int]):
     def on_mount(self) -> None:
         # The main screen's widgets, also while a detail screen is on top.
         self._main = self.screen
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         # SIGHUP with the terminal still there (a closed ssh session's
         # shell, `kill -HUP`): end like SIGTERM, restoring the terminal.
         for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -113,58 +142,93 @@ class SigtopApp(App[int]):
             except (NotImplementedError, RuntimeError, ValueError):
                 pass  # not the main thread (tests): nothing to hook
         self._terminal = self._terminal_fd()
-        self.source.start(loop, self.queue.put)
-        self.set_interval(self.refresh_s, self.refresh_view)
+        self.feed.start()
+        self.run_worker(self._attach_and_start, thread=True, name="attach", exit_on_error=False)
         if self._terminal is not None:
             self.set_interval(TERMINAL_CHECK_S, self._check_terminal)
-        self.refresh_view()
+        self.render_header()
         self.table("flows").focus()
         # Everything built so far (modules, the widget tree) lives as long as
         # the app: out of the collector's sight, a full collection in a storm
         # walks only what the storm made (tens of ms instead of ~100).
         gc.freeze()
 
+    def _attach_and_start(self) -> None:
+        """Attach (a live source compiles here, while the first screen is already up), then start."""
+        loop = self._loop
+        try:
+            self.source.attach()
+        except SourceError as exc:
+            self.feed.fail(str(exc))
+            self.call_from_thread(self.end, str(exc))
+            return
+        if self.source.live:
+            self.feed.set_state("live")
+        loop.call_soon_threadsafe(self.source.start, loop, self.feed.put)
+
     def on_unmount(self) -> None:
+        self.feed.stop()
         self.source.stop()
 
     def table(self, name: str) -> SignalTable:
         return self._main.query_one(f"#table-{name}", SignalTable)
 
-    @property
-    def sort(self) -> dict[str, tuple[int, bool]]:
-        """Each table's sort: (column index, descending)."""
-        return {name: (self.table(name).sort_column, self.table(name).descending) for name in TABLES}
+    # ---- snapshots -----------------------------------------------------------
 
-    # ---- data --------------------------------------------------------------
+    def _publish(self, snapshot: Snapshot) -> None:
+        """On the feed's thread: hand the snapshot to the UI loop (post_message is thread-safe)."""
+        self.post_message(SnapshotReady(snapshot))
 
-    def refresh_view(self) -> None:
-        """Fold every batch that arrived; re-render unless paused."""
-        for batch in self.queue.get_all():
-            self.ingest(batch)
+    @on(SnapshotReady)
+    def _snapshot_ready(self, message: SnapshotReady) -> None:
+        if self.paused and message.snapshot.settings == self.settings:
+            self._held = message.snapshot
+            self.render_header()  # counting goes on: the header says how far
+            return
+        self.snapshot = message.snapshot
+
+    def watch_snapshot(self, snapshot: Snapshot | None) -> None:
+        if snapshot is None:
+            return
         try:
             self.render_header()
-            if not self.paused:
-                self.render_table(self.active)
-        except NoMatches:  # a timer tick while the app shuts down
-            pass
-
-    def ingest(self, batch: Batch) -> None:
-        """Counts now; detail events now if few, else in slices between the UI's own work.
-
-        A storm brings 100,000 events a second, about 0.1 s of folding: done
-        in one go, it would hold up key presses for that long.
-        """
-        self.model.apply(batch, with_events=False)
-        if batch.events:
-            self._event_backlog.append(batch.events)
-            if self._stepper is None or self._stepper.done():
-                if len(self._event_backlog) == 1 and len(batch.events) <= EVENTS_PER_STEP:
-                    self.model.apply_events(self._event_backlog.popleft())
-                else:
-                    self._stepper = asyncio.get_running_loop().create_task(self._step_events())
-        if batch.final and self.source.error:
+            view = snapshot.table
+            table = self.table(view.name)
+            table.set_sort(view.sort, view.descending)
+            table.show(view.keys, view.cells)
+            empty = self._main.query_one(f"#empty-{view.name}", Static)
+            empty.display = not view.keys
+            if view.total and not view.keys:
+                empty.update(f"No rows match the filter ({view.total:,} in the table): Esc clears it.")
+            else:
+                empty.update(TABLES[view.name].empty)
+        except NoMatches:  # a snapshot arriving while the app shuts down
+            return
+        if snapshot.error is not None or (snapshot.totals.finished and self.source.error):
             # The source is dead: a frozen view saying LIVE would be a lie.
-            self.end(self.source.error)
+            self.end(snapshot.error or self.source.error or "the source failed")
+
+    def watch_paused(self, paused: bool) -> None:
+        if not paused and self._held is not None:
+            held, self._held = self._held, None
+            self.snapshot = held
+        self.render_header()
+
+    async def settled(self, timeout_s: float = 10.0) -> None:
+        """Wait until the feed has folded and published all it was given, and the UI drew it (tests)."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while asyncio.get_running_loop().time() < deadline:
+            seq = self.feed.seq
+            if self.feed.idle.is_set() and self._drawn(seq):
+                await asyncio.sleep(0)
+                if self.feed.idle.is_set() and self.feed.seq == seq and self._drawn(seq):
+                    return
+            await asyncio.sleep(0.01)
+        raise TimeoutError(f"the model's thread did not settle within {timeout_s} s")
+
+    def _drawn(self, seq: int) -> bool:
+        shown = self._held if self.paused and self._held is not None else self.snapshot
+        return seq == 0 or (shown is not None and shown.seq >= seq)
 
     def end(self, failure: str) -> None:
         """Exit with a one-line reason and a non-zero status (the CLI prints it once the terminal is restored)."""
@@ -188,105 +252,106 @@ class SigtopApp(App[int]):
         except (termios.error, OSError):
             self.end("the terminal went away")
 
-    async def _step_events(self) -> None:
-        while self._event_backlog:
-            events = self._event_backlog.popleft()
-            for start in range(0, len(events), EVENTS_PER_STEP):
-                self.model.apply_events(events[start : start + EVENTS_PER_STEP])
-                # Not sleep(0): a key travels through several message hops,
-                # each of which would otherwise wait behind the next slice.
-                await asyncio.sleep(STEP_PAUSE_S)
-
     def render_header(self) -> None:
-        m = self.model
+        shown = self.snapshot
+        latest = self._held or shown
         text = Text()
         text.append("sigtop ", style="bold")
-        text.append(f"{m.signals_per_sec:,.0f} sig/s  total {m.total_signals:,}  flows {len(m.flows):,}  ")
-        if m.alerts:
-            text.append(f"ALERTS {len(m.alerts)} (a)  ", style="bold white on red")
-        # Every loss, kernel or user space: counts are exact unless the first two say otherwise.
-        if m.stats.signals_missed:
-            text.append(f"UNCOUNTED {m.stats.signals_missed:,} signals  ", style="bold white on red")
-        other_misses = m.stats.program_misses - m.stats.signals_missed
-        if other_misses:
-            text.append(f"missed {other_misses:,} probe runs  ", style="bold red")
-        # Map pressure: past 75% the kernel's flow map is near full; once full,
-        # new flows are counted (exactly) in the overflow rows, by signal only.
-        if m.stats.flows_full:
-            text.append(f"FLOW MAP FULL: {m.stats.flows_full:,} in overflow rows  ", style="bold white on red")
-        elif m.map_fill.get("flows", 0) >= MAP_PRESSURE:
-            text.append(f"flow map {m.map_fill['flows']:.0%}  ", style="bold red")
-        # The threads and signalfd maps have no overflow row: what did not fit went uncounted.
-        for name, full in (("THREAD", m.stats.threads_full), ("SIGNALFD", m.stats.signalfds_full)):
-            if full:
-                text.append(f"{name} MAP FULL: {full:,} not counted  ", style="bold white on red")
-        # Queued signals whose end could not be followed (no room): their rows' fates are short by this.
-        unfollowed = m.stats.pending_full + m.stats.exits_full
-        if unfollowed:
-            text.append(f"FATES NOT FOLLOWED: {unfollowed:,}  ", style="bold white on red")
-        lost = m.stats.events_lost + m.stats.events_dropped
-        text.append(f"lost {lost:,} details", style="bold red" if lost else "")
+        if latest is None:
+            text.append("attaching... " if self.source.live else "loading... ", style="bold yellow")
+        else:
+            t = latest.totals
+            stats = t.stats
+            text.append(f"{t.signals_per_sec:,.0f} sig/s  total {t.total_signals:,}  flows {t.flows:,}  ")
+            if t.alerts:
+                text.append(f"ALERTS {t.alerts} (a)  ", style="bold white on red")
+            # Every loss, kernel or user space: counts are exact unless the first two say otherwise.
+            if stats.signals_missed:
+                text.append(f"UNCOUNTED {stats.signals_missed:,} signals  ", style="bold white on red")
+            other_misses = stats.program_misses - stats.signals_missed
+            if other_misses:
+                text.append(f"missed {other_misses:,} probe runs  ", style="bold red")
+            # Map pressure: past 75% the kernel's flow map is near full; once full,
+            # new flows are counted (exactly) in the overflow rows, by signal only.
+            if stats.flows_full:
+                text.append(f"FLOW MAP FULL: {stats.flows_full:,} in overflow rows  ", style="bold white on red")
+            elif t.map_fill.get("flows", 0) >= MAP_PRESSURE:
+                text.append(f"flow map {t.map_fill['flows']:.0%}  ", style="bold red")
+            # The threads and signalfd maps have no overflow row: what did not fit went uncounted.
+            for name, full in (("THREAD", stats.threads_full), ("SIGNALFD", stats.signalfds_full)):
+                if full:
+                    text.append(f"{name} MAP FULL: {full:,} not counted  ", style="bold white on red")
+            # Queued signals whose end could not be followed (no room): their rows' fates are short by this.
+            unfollowed = stats.pending_full + stats.exits_full
+            if unfollowed:
+                text.append(f"FATES NOT FOLLOWED: {unfollowed:,}  ", style="bold white on red")
+            lost = stats.events_lost + stats.events_dropped
+            text.append(f"lost {lost:,} details", style="bold red" if lost else "")
         text.append(f"  filter {self.flow_filter.describe() or '-'}  ")
-        state = "PAUSED" if self.paused else ("LIVE" if self.source.live else "REPLAY")
-        if m.finished and not self.source.live:
-            state = "REPLAY END"
-        text.append(state, style="bold yellow" if self.paused else "bold green")
+        if self.paused:
+            text.append("PAUSED", style="bold yellow")
+        elif latest is None:
+            text.append("STARTING", style="bold yellow")
+        else:
+            state = {"live": "LIVE", "replay": "REPLAY", "replay end": "REPLAY END", "failed": "FAILED"}
+            style = "bold green" if latest.state in state and latest.state != "failed" else "bold yellow"
+            text.append(state.get(latest.state, latest.state.upper()), style=style)
         text.append(f"  every {self.refresh_s:g}s")
         if self.source.name:
             text.append(f"  {printable(self.source.name)}")
-        self._main.query_one("#header", Static).update(text)
+        try:
+            self._main.query_one("#header", Static).update(text)
+        except (NoMatches, AttributeError):
+            pass
 
-    def render_table(self, name: str) -> None:
-        table = self.table(name)
-        rows = sorted_rows(
-            table.spec, self.model, self.flow_filter, table.sort_column, table.descending, MAX_TABLE_ROWS
-        )
-        table.show(rows, self.model.last_ts)
+    def _show(self, settings: ViewSettings) -> None:
+        """Ask the feed for a view (it answers with a snapshot at once)."""
+        self.settings = settings
+        self.feed.view(settings)
 
     # ---- actions -----------------------------------------------------------
 
     def action_show_table(self, name: str) -> None:
-        """Show the flows, signalfd, sigreturn or deaths table."""
+        """Show the flows, signalfd, sigreturn, deaths or alerts table."""
         self._main.query_one("#tabs", TabbedContent).active = name
 
     @on(TabbedContent.TabActivated)
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
-        self.active = event.pane.id or "flows"
-        self.render_table(self.active)
-        self.table(self.active).focus()
+        name = event.pane.id or "flows"
+        if name != self.settings.table:
+            self._show(self.settings.showing(name))
+        self.table(name).focus()
 
     def action_sort_column(self, step: int) -> None:
         """Sort by the column left or right of the current one."""
-        self.table(self.active).step_sort(step)
-        self.render_table(self.active)
+        table = self.table(self.active)
+        _column, descending = self.settings.sort(self.active)
+        column = table.next_sort(step)
+        table.set_sort(column, descending)
+        self._show(self.settings.sorted_by(self.active, column, descending))
 
     def action_invert_sort(self) -> None:
         """Invert the sort order."""
-        table = self.table(self.active)
-        table.set_sort(table.sort_column, not table.descending)
-        self.render_table(self.active)
+        column, descending = self.settings.sort(self.active)
+        self.table(self.active).set_sort(column, not descending)
+        self._show(self.settings.sorted_by(self.active, column, not descending))
 
     @on(DataTable.HeaderSelected)
     def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
         table = self.table(self.active)
-        clicked = table.column_index(event.column_key)
-        table.set_sort(clicked, not table.descending if clicked == table.sort_column else True)
-        self.render_table(self.active)
+        clicked = table.column_name(event.column_key)
+        column, descending = self.settings.sort(self.active)
+        descending = not descending if clicked == column else True
+        table.set_sort(clicked, descending)
+        self._show(self.settings.sorted_by(self.active, clicked, descending))
 
     def action_pause(self) -> None:
         """Freeze the view (counting goes on)."""
         self.paused = not self.paused
-        self.refresh_view()
 
     def action_clear(self) -> None:
         """Forget all counts so far."""
-        self.model.clear()
-        self.refresh_view()
-        self.render_table(self.active)
-
-    def action_alerts(self) -> None:
-        """Show the alerts: SROP, forged siginfo, probing."""
-        self.push_screen(AlertsScreen(self.model))
+        self.feed.clear()
 
     def action_help(self) -> None:
         """Show the keys."""
@@ -299,7 +364,7 @@ class SigtopApp(App[int]):
         self.push_screen(HelpScreen(seen))
 
     def action_filter(self) -> None:
-        """Filter by pid, comm or signal."""
+        """Filter by pid, comm, signal or container."""
         bar = self._main.query_one("#filter-bar")
         bar.add_class("visible")
         box = self._main.query_one("#filter", Input)
@@ -309,8 +374,8 @@ class SigtopApp(App[int]):
     def action_clear_filter(self) -> None:
         """Clear the filter."""
         self._close_filter()
-        self.flow_filter = FlowFilter()
-        self.refresh_view()
+        self._show(self.settings.filtered(FlowFilter()))
+        self.render_header()
 
     def _close_filter(self) -> None:
         self._main.query_one("#filter-bar").remove_class("visible")
@@ -320,17 +385,21 @@ class SigtopApp(App[int]):
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
         try:
-            self.flow_filter = FlowFilter.parse(event.value)
+            flt = FlowFilter.parse(event.value)
         except FilterError as exc:
             self._main.query_one("#filter-error", Static).update(Text(f"invalid filter: {exc}"))
             return
         self._close_filter()
-        self.refresh_view()
+        self._show(self.settings.filtered(flt))
+        self.render_header()
 
     @on(DataTable.RowSelected)
     def _row_selected(self, event: DataTable.RowSelected) -> None:
-        if not isinstance(event.data_table, SignalTable):
+        if not isinstance(event.data_table, SignalTable) or event.row_key.value is None:
             return
-        row = event.data_table.shown.get(event.row_key.value)
-        if row is not None:
-            self.push_screen(detail_screen(self.model, event.data_table.spec.name, row))
+        self.feed.detail(event.data_table.spec.name, event.row_key.value, lambda d: self.post_message(DetailReady(d)))
+
+    @on(DetailReady)
+    def _detail_ready(self, message: DetailReady) -> None:
+        if message.detail is not None:
+            self.push_screen(DetailScreen(message.detail))

@@ -1,10 +1,11 @@
-"""SignalTable: a DataTable that owns one table's columns, sort state and header labels.
+"""SignalTable: a DataTable that shows one table's rows as a snapshot gives them.
 
-Each refresh reconciles the rows by key (remove the gone, add the new,
-update only the cells that changed, then reorder) instead of clearing and
-rebuilding, so the cursor stays on its row and the scroll position stays
-put while the numbers move. When the terminal is too narrow for every
-column, the lowest-priority columns are hidden first.
+Each snapshot is reconciled by row key (remove the gone, add the new, update
+only the cells that changed, then reorder) instead of clearing and
+rebuilding, so the cursor stays on its row and the scroll position stays put
+while the numbers move. When the terminal is too narrow for every column,
+the lowest-priority columns are hidden first. The rows come sorted and
+filtered from the model's thread (sigtop.ui.feed); this widget only draws.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from rich.text import Text
 from textual import events
 from textual.widgets import DataTable
 
-from sigtop.ui.columns import TableSpec
+from sigtop.tables.base import TableSpec
 
 SORT_MARKER_WIDTH = 2  # " ▼"
 # Past this share of rows gone, one clear() and rebuild is cheaper than removing each.
@@ -55,9 +56,8 @@ class SignalTable(DataTable[Any]):
     def __init__(self, spec: TableSpec, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.spec = spec
-        self.sort_column = spec.default_sort
+        self.sort_column = spec.column_names().index(spec.default_sort)  # an index into spec.columns
         self.descending = True
-        self.shown: dict[str, Any] = {}  # row key -> model row, as last shown
         self.visible_columns: list[int] = []  # indices into spec.columns
         self._cells: dict[str, list[Text | str]] = {}
 
@@ -111,20 +111,24 @@ class SignalTable(DataTable[Any]):
 
     # ---- sorting ---------------------------------------------------------------
 
-    def set_sort(self, column: int, descending: bool) -> None:
-        self.sort_column = column % len(self.spec.columns)
+    @property
+    def sort_name(self) -> str:
+        return self.spec.columns[self.sort_column].name
+
+    def set_sort(self, column: str, descending: bool) -> None:
+        self.sort_column = self.spec.column_names().index(column)
         self.descending = descending
         self._relabel()
 
-    def step_sort(self, step: int) -> None:
-        """Sort by the next visible column left (-1) or right (+1) of the current one."""
+    def next_sort(self, step: int) -> str:
+        """The name of the visible column left (-1) or right (+1) of the one sorted by."""
         visible = self.visible_columns or list(range(len(self.spec.columns)))
         here = visible.index(self.sort_column) if self.sort_column in visible else 0
-        self.set_sort(visible[(here + step) % len(visible)], self.descending)
+        return self.spec.columns[visible[(here + step) % len(visible)]].name
 
-    def column_index(self, column_key: Any) -> int:
-        """The spec's column index of a DataTable column key."""
-        return int(column_key.value)
+    def column_name(self, column_key: Any) -> str:
+        """The spec's column name of a DataTable column key."""
+        return self.spec.columns[int(column_key.value)].name
 
     # ---- rows --------------------------------------------------------------------
 
@@ -133,11 +137,9 @@ class SignalTable(DataTable[Any]):
             return None
         return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
 
-    def show(self, rows: Sequence[tuple[str, Any]], now: float) -> None:
-        """Show these rows, in this order: reconcile against what is on screen."""
-        self.shown = dict(rows)
-        cells = {key: [c.cell(row, now) for c in self.spec.columns] for key, row in rows}
-        self._reconcile(cells, [key for key, _ in rows])
+    def show(self, keys: Sequence[str], cells: Sequence[Sequence[Text | str]]) -> None:
+        """Show these rows (every column's cell of each), in this order: reconcile against the screen."""
+        self._reconcile({key: list(row) for key, row in zip(keys, cells, strict=True)}, list(keys))
 
     def _order_keys(self) -> list[str]:
         return [row.key.value for row in self.ordered_rows]

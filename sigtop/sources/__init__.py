@@ -1,9 +1,10 @@
-"""The source contract: what the app, the runner and the recorder need of any source of batches.
+"""Sources: what the app, the runner and every sink need of anything that produces batches.
 
-A source is live BPF (sigtop.live), a recording (sigtop.recording), and
-later an exporter's or a remote feed. Consumers are typed against `Source`
-and never import a source's own module, so the UI runs without the live side
-(and without root or BCC). `BatchQueue` is the hand-off from a source's
+A source is live BPF (sigtop.live.collector.BpfSource) or a recording
+(sigtop.sources.replay.ReplaySource). Consumers are typed against `Source`
+and never import a source's own module, so the UI and every sink run without
+the live side (and without root or BCC); `open_source` is the one place a
+command gets its source from. `BatchQueue` is the hand-off from a source's
 thread to the asyncio loop.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from sigtop.records import Batch
+from sigtop.wire import Batch
 
 QUEUE_BATCHES = 32
 
@@ -82,3 +83,30 @@ class BatchQueue:
         while not self.queue.empty():
             batches.append(self.queue.get_nowait())
         return batches
+
+
+def open_source(
+    recording: str | None,
+    *,
+    pids: tuple[int, ...] = (),
+    signals: tuple[int, ...] = (),
+    details: bool = True,
+    interval_s: float = 1.0,
+    follow_fates: bool = True,
+    speed: float = 0.0,
+    notes: list[str] | None = None,
+) -> Source:
+    """The live kernel, or the recording at `recording` (played at `speed`; 0: at once).
+
+    The live side is imported only here and only when asked for, so a
+    command over a recording needs neither root nor BCC."""
+    if recording is not None:
+        from sigtop.sources.replay import ReplaySource
+
+        return ReplaySource.open(recording, speed=speed, notes=notes)
+    from sigtop.live.collector import BpfSource
+    from sigtop.live.config import TraceConfig
+
+    return BpfSource(
+        TraceConfig(pids=pids, signals=signals, details=details, interval_s=interval_s, follow_fates=follow_fates)
+    )

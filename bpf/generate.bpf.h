@@ -1,0 +1,143 @@
+// Every signal the kernel generates: who sent it (a send syscall in flight on this thread that
+// asked for it, else the kernel), counted per flow, followed where it was queued.
+
+// ---- every signal the kernel generates ------------------------------------
+
+// Both ways in (raw and classic tracepoint) end here. target_tgid is the
+// target's process where the kernel said it (raw: always), else 0.
+static __always_inline int on_generate(int sig, int code, s32 target, u32 target_tgid,
+                                       const char *target_comm, int group, int result)
+{
+    if (!sig_wanted(sig))
+        return 0;
+
+    // `current` is the sender only while one of its signal syscalls is in
+    // flight, and only for the signal that syscall asked for: timers raise
+    // signals from interrupt context on whatever thread was running.
+    struct inflight *f = inflight_find(inflight_key());
+    u32 tgid, tid;
+    if (f) {   // the current task's own: its ids were kept at sys_enter
+        tgid = f->tgid;
+        tid = f->tid;
+    } else {
+        u64 id = bpf_get_current_pid_tgid();
+        tgid = id >> 32;
+        tid = (u32)id;
+    }
+    bool by_syscall = f && f->sig == sig && (f->code == code || f->alt_code == code);
+    if (by_syscall && f->syscall >= SC_SIGNALFD)
+        by_syscall = false;
+    u32 sender = by_syscall ? tgid : 0;
+    u16 via = by_syscall ? f->syscall : SC_KERNEL;
+#if RAW_GENERATE
+    // SI_USER with no send syscall, from a task that is exiting: its children's
+    // PR_SET_PDEATHSIG (forget_original_parent). Rare: the flags are read here only.
+    if (!by_syscall && code == SI_USER) {
+        u32 flags = 0;
+        bpf_probe_read_kernel(&flags, sizeof(flags), (const char *)bpf_get_current_task() + TASK_FLAGS_OFFSET);
+        if (flags & PF_EXITING) {
+            sender = tgid;
+            via = SC_PDEATHSIG;
+        }
+    }
+#endif
+    // A SIGCHLD with a CLD_* code is raised on the child that changed state
+    // (exit_notify, do_notify_parent_cldstop run on it): it is the source.
+    if (!by_syscall && sig == SIGCHLD && code >= CLD_EXITED && code <= CLD_CONTINUED)
+        sender = tgid;
+
+    if (!target_tgid) {   // the classic tracepoint names only the thread
+        if (by_syscall && (f->syscall == SC_TGKILL || f->syscall == SC_RT_TGSIGQUEUEINFO))
+            target_tgid = (u32)f->arg_pid;
+        else if ((u32)target == tid)
+            target_tgid = tgid;   // a fault, or a send to oneself
+    }
+
+    // Generated, counted or not: its syscall's exit must not take it for a sig-0 probe.
+    if (by_syscall)
+        f->generated++;
+    if (sender == SELF_TGID && SELF_TGID)
+        return 0;
+    if (target_tgid == SELF_TGID && SELF_TGID)
+        return 0;
+    if (!pid_wanted(sender, (u32)target, target_tgid))
+        return 0;
+
+    u64 ts = event_clock();
+    struct flow_key key = {};
+    key.sender_tgid = sender;
+    key.target_pid = target;
+    key.target_tgid = target_tgid;
+    key.sig = sig;
+    key.code = known_code(code);
+    key.syscall = via;
+    key.result = result;
+    // A siginfo the caller built names a sender: not its own is a forgery.
+    key.spoofed = by_syscall && f->has_info &&
+                  (f->info_pid != (s32)f->tgid || f->info_uid != f->real_uid);
+    struct flow_val *v = flow_add(&key, ts, target_comm, key.spoofed ? f : 0);
+#if FATES
+    if (result == RES_DELIVERED || result == RES_LOSE_INFO) {
+        if (!ts)
+            ts = bpf_ktime_get_ns();
+        if (v)
+            fate_queued(v, &key, group ? (target_tgid ? target_tgid : (u32)target) : (u32)target,
+                        group != 0, sig, ts);
+        else
+            stat_add(STAT_PENDING_FULL);   // counted in the overflow array: no flow to follow
+    }
+#endif
+
+    struct event *e = event_begin(EV_GENERATE, ts, tgid, tid);
+    if (!e)
+        return 0;
+    struct send_payload *p = &e->u.send;
+    p->flow = key;
+    p->sig = sig;
+    p->code = code;
+    p->target_pid = target;
+    p->target_tgid = target_tgid;
+    p->group = group;
+    if (by_syscall) {
+        p->arg_pid = f->arg_pid;
+        p->arg_tid = f->arg_tid;
+        p->info_pid = f->info_pid;
+        p->info_uid = f->info_uid;
+        p->info_value = f->info_value;
+        p->flags = f->flags;
+        p->has_info = f->has_info;
+    }
+    // No comms: both are on the flow row, and reading them was a fifth of
+    // this program's cost.
+    event_submit(e);
+    return 0;
+}
+
+#if RAW_GENERATE
+// TP_PROTO(int sig, struct kernel_siginfo *info, struct task_struct *task,
+//          int group, int result); the loader checked this kernel's prototype.
+RAW_TRACEPOINT_PROBE(signal_generate)
+{
+    int sig = (int)ctx->args[0];
+    if (!sig_wanted(sig))
+        return 0;
+    unsigned long info = ctx->args[1];
+    const char *task = (const char *)ctx->args[2];
+    // What the classic tracepoint's TP_STORE_SIGINFO does: SEND_SIG_NOINFO
+    // (0) is a kill's SI_USER, SEND_SIG_PRIV (1) the kernel's SI_KERNEL.
+    int code = info == 0 ? SI_USER : SI_KERNEL;
+    if (info > 1)
+        bpf_probe_read_kernel(&code, sizeof(code), (const char *)info + 8);   // si_code (uapi layout)
+    s32 ids[2] = {};   // task->pid, task->tgid
+    bpf_probe_read_kernel(&ids, sizeof(ids), task + TASK_PID_OFFSET);
+    if (sig == SIGCHLD && (code == CLD_KILLED || code == CLD_DUMPED) && info > 1)
+        death_event(info, ids[0], (u32)ids[1], code);
+    return on_generate(sig, code, ids[0], (u32)ids[1], task + TASK_COMM_OFFSET,
+                       (int)ctx->args[3], (int)ctx->args[4]);
+}
+#else
+TRACEPOINT_PROBE(signal, signal_generate)
+{
+    return on_generate(args->sig, args->code, args->pid, 0, args->comm, args->group, args->result);
+}
+#endif

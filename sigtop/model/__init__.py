@@ -1,0 +1,239 @@
+"""The model: batches folded into the tables, composed of small parts each tested alone.
+
+* a process registry (sigtop.model.registry): pids, generations, names, cgroups, dispositions;
+* the tables' rows (sigtop.tables.*): flows, signalfd, sigreturn, deaths, alerts;
+* the death ledger (sigtop.model.ledger): who or what killed each process;
+* the delivery matcher (sigtop.model.matcher): each generated signal's delivery, where the
+  kernel does not time it itself.
+
+Pure: no bcc, no textual, no /proc. Everything it knows arrives in a `Batch`,
+so it runs the same on live data, a recording, or a test's list. This module
+only routes: counts to their tables, each detail event to the part it is for.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+
+from sigtop.alerts import Alert, AlertDetector
+from sigtop.events import hot_events
+from sigtop.model import matcher
+from sigtop.model.ledger import DeathLedger
+from sigtop.model.matcher import DeliveryMatcher
+from sigtop.model.registry import ProcessRegistry
+from sigtop.names import EventKind, Result, printable
+from sigtop.tables.alerts import AlertTable
+from sigtop.tables.deaths import Death, DeathTable
+from sigtop.tables.flows import EVENTS_PER_ROW, FlowRow, FlowRowKey, FlowTable
+from sigtop.tables.signalfd import SignalfdRow, SignalfdTable
+from sigtop.tables.sigreturn import SigreturnRow, SigreturnTable
+from sigtop.wire import Batch, FlowKey, KernelStats, ProcInfo, SignalEvent
+
+__all__ = ["EVENTS_PER_ROW", "Death", "FlowRow", "FlowRowKey", "SignalModel", "SignalfdRow", "SigreturnRow"]
+
+# Detail events kept across all rows (~250 bytes each); past it the least
+# recently seen rows give up their details first (their counts stay).
+MAX_KEPT_EVENTS = 100_000
+
+# Plain ints for the per-event loop (enum members compare slower).
+_GENERATE, _DELIVER = int(EventKind.generate), int(EventKind.deliver)
+_UNMATCHED_SIGRETURN, _DELIVERED = int(EventKind.unmatched_sigreturn), int(Result.delivered)
+_DEATH, _OOM, _SIGACTION = int(EventKind.death), int(EventKind.oom), int(EventKind.sigaction)
+_FLOW_EVENTS = frozenset((_GENERATE, int(EventKind.send_done)))
+_RESULT_AT = 7  # the result's place in a flow key tuple (FlowKey.as_tuple)
+
+
+class SignalModel:
+    """Tables of everything seen, with rates over the last interval and bounded memory."""
+
+    def __init__(self, max_rows: int = 20_000) -> None:
+        self.max_rows = max_rows
+        self.registry = ProcessRegistry()
+        self.flows_table = FlowTable()
+        self.signalfd_table = SignalfdTable()
+        self.sigreturn_table = SigreturnTable()
+        self.death_table = DeathTable()
+        self.alert_table = AlertTable()
+        self.ledger = DeathLedger()
+        self.matcher = DeliveryMatcher()
+        self.alert_detector = AlertDetector()
+        self.stats = KernelStats()
+        self.program_misses: Counter[str] = Counter()  # skipped runs by probe
+        self.map_fill: dict[str, float] = {}  # how full each kernel map was at the last batch
+        self.evicted_rows = 0
+        self.events_trimmed = 0  # details given up to stay within MAX_KEPT_EVENTS (counts unaffected)
+        self.duration_s = 0.0
+        self.last_ts = 0.0
+        self.batches = 0
+        self.events_received = 0  # detail events decoded (the rest: stats.events_lost, events_dropped)
+        self.finished = False
+
+    # ---- the parts' rows, by the names the views use ------------------------------------
+
+    @property
+    def flows(self) -> dict[FlowRowKey, FlowRow]:
+        return self.flows_table.rows
+
+    @property
+    def signalfds(self) -> dict[tuple[int, int], SignalfdRow]:
+        return self.signalfd_table.rows
+
+    @property
+    def sigreturns(self) -> dict[int | tuple[int, int], SigreturnRow]:
+        return self.sigreturn_table.rows
+
+    @property
+    def deaths(self) -> deque[Death]:
+        return self.death_table.rows
+
+    @property
+    def deaths_seen(self) -> int:
+        return self.death_table.seen
+
+    @property
+    def alerts(self) -> deque[Alert]:
+        return self.alert_table.rows
+
+    @property
+    def procs(self) -> dict[int, ProcInfo]:
+        return self.registry.procs
+
+    @property
+    def total_signals(self) -> int:
+        return self.flows_table.total_signals
+
+    @property
+    def signals_per_sec(self) -> float:
+        return self.flows_table.signals_per_sec
+
+    @property
+    def fates_followed(self) -> bool:
+        return self.flows_table.fates_followed
+
+    @property
+    def on_latency(self) -> Callable[[int, int], None] | None:
+        return self.matcher.on_latency
+
+    @on_latency.setter
+    def on_latency(self, callback: Callable[[int, int], None] | None) -> None:
+        self.matcher.on_latency = callback
+
+    def proc_of(self, pid: int, gen: int = 0) -> ProcInfo | None:
+        return self.registry.proc_of(pid, gen)
+
+    def row_key(self, key: FlowKey) -> FlowRowKey:
+        return self.flows_table.row_key(key, self.registry)
+
+    # ---- folding ---------------------------------------------------------
+
+    def apply(self, batch: Batch) -> None:
+        """Fold one batch in. Deltas add up; rates cover this batch's interval."""
+        self.batches += 1
+        self.duration_s += batch.interval_s
+        self.last_ts = batch.ts
+        self.stats.add(batch.stats)
+        self.program_misses.update(batch.program_misses)
+        self.map_fill = batch.map_fill or self.map_fill
+        self.finished = self.finished or batch.final
+        for pid, earlier in self.registry.apply(batch):
+            self.sigreturn_table.reused(pid, earlier)
+        self.flows_table.fold(batch, self.registry)
+        interval = batch.interval_s if batch.interval_s > 0 else 1.0
+        self.sigreturn_table.fold(batch.threads, interval, self.registry)
+        self.alerts.extend(self.alert_detector.scan(batch, self.registry.procs))
+        self.signalfd_table.fold(batch.signalfds)
+        self.apply_events(batch.events)
+        self._evict()
+
+    def apply_events(self, events: Sequence[SignalEvent]) -> None:
+        """Attach events to their rows and route each kind to its part, for every event.
+
+        A storm brings 100,000 events a second: each is looked at through its
+        hot fields, and only those a row keeps (its last EVENTS_PER_ROW)
+        become SignalEvents, once, at the end.
+        """
+        if not events:
+            return
+        self.events_received += len(events)
+        registry, flows, match = self.registry, self.flows_table, self.matcher
+        # per distinct flow key: where its events are kept, and the target process
+        rows: dict[tuple, tuple[deque[matcher.Slot] | None, int]] = {}
+        kept: dict[int, tuple[FlowRow | SigreturnRow, deque[matcher.Slot]]] = {}
+        rare: list[int] = []  # deaths, dispositions set, OOM choices: decoded, in order
+        hots, ns_per_unit = hot_events(events)
+        for index, (ts, kind, tgid, tid, flow, delivered_sig) in enumerate(hots):
+            if kind in _FLOW_EVENTS:
+                if flow is None:  # an event made by hand without its flow key: it belongs to no row
+                    continue
+                found = rows.get(flow)
+                if found is None:
+                    row, process = flows.event_row(flow, registry)
+                    found = rows[flow] = (self._kept_for(kept, row) if row else None, process)
+                keep, process = found
+                generated = matcher.slot(index, ts)
+                if keep is not None:
+                    keep.append(generated)
+                if kind == _GENERATE and flow[_RESULT_AT] == _DELIVERED:
+                    match.queued(process, flow[3], generated)
+            elif kind == _DELIVER:
+                match.delivered(tgid, delivered_sig, ts, tid, ns_per_unit)
+            elif kind in (_DEATH, _SIGACTION, _OOM):
+                rare.append(index)
+            elif kind == _UNMATCHED_SIGRETURN:
+                srow = self.sigreturn_table.unmatched_event(tgid, registry)
+                self._kept_for(kept, srow).append(matcher.slot(index, ts))
+        for index in rare:
+            self._rare(events[index])
+        for row, slots in kept.values():
+            for s in slots:
+                event = s[matcher.EVENT] = events[s[matcher.INDEX]]
+                event.latency_ns = s[matcher.LATENCY]
+                event.taken_tid = s[matcher.TAKEN_BY]
+                event.comm, event.target_comm = printable(event.comm), printable(event.target_comm)
+                if not row.events:
+                    row.events = deque(maxlen=EVENTS_PER_ROW)
+                row.events.append(event)
+            if isinstance(row, SigreturnRow) and not row.comm and slots:
+                row.comm = slots[-1][matcher.EVENT].comm
+
+    def _rare(self, e: SignalEvent) -> None:
+        if e.kind == _DEATH:
+            self.death_table.add(self.ledger.death(e, self.flows.values(), self.registry))
+        elif e.kind == _SIGACTION:
+            self.registry.set_disposition(e.sender_pid, e.sig, e.ts, e.handler)
+        elif e.kind == _OOM:
+            self.ledger.oom(e)
+
+    @staticmethod
+    def _kept_for(kept: dict, row: FlowRow | SigreturnRow) -> deque[matcher.Slot]:
+        entry = kept.get(id(row))
+        if entry is None:
+            entry = kept[id(row)] = (row, deque(maxlen=EVENTS_PER_ROW))
+        return entry[1]
+
+    def _evict(self) -> None:
+        for table in (self.flows_table, self.sigreturn_table, self.signalfd_table):
+            self.evicted_rows += table.evict(self.max_rows)
+        rows = [*self.flows.values(), *self.sigreturns.values()]
+        held = sum(len(r.events) for r in rows)
+        if held > MAX_KEPT_EVENTS:
+            for row in sorted(rows, key=lambda r: r.last_ts):
+                held -= len(row.events)
+                self.events_trimmed += len(row.events)
+                row.events = ()
+                if held <= MAX_KEPT_EVENTS * 3 // 4:
+                    break
+
+    # ---- user actions ----------------------------------------------------
+
+    def clear(self) -> None:
+        """Forget every count (signalfd state stays: it is state, not a count)."""
+        self.flows_table.clear()
+        self.sigreturn_table.clear()
+        self.death_table.clear()
+        self.alert_table.clear()
+        self.signalfd_table.clear()
+        self.matcher.clear()
+        self.duration_s = 0.0
+        self.stats = KernelStats()

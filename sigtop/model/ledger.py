@@ -1,0 +1,98 @@
+"""The death ledger: who or what killed each process that died of a signal.
+
+A death event (the kernel's, from the dying process's SIGCHLD to its parent)
+says which signal killed it; the flows that reached it with that signal say
+who sent it, and the OOM killer's choices say when it was the OOM killer.
+Pure: the flows and the registry are passed in.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterable
+
+from sigtop.lru import BoundedLRU
+from sigtop.model.registry import ProcessRegistry
+from sigtop.names import printable, si_code_name, signame
+from sigtop.tables.deaths import Death
+from sigtop.wire import SignalEvent
+
+CLD_DUMPED = 3
+ESCALATION_S = 60.0  # a SIGTERM then a SIGKILL from one sender within this: a stop timeout
+OOM_TO_DEATH_S = 60.0  # an OOM victim that dies of SIGKILL within this was killed by the OOM killer
+MAX_OOM_VICTIMS = 1_000
+
+
+class DeathLedger:
+    def __init__(self) -> None:
+        # The OOM killer's recent choices: pid -> (when, anon rss in kB), for the deaths' cause.
+        self.oom_victims: BoundedLRU[int, tuple[float, int]] = BoundedLRU(MAX_OOM_VICTIMS)
+
+    def oom(self, e: SignalEvent) -> None:
+        self.oom_victims.put(e.sender_pid, (e.ts, e.info_value))
+
+    def death(self, e: SignalEvent, flows: Iterable, registry: ProcessRegistry) -> Death:
+        """Who or what killed a process: the flows that reached it with that signal, newest first."""
+        pid, sig = e.sender_pid, e.sig
+        info = registry.procs.get(pid)
+        comm = printable(e.comm) or (info.comm if info else "")
+        reached = [r for r in flows if r.key.target_pid == pid and r.count]
+        rows = sorted((r for r in reached if r.key.sig == sig), key=lambda r: r.last_ts, reverse=True)
+        cause, sender = "not seen (sent before sigtop attached, or a SIGKILL fanned out to its threads)", 0
+        kind = "unknown"
+        oom = self.oom_victims.get(pid)
+        if sig == signal.SIGKILL and oom is not None and 0 <= e.ts - oom[0] < OOM_TO_DEATH_S:
+            cause, kind = f"the OOM killer (anon-rss {oom[1] / 1024:.0f} MiB when chosen)", "oom"
+            rows = []
+        elif rows and rows[0].key.via == "pdeathsig":
+            parent = rows[0].key.sender_pid
+            cause = f"its parent {parent} {rows[0].sender_comm} exited (PR_SET_PDEATHSIG)"
+            kind, sender = "parent-death", parent
+            rows = []
+        if rows:
+            row = rows[0]
+            sender = row.key.sender_pid
+            if sender == pid:
+                cause = "itself (abort)" if sig == signal.SIGABRT else f"itself ({signame(sig)})"
+                kind = "self"
+            elif sender:
+                cause = f"{sender} {row.sender_comm} via {row.key.via}"
+                kind = "sender"
+                term = [
+                    r
+                    for r in reached
+                    if sig == signal.SIGKILL
+                    and r.key.sender_pid == sender
+                    and r.key.sig == signal.SIGTERM
+                    and e.ts - r.first_ts < ESCALATION_S
+                ]
+                if term:
+                    cause += ", after SIGTERM (stop timeout)"
+                    kind = "stop-timeout"
+            elif row.key.via == "fault":
+                cause = f"fault ({si_code_name(sig, max(row.codes, key=row.codes.__getitem__))})"
+                kind = "fault"
+            elif sig == signal.SIGKILL:
+                cause = "the kernel (SI_KERNEL: the OOM killer, or another kernel kill)"
+                kind = "kernel"
+            else:
+                cause = f"the kernel ({row.key.via})"
+                kind = "kernel"
+        # The kernel measured its life (ns, from task->start_time); /proc's start time otherwise.
+        lifetime = e.info_value / 1e9 if e.info_value else (e.ts - info.started if info and info.started else None)
+        return Death(
+            pid=pid,
+            comm=comm,
+            sig=sig,
+            core=e.code == CLD_DUMPED,
+            ts=e.ts,
+            parent=e.target_tgid,
+            cause=cause,
+            cause_kind=kind,
+            sender_pid=sender,
+            lifetime_s=lifetime,
+            cgroup=registry.cgroup_paths.get(e.handler, "") or (info.cgroup if info else ""),
+        )
+
+    def clear(self) -> None:
+        self.oom_victims.clear()

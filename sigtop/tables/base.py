@@ -1,0 +1,217 @@
+"""What every table is: named columns, one selection function, JSON, a plain-text rendering, a
+detail, a key. Each table module defines one `TableSpec`; sigtop.tables registers them, and
+the app, the report and the exporter are built from that registry.
+
+Presentation is rich only (no widgets), so it runs without a terminal and the
+batch report loads no Textual. Every string a process controls arrives
+sanitised by the model and becomes `rich.text.Text`, never markup. Derived
+text (a flow's REASON, a signalfd's health) is worked out from the rows when
+shown, never stored into them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rich.cells import cell_len
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from sigtop.filters import FlowFilter
+    from sigtop.model import SignalModel
+
+
+@dataclass
+class View:
+    """What a cell is worked out against: the model, the time it is shown for, and a cache of
+    derived values (one REASON per row per view, however often it is asked for)."""
+
+    model: SignalModel
+    now: float = 0.0
+    _cache: dict[tuple[str, int], Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.now:
+            self.now = self.model.last_ts or time.time()
+
+    def derived(self, name: str, row: Any, compute: Callable[[], Any]) -> Any:
+        key = (name, id(row))
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+
+Cell = Text | str
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str  # stable id: sorts, settings and tests name a column by it
+    label: str  # the header
+    sort_key: Callable[[Any, View], Any]
+    cell: Callable[[Any, View], Cell]
+    numeric: bool = False
+    # When the terminal is too narrow for every column, the lowest priority
+    # goes first: a table keeps who, what and the outcome longest.
+    priority: int = 50
+    # Meaningful only while watching (the last interval's rate, time since):
+    # the batch report, printed once at the end, leaves these out.
+    live_only: bool = False
+
+
+@dataclass(frozen=True)
+class DetailTable:
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Cell, ...], ...]
+    empty: str = "none"
+
+
+@dataclass(frozen=True)
+class Detail:
+    """A row's drill-down, as data: the UI shows it, a test reads it."""
+
+    title: str
+    sections: tuple[Text, ...]
+    tables: tuple[DetailTable, ...] = ()
+    sparkline: tuple[float, ...] | None = None  # a series to draw (oldest first), with its caption
+    sparkline_caption: str = ""
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str  # flows, signalfd, ...: the JSON key and the tab's id
+    title: str
+    key: str  # the key that shows it
+    columns: tuple[Column, ...]
+    default_sort: str  # a column's name
+    # Every row with its stable key (the UI keeps the cursor on it across refreshes).
+    rows: Callable[[SignalModel], Iterable[tuple[str, Any]]]
+    # The one selection function: TUI, batch, record and the exporter filter with it.
+    select: Callable[[SignalModel, Any, FlowFilter], bool]
+    to_json: Callable[[SignalModel, Any], dict[str, Any]]
+    detail: Callable[[SignalModel, Any], Detail]
+    json_order: Callable[[Any], Any] | None = None  # the JSON's row order (None: as the model keeps them)
+    empty: str = ""  # why the table is empty, and what fills it
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"table {self.name} has no column {name!r}")
+
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def selected(self, model: SignalModel, flt: FlowFilter | None) -> list[tuple[str, Any]]:
+        """The rows the filter selects (all without one)."""
+        if not flt:
+            return list(self.rows(model))
+        return [(key, row) for key, row in self.rows(model) if self.select(model, row, flt)]
+
+    def sorted_rows(
+        self,
+        model: SignalModel,
+        flt: FlowFilter | None,
+        column: str | None = None,
+        descending: bool = True,
+        limit: int | None = None,
+        view: View | None = None,
+    ) -> list[tuple[str, Any]]:
+        """The selected rows, sorted by a column (ties by key); only the top `limit` (the model keeps the rest)."""
+        view = view or View(model)
+        by = self.column(column or self.default_sort)
+        rows = self.selected(model, flt)
+        rows.sort(key=lambda item: (by.sort_key(item[1], view), item[0]), reverse=descending)
+        return rows if limit is None else rows[:limit]
+
+    def json_rows(self, model: SignalModel, flt: FlowFilter | None) -> list[dict[str, Any]]:
+        rows = [row for _key, row in self.selected(model, flt)]
+        if self.json_order is not None:
+            rows.sort(key=self.json_order)
+        return [self.to_json(model, row) for row in rows]
+
+    def plain_table(self, model: SignalModel, flt: FlowFilter | None, title: str, width: int) -> Table:
+        """A rich table of this table's rows, without the live-only columns; where the width is too
+        small for all of them, the lowest-priority columns go first, as in the live view."""
+        view = View(model)
+        columns = [column for column in self.columns if not column.live_only]
+        rows = self.sorted_rows(model, flt, view=view)
+        cells = [[column.cell(row, view) for column in columns] for _key, row in rows]
+        return rich_table(title, columns, cells, width)
+
+
+def rich_table(title: str, columns: Sequence[Column], cells: list[list[Cell]], width: int) -> Table:
+    table = Table(title=title, title_justify="left")
+    widths = [
+        max([cell_len(column.label)] + [cell_len(str(getattr(c[i], "plain", c[i]))) for c in cells]) + 3
+        for i, column in enumerate(columns)
+    ]
+    shown = set(range(len(columns)))
+    for i in sorted(shown, key=lambda i: (columns[i].priority, -i)):
+        if sum(widths[j] for j in shown) + 1 <= width or columns[i].priority >= 100:
+            continue
+        shown.discard(i)
+    for i, column in enumerate(columns):
+        if i in shown:
+            table.add_column(column.label, justify="right" if column.numeric else "left")
+    for row_cells in cells:
+        table.add_row(*(cell for i, cell in enumerate(row_cells) if i in shown))
+    return table
+
+
+# ---- cells shared by the tables ------------------------------------------------------------
+
+
+def fmt_number(value: float) -> str:
+    if isinstance(value, int) or float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.1f}"
+
+
+def num(get: Callable[[Any], float], style: Callable[[Any], str] | None = None) -> Callable[[Any, View], Text]:
+    """A number cell (sorting reads the model's numbers, Column.sort_key, never the cell text)."""
+    return lambda row, _view: Text(fmt_number(get(row)), style=style(row) if style else "", justify="right")
+
+
+def pid_cell(get: Callable[[Any], int]) -> Callable[[Any, View], Text]:
+    """A pid: an identifier, not a quantity (no thousands separators)."""
+    return lambda row, _view: Text(str(get(row)), justify="right")
+
+
+def by(get: Callable[[Any], Any]) -> Callable[[Any, View], Any]:
+    """A sort key that needs only the row."""
+    return lambda row, _view: get(row)
+
+
+def text(get: Callable[[Any], str], style: str = "") -> Callable[[Any, View], Text]:
+    return lambda row, _view: Text(get(row), style=style)
+
+
+MAX_CMDLINE_SHOWN = 300
+
+
+def process_text(model: SignalModel, pid: int, label: str, gen: int | None = None) -> Text:
+    """A process's /proc details, as plain text (cmdline and comm are the process's own)."""
+    out = Text(f"{label}: ", style="bold")
+    if pid == 0:
+        return out.append("the kernel (no sending process)")
+    if pid < 0:
+        return out.append(f"process group {-pid}")
+    registry = model.registry
+    info = registry.procs.get(pid) if gen is None else registry.proc_of(pid, gen)
+    if info is None:
+        return out.append(f"pid {pid} (gone before sigtop could read /proc)")
+    ns = f"  (pid in its namespaces: {' / '.join(map(str, info.nspid[1:]))})" if len(info.nspid) > 1 else ""
+    out.append(f"pid {pid}{ns}  comm {info.comm}  user {info.user or '?'}\n")
+    cmdline = info.cmdline
+    shown = cmdline[:MAX_CMDLINE_SHOWN] + "..." if len(cmdline) > MAX_CMDLINE_SHOWN else cmdline or "-"
+    out.append(f"  cmdline: {shown}\n")
+    chain = " <- ".join(f"{p} {c}" for p, c in info.parents) or "-"
+    out.append(f"  parents: {chain}\n")
+    out.append(f"  cgroup:  {info.cgroup or '-'}")
+    return out

@@ -1,0 +1,144 @@
+"""The deaths table: every process that ended because of a signal while sigtop ran, and who or what
+sent it (the cause comes from the death ledger, sigtop.model.ledger)."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+
+from sigtop.containers import container_of
+from sigtop.names import signame
+from sigtop.tables.base import Column, Detail, DetailTable, TableSpec, by, pid_cell, process_text
+from sigtop.tables.flows import container_json
+from sigtop.timefmt import age, clock
+
+if TYPE_CHECKING:
+    from sigtop.filters import FlowFilter
+    from sigtop.model import SignalModel
+
+MAX_DEATHS = 5_000
+
+
+@dataclass(slots=True)
+class Death:
+    """A process that ended because of a signal, and who or what sent it."""
+
+    pid: int
+    comm: str
+    sig: int
+    core: bool  # it dumped core (CLD_DUMPED)
+    ts: float
+    parent: int
+    cause: str  # one line: "1234 kubelet via kill, after SIGTERM (stop timeout)", "fault (SEGV_MAPERR)", ...
+    # bounded, for metrics: sender, stop-timeout, fault, self, oom, parent-death, kernel, unknown
+    cause_kind: str = "unknown"
+    sender_pid: int = 0  # the process that sent the fatal signal (0: the kernel, or not seen)
+    lifetime_s: float | None = None  # from its start time, where /proc told it
+    cgroup: str = ""  # its cgroup when it died (the kernel's, else /proc's)
+
+
+class DeathTable:
+    def __init__(self) -> None:
+        self.rows: deque[Death] = deque(maxlen=MAX_DEATHS)
+        self.seen = 0  # ever (the deque keeps the newest MAX_DEATHS)
+
+    def add(self, death: Death) -> None:
+        self.rows.append(death)
+        self.seen += 1
+
+    def clear(self) -> None:
+        self.rows.clear()
+
+
+def _lifetime(d: Death) -> str:
+    if d.lifetime_s is None:
+        return "-"
+    return age(d.ts, d.ts - d.lifetime_s)
+
+
+COLUMNS = (
+    Column("time", "TIME", by(lambda d: d.ts), lambda d, _v: clock(d.ts), priority=90),
+    Column("pid", "PID", by(lambda d: d.pid), pid_cell(lambda d: d.pid), True, 100),
+    Column("comm", "COMM", by(lambda d: d.comm), lambda d, _v: Text(d.comm), priority=95),
+    Column("signal", "SIGNAL", by(lambda d: d.sig), lambda d, _v: signame(d.sig), priority=100),
+    Column("core", "CORE", by(lambda d: d.core), lambda d, _v: "core" if d.core else "", priority=40),
+    Column("lived", "LIVED", by(lambda d: d.lifetime_s or 0), lambda d, _v: Text(_lifetime(d), justify="right"),
+           True, 30),
+    Column("cause", "CAUSE", by(lambda d: d.cause), lambda d, _v: Text(d.cause), priority=99),
+    # Its container or service, else its cgroup path (as it was when it died).
+    Column("cgroup", "CGROUP", by(lambda d: d.cgroup),
+           lambda d, _v: Text(container_of(d.cgroup).label or d.cgroup), priority=35),
+)  # fmt: skip
+
+
+def select(_model: SignalModel, d: Death, flt: FlowFilter) -> bool:
+    return flt.matches((d.pid, d.sender_pid), (d.comm,), d.sig, (container_of(d.cgroup).label,))
+
+
+def to_json(_model: SignalModel, d: Death) -> dict[str, Any]:
+    return {
+        "pid": d.pid,
+        "comm": d.comm,
+        "sig": d.sig,
+        "signame": signame(d.sig),
+        "core_dumped": d.core,
+        "ts": round(d.ts, 6),
+        "lifetime_s": round(d.lifetime_s, 3) if d.lifetime_s is not None else None,
+        "cause": d.cause,
+        "cause_kind": d.cause_kind,
+        "sender_pid": d.sender_pid or None,
+        "parent_pid": d.parent,
+        "cgroup": d.cgroup or None,
+        "container": container_json(d.cgroup) if d.cgroup else None,
+    }
+
+
+def detail(model: SignalModel, d: Death) -> Detail:
+    head = Text()
+    head.append("Death  ", style="bold")
+    head.append(f"pid {d.pid} {d.comm}  {signame(d.sig)}{'  (core dumped)' if d.core else ''}  at {clock(d.ts)}\n")
+    head.append("cause: ", style="bold")
+    head.append(d.cause)
+    received = sorted(
+        (r for r in model.flows.values() if r.key.target_pid == d.pid and r.count),
+        key=lambda r: r.last_ts,
+        reverse=True,
+    )
+    rows = tuple(
+        (
+            clock(r.last_ts),
+            str(r.key.sender_pid) if r.key.sender_pid else "-",
+            Text(r.sender_comm) if r.key.sender_pid else Text("[kernel]", style="italic"),
+            signame(r.key.sig),
+            r.key.via,
+            str(r.count),
+        )
+        for r in received
+    )
+    return Detail(
+        title=f"Death of {d.pid}",
+        sections=(head, process_text(model, d.pid, "process")),
+        tables=(DetailTable("signals it received", ("LAST", "SENDER", "COMM", "SIGNAL", "VIA", "COUNT"), rows),),
+    )
+
+
+def rows(model: SignalModel) -> Any:
+    return ((f"{d.pid}:{d.ts}", d) for d in model.deaths)
+
+
+SPEC = TableSpec(
+    name="deaths",
+    title="Deaths",
+    key="4",
+    columns=COLUMNS,
+    default_sort="time",
+    rows=rows,
+    select=select,
+    to_json=to_json,
+    detail=detail,
+    empty="No process has died of a signal since sigtop started: each one that does shows here, "
+    "with who or what sent the signal.",
+)

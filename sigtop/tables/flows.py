@@ -1,0 +1,707 @@
+"""The flows table: sender -> target, signal, how, with every result and what became of the queued.
+
+One module for the table: its row, how a batch folds into it, eviction, its
+selection, its columns, its JSON, its detail and its key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+
+from sigtop.containers import container_of
+from sigtop.names import (
+    GENERATED_RESULTS,
+    EventKind,
+    Result,
+    Syscall,
+    errno_name,
+    pidfd_flag_names,
+    si_code_name,
+    signame,
+    syscall_name,
+)
+from sigtop.reasons import explain_row, target_disposition
+from sigtop.tables.base import (
+    Column,
+    Detail,
+    DetailTable,
+    TableSpec,
+    View,
+    by,
+    fmt_number,
+    num,
+    process_text,
+)
+from sigtop.timefmt import age, clock, duration
+from sigtop.wire import Batch, FlowDelta, FlowKey, LatencyHistogram, SignalEvent, latency_bucket_bounds
+
+if TYPE_CHECKING:
+    from sigtop.filters import FlowFilter
+    from sigtop.model import SignalModel
+    from sigtop.model.registry import ProcessRegistry
+
+EVENTS_PER_ROW = 200
+OVERFLOW = "overflow"  # FlowRowKey.via of the rows counting what did not fit the kernel's map
+MAX_ASKED_PIDS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRowKey:
+    """A row of the flows table: sender process -> target process, signal, how."""
+
+    sender_pid: int  # 0: the kernel
+    target_pid: int  # process id; < 0: a process group (kill(-pgid) that failed)
+    sig: int
+    via: str  # syscall name, or the kernel origin class (fault, child, timer, ...)
+    pidfd: int = -1  # a failed pidfd_send_signal whose target is unknown: its fd
+    # Which process of that pid (0, 1, ...: a new one each time the pid is reused):
+    # a row never carries one process's identity over to another.
+    sender_gen: int = 0
+    target_gen: int = 0
+    spoofed: bool = False  # the sends' siginfo claimed another sender: a row of their own
+    ns_of: int = 0  # target_pid is a pid of this (sender) process's pid namespace, not found on the host
+
+
+@dataclass(slots=True)
+class FlowRow:
+    key: FlowRowKey
+    sender_comm: str = ""
+    target_comm: str = ""
+    syscall: int = 0
+    results: list[int] = field(default_factory=lambda: [0] * len(Result))
+    errors: Counter[int] = field(default_factory=Counter)
+    codes: Counter[int] = field(default_factory=Counter)
+    first_ts: float = 0.0
+    last_ts: float = 0.0
+    rate: float = 0.0  # signals/s over the last interval
+    # The row's last EVENTS_PER_ROW detail events; () until it keeps one (20,000 empty deques: 15 MB).
+    events: deque[SignalEvent] | tuple[()] = ()
+    sender_comm_now: str = ""  # the sender's comm in /proc now, where it differs (it exec'd)
+    claimed: tuple[int, int] | None = None  # spoofed: the (si_pid, si_uid) the siginfo claimed
+    sender_container: str = ""  # containers.Container.label of each end ("" on the host)
+    target_container: str = ""
+    # The fates of its queued signals (where the source follows them: FlowTable.fates_followed).
+    taken: int = 0  # taken for action: a handler, the default action, or ignored when taken
+    read: int = 0  # left the pending list with no delivery: sigwait, a signalfd read, a flush
+    discarded: int = 0  # still pending when the target exited
+    untracked: int = 0  # no room to follow them
+    pending: int = 0  # queued and none of the above yet (state)
+    pending_since: float = 0.0  # when the oldest of those was queued
+    latency: LatencyHistogram | None = None  # generate to take (or sigwait), every one
+    fates: bool = False  # the fields above are followed (else unknown: no BTF, or an old recording)
+
+    @property
+    def count(self) -> int:
+        """Signals generated (whatever their result)."""
+        return sum(self.results[r] for r in GENERATED_RESULTS)
+
+    @property
+    def failed(self) -> int:
+        return self.results[Result.failed]
+
+    @property
+    def queued(self) -> int:
+        """Signals the kernel put on a pending list (TRACE_SIGNAL_DELIVERED means queued, not delivered)."""
+        return self.results[Result.delivered] + self.results[Result.lose_info]
+
+    @property
+    def received(self) -> int:
+        """Queued signals the target got: taken for action, or read (sigwait, signalfd)."""
+        return self.taken + self.read
+
+    @property
+    def attempts(self) -> int:
+        return sum(self.results)
+
+
+# ---- folding -------------------------------------------------------------------------------
+
+
+class FlowTable:
+    """The flows table's rows and how batches fold into them."""
+
+    def __init__(self) -> None:
+        self.rows: dict[FlowRowKey, FlowRow] = {}
+        self._rated: set[FlowRowKey] = set()
+        self._with_pending: set[FlowRowKey] = set()  # rows with pending > 0
+        self.fates_followed = False  # the source follows queued signals to their end
+        self.total_signals = 0
+        self.signals_per_sec = 0.0
+
+    def fold(self, batch: Batch, registry: ProcessRegistry) -> None:
+        """A batch's flow deltas (counts add up, rates cover its interval) and what is pending now."""
+        self.fates_followed = self.fates_followed or batch.pending is not None
+        interval = batch.interval_s if batch.interval_s > 0 else 1.0
+        generated = 0
+        moved: Counter[FlowRowKey] = Counter()
+        for delta in batch.flows:
+            row = self._row(delta.key, delta, registry)
+            row.fates = self.fates_followed
+            row.results[delta.key.result] += delta.count
+            if delta.key.result == Result.failed:
+                row.errors[delta.key.err] += delta.count
+            row.codes[delta.key.code] += delta.count
+            if delta.first_ts:
+                row.first_ts = min(row.first_ts, delta.first_ts) if row.first_ts else delta.first_ts
+            row.last_ts = max(row.last_ts, delta.last_ts)
+            if delta.taken or delta.read or delta.discarded or delta.untracked:
+                row.taken += delta.taken
+                row.read += delta.read
+                row.discarded += delta.discarded
+                row.untracked += delta.untracked
+            if delta.latency is not None:
+                if row.latency is None:
+                    row.latency = LatencyHistogram()
+                row.latency.add(delta.latency)
+            if delta.key.result in GENERATED_RESULTS:
+                moved[row.key] += delta.count
+                generated += delta.count
+        for key in self._rated - moved.keys():
+            if key in self.rows:
+                self.rows[key].rate = 0.0
+        for key, n in moved.items():
+            self.rows[key].rate = n / interval
+        self._rated = set(moved)
+        self.total_signals += generated
+        self.signals_per_sec = generated / interval
+        if batch.pending is not None:
+            self._fold_pending(batch, registry)
+
+    def _fold_pending(self, batch: Batch, registry: ProcessRegistry) -> None:
+        """What is pending now, by row (state: it replaces the last batch's)."""
+        for key in self._with_pending:
+            row = self.rows.get(key)
+            if row is not None:
+                row.pending, row.pending_since = 0, 0.0
+        rows = set()
+        for p in batch.pending or ():
+            row = self.rows.get(self.row_key(p.key, registry))
+            if row is None:  # not seen counted yet (a recording cut mid-way): nothing to add it to
+                continue
+            row.pending += p.count
+            row.pending_since = min(row.pending_since, p.since) if row.pending_since else p.since
+            rows.add(row.key)
+        self._with_pending = rows
+
+    def row_key(self, key: FlowKey, registry: ProcessRegistry) -> FlowRowKey:
+        """Which row a kernel flow key belongs to."""
+        via = key.origin()
+        if via == OVERFLOW:  # no room in the kernel's map: by signal only
+            return FlowRowKey(0, 0, key.sig, OVERFLOW)
+        if key.result in (Result.failed, Result.no_signal):
+            target = key.target_pid  # what was asked for: a pid, -pgid, or a pidfd
+            if key.ns_local and target > 0:  # a pid of the sender's namespace: the host's where known
+                info = registry.procs.get(key.sender_pid)
+                host = info.ns_pids.get(target) if info else None
+                if host:
+                    return _keyed(registry, key.sender_pid, host, key.sig, via)
+                return replace(
+                    _keyed(registry, key.sender_pid, target, key.sig, via), ns_of=key.sender_pid, target_gen=0
+                )
+            if key.targets_pidfd():
+                info = registry.procs.get(key.sender_pid)
+                resolved = info.pidfds.get(target) if info else None
+                if resolved:
+                    return _keyed(registry, key.sender_pid, resolved, key.sig, via)
+                return _keyed(registry, key.sender_pid, 0, key.sig, via, pidfd=target)
+            if key.target_tgid:
+                target = key.target_tgid
+            elif target > 0:
+                target = registry.process_of(target)
+            return _keyed(registry, key.sender_pid, target, key.sig, via)
+        target = key.target_tgid or registry.process_of(key.target_pid)
+        return _keyed(registry, key.sender_pid, target, key.sig, via, spoofed=bool(key.spoofed))
+
+    def _row(self, key: FlowKey, delta: FlowDelta, registry: ProcessRegistry) -> FlowRow:
+        rkey = self.row_key(key, registry)
+        row = self.rows.get(rkey)
+        if row is None:
+            row = FlowRow(rkey, syscall=key.syscall)
+            self.rows[rkey] = row
+            for pid in (rkey.sender_pid, rkey.target_pid):
+                registry.first_row(pid, delta.first_ts)
+        if delta.claimed is not None:
+            row.claimed = delta.claimed
+        if delta.sender_comm and key.sender_pid:
+            row.sender_comm = registry.fresh_comm(rkey.sender_pid, delta.sender_comm, delta.first_ts)
+        if delta.target_comm:
+            row.target_comm = registry.fresh_comm(rkey.target_pid, delta.target_comm, delta.first_ts)
+        info = registry.proc_of(rkey.sender_pid, rkey.sender_gen) if rkey.sender_pid else None
+        # A sender that exec'd since: its name when it sent, and now.
+        row.sender_comm_now = info.comm if info and info.comm != row.sender_comm else ""
+        if not row.sender_container:
+            # The kernel's cgroup when the flow began; /proc's where the kernel had none.
+            cgroup = delta.sender_cgroup if delta.sender_cgroup not in ("", "/") else (info.cgroup if info else "")
+            row.sender_container = container_of(cgroup).label
+        target = registry.proc_of(rkey.target_pid, rkey.target_gen) if rkey.target_pid > 0 and not rkey.ns_of else None
+        if target is not None and not row.target_container:
+            row.target_container = container_of(target.cgroup).label
+        if not row.target_comm and rkey.target_pid > 0:
+            found = registry.procs.get(rkey.target_pid)
+            row.target_comm = found.comm if found else ""
+        if not row.sender_comm and rkey.sender_pid:
+            found = registry.procs.get(rkey.sender_pid)
+            row.sender_comm = found.comm if found else ""
+        return row
+
+    def event_row(self, flow: tuple, registry: ProcessRegistry) -> tuple[FlowRow | None, int]:
+        """The row a detail event's flow key (its fields as a tuple) was counted in, and the
+        process its signal went to."""
+        key = FlowKey(*flow)
+        return self.rows.get(self.row_key(key, registry)), key.target_tgid or registry.process_of(key.target_pid)
+
+    def evict(self, max_rows: int) -> int:
+        """Drop the least recently moved rows beyond max_rows; how many went."""
+        excess = len(self.rows) - max_rows
+        if excess <= 0:
+            return 0
+        for k in sorted(self.rows, key=lambda k: self.rows[k].last_ts)[:excess]:
+            del self.rows[k]
+        return excess
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self._rated.clear()
+        self._with_pending.clear()
+        self.total_signals = 0
+        self.signals_per_sec = 0.0
+
+
+def _keyed(
+    registry: ProcessRegistry, sender: int, target: int, sig: int, via: str, pidfd: int = -1, spoofed: bool = False
+) -> FlowRowKey:
+    gen = registry.gen
+    return FlowRowKey(sender, target, sig, via, pidfd, gen(sender) if sender else 0, gen(target), spoofed)
+
+
+# ---- selection -------------------------------------------------------------------------------
+
+
+def select(_model: SignalModel, row: FlowRow, flt: FlowFilter) -> bool:
+    key = row.key
+    return flt.matches(
+        (key.sender_pid, key.target_pid),
+        (row.sender_comm, row.sender_comm_now, row.target_comm),
+        key.sig,
+        (row.sender_container, row.target_container),
+    )
+
+
+# ---- cells -----------------------------------------------------------------------------------
+
+
+def _sender(row: FlowRow) -> str:
+    if row.key.via == OVERFLOW:
+        return "*"
+    return str(row.key.sender_pid) if row.key.sender_pid else "-"
+
+
+def sender_comm_text(row: FlowRow) -> Text:
+    if row.key.via == OVERFLOW:
+        return Text("[map full]", style="bold red")
+    if not row.key.sender_pid:
+        return Text("[kernel]", style="italic")
+    if row.sender_comm_now:  # it exec'd: the name it sent under, then its name now
+        return Text(f"{row.sender_comm}→{row.sender_comm_now}")
+    return Text(row.sender_comm)
+
+
+def target_text(row: FlowRow) -> str:
+    k = row.key
+    if k.via == OVERFLOW:
+        return "*"
+    if k.target_pid == 0:  # failed sends to made-up pids, counted together (the drill-down lists them)
+        return "?"
+    if k.ns_of:  # a pid of the sender's pid namespace (a container's), with no host pid found
+        return f"ns:{k.target_pid}"
+    if k.pidfd >= 0:
+        return f"pidfd {k.pidfd}"
+    if k.target_pid < 0:
+        return f"pgrp {-k.target_pid}"
+    return str(k.target_pid)
+
+
+def _via(row: FlowRow) -> Text:
+    if row.key.spoofed:  # a forged si_pid/si_uid: never hidden behind the syscall's name
+        return Text(f"{row.key.via} SPOOFED", style="bold red")
+    return Text(row.key.via)
+
+
+def _containers(row: FlowRow) -> Text:
+    s, t = row.sender_container, row.target_container
+    if s == t:
+        return Text(s)
+    return Text(f"{s or 'host'}→{t or 'host'}")
+
+
+def _failed(row: FlowRow) -> str:
+    return " ".join(f"{errno_name(e)}:{n}" for e, n in sorted(row.errors.items()))
+
+
+def _fate(get: Any, style: str = "") -> Any:
+    """A fate count; '-' where fates are not followed (no BTF, an old recording) or nothing was queued."""
+
+    def cell(row: FlowRow, _view: View) -> Text:
+        if not row.fates or not row.queued:
+            return Text("-", justify="right", style="dim")
+        n = get(row)
+        return Text(fmt_number(n), style=style if n else "", justify="right")
+
+    return cell
+
+
+def _p99(row: FlowRow) -> int:
+    return row.latency.quantile(0.99) if row.latency is not None else 0
+
+
+def _p99_cell(row: FlowRow, _view: View) -> Text:
+    if row.latency is None or not row.latency.count:
+        return Text("-", justify="right", style="dim")
+    return Text(duration(_p99(row)), justify="right")
+
+
+def reason(row: FlowRow, view: View) -> str:
+    """Why the row's signals did not (all) take effect, short (derived, once per row per view)."""
+    return view.derived("reason", row, lambda: explain_row(view.model.registry, row, view.now).short)
+
+
+COLUMNS = (
+    Column("sender", "SENDER", by(lambda r: r.key.sender_pid), lambda r, _v: Text(_sender(r), justify="right"),
+           True, 100),
+    Column("sender_comm", "COMM", by(lambda r: r.sender_comm if r.key.sender_pid else ""),
+           lambda r, _v: sender_comm_text(r), priority=78),
+    Column("target", "TARGET", by(lambda r: r.key.target_pid), lambda r, _v: Text(target_text(r), justify="right"),
+           True, 100),
+    Column("target_comm", "COMM", by(lambda r: r.target_comm), lambda r, _v: Text(r.target_comm), priority=75),
+    Column("signal", "SIGNAL", by(lambda r: r.key.sig), lambda r, _v: signame(r.key.sig), priority=95),
+    Column("via", "VIA", by(lambda r: (r.key.via, r.key.spoofed)), lambda r, _v: _via(r), priority=76),
+    Column("count", "COUNT", by(lambda r: r.count), num(lambda r: r.count), True, 90),
+    Column("rate", "RATE/s", by(lambda r: r.rate), num(lambda r: r.rate), True, 30, live_only=True),
+    Column("last", "LAST", by(lambda r: r.last_ts), lambda r, v: Text(age(v.now, r.last_ts), justify="right"),
+           True, 20, live_only=True),
+    # Queued (the kernel's TRACE_SIGNAL_DELIVERED), then what became of them.
+    Column("queued", "QUEUED", by(lambda r: r.queued), num(lambda r: r.queued), True, 85),
+    Column("taken", "TAKEN", by(lambda r: r.received), _fate(lambda r: r.received), True, 52),
+    Column("pending", "PEND", by(lambda r: r.pending), _fate(lambda r: r.pending, "bold yellow"), True, 86),
+    Column("discarded", "DISC", by(lambda r: r.discarded), _fate(lambda r: r.discarded, "red"), True, 50),
+    Column("p99", "P99", by(_p99), _p99_cell, True, 35),
+    Column("ignored", "IGN", by(lambda r: r.results[Result.ignored]), num(lambda r: r.results[Result.ignored]),
+           True, 85),
+    Column("merged", "MERGED", by(lambda r: r.results[Result.already_pending]),
+           num(lambda r: r.results[Result.already_pending]), True, 72),
+    Column("lost", "LOST", by(lambda r: r.results[Result.overflow_fail]),
+           num(lambda r: r.results[Result.overflow_fail], lambda r: "red" if r.results[Result.overflow_fail] else ""),
+           True, 85),
+    Column("failed", "FAILED", by(lambda r: r.failed), lambda r, _v: Text(_failed(r), style="red"), True, 80),
+    # Why the signals did not (all) take effect: blocked and pending, ignored, dropped by an init, ...
+    Column("reason", "REASON", reason, lambda r, v: Text(reason(r, v), style="yellow"), priority=81),
+    Column("probes", "PROBES", by(lambda r: r.results[Result.no_signal]), num(lambda r: r.results[Result.no_signal]),
+           True, 10),
+    # Containers or services of both ends ("" on the host): the first to hide when narrow.
+    Column("container", "CONTAINER", by(lambda r: (r.sender_container, r.target_container)),
+           lambda r, _v: _containers(r), priority=5),
+)  # fmt: skip
+
+
+# ---- JSON ------------------------------------------------------------------------------------
+
+
+def fates_json(row: FlowRow, followed: bool) -> dict[str, Any]:
+    """What became of the flow's queued signals ("delivered" in results means queued); None where the
+    source did not follow them (no BTF, or a recording made without)."""
+    if not followed:
+        return dict.fromkeys(
+            ("queued", "taken", "read", "discarded", "pending", "pending_since", "untracked", "latency_ns")
+        )
+    latency = row.latency
+    return {
+        "queued": row.queued,
+        "taken": row.taken,
+        "read": row.read,
+        "discarded": row.discarded,
+        "pending": row.pending,
+        "pending_since": round(row.pending_since, 6) if row.pending else None,
+        "untracked": row.untracked,
+        # Every take timed in the kernel, in half-octave buckets: p50/p99 are their bucket's upper
+        # bound (capped by the max), so within a third above the true value; max is exact.
+        "latency_ns": None
+        if latency is None or not latency.count
+        else {
+            "count": latency.count,
+            "p50": latency.quantile(0.5),
+            "p99": latency.quantile(0.99),
+            "max": latency.max_ns,
+            "buckets": [[*latency_bucket_bounds(i), n] for i, n in enumerate(latency.buckets) if n],
+        },
+    }
+
+
+def container_json(cgroup: str) -> dict[str, str] | None:
+    """Which container or service a cgroup names; None on the host."""
+    found = container_of(cgroup)
+    if not found.kind:
+        return None
+    doc = {"kind": found.kind, "name": found.name, "label": found.label}
+    if found.pod:
+        doc.update(pod=found.pod, runtime=found.runtime)
+    return doc
+
+
+def asked_pids(row: FlowRow) -> list[int]:
+    """The distinct pids a failed flow's sends asked for, newest first, from its detail events."""
+    seen: dict[int, None] = {}
+    for event in reversed(row.events):
+        if event.target_pid not in seen:
+            seen[event.target_pid] = None
+            if len(seen) == MAX_ASKED_PIDS:
+                break
+    return list(seen)
+
+
+def to_json(model: SignalModel, row: FlowRow) -> dict[str, Any]:
+    key = row.key
+    registry = model.registry
+    sender = registry.proc_of(key.sender_pid, key.sender_gen)
+    target = registry.proc_of(key.target_pid, key.target_gen)
+    data: dict[str, Any] = {
+        "sender_pid": key.sender_pid,
+        "sender_comm": "[overflow]" if key.via == OVERFLOW else row.sender_comm if key.sender_pid else "[kernel]",
+        "target_pid": key.target_pid if key.pidfd < 0 else None,
+        "target_comm": row.target_comm,
+        "sig": key.sig,
+        "signame": signame(key.sig),
+        "syscall": syscall_name(row.syscall),
+        "origin": key.via,
+        "count": row.count,
+        "results": {r.name: row.results[r] for r in GENERATED_RESULTS},
+        "no_signal": row.results[Result.no_signal],
+        "errors": {errno_name(e): n for e, n in sorted(row.errors.items())},
+        "first_ts": round(row.first_ts, 6),
+        "last_ts": round(row.last_ts, 6),
+    }
+    data.update(fates_json(row, model.flows_table.fates_followed))
+    reasons = explain_row(registry, row, model.last_ts or time.time())
+    data["reason"] = reasons.short or None  # why its signals did not all take effect; None: they did
+    data["reasons"] = reasons.lines
+    data["target_disposition"] = target_disposition(registry, row)
+    if row.failed and key.target_pid == 0 and key.pidfd < 0:
+        # Failed sends are counted per errno, not per pid asked for (a made-up pid is free);
+        # the pids asked for are in the detail events (none in batch mode).
+        data["target_pid"] = None
+        data["asked_pids"] = asked_pids(row)
+    # A process is its pid and its start time: a later process given the same pid is another row.
+    data["sender_started"] = round(sender.started, 2) if sender and key.sender_pid and sender.started else None
+    data["target_started"] = round(target.started, 2) if target and key.target_pid > 0 and target.started else None
+    data["sender_cgroup"] = sender.cgroup if sender and key.sender_pid else None
+    data["sender_container"] = container_json(sender.cgroup) if sender and key.sender_pid else None
+    if data["sender_container"] is None and row.sender_container:  # gone from /proc: the kernel's cgroup named it
+        data["sender_container"] = {"label": row.sender_container}
+    data["target_cgroup"] = target.cgroup if target and key.target_pid > 0 else None
+    data["target_container"] = container_json(target.cgroup) if target and key.target_pid > 0 else None
+    if key.pidfd >= 0:
+        data["target_pidfd"] = key.pidfd
+    data["spoofed"] = key.spoofed
+    # A pid of the sender's own pid namespace (a container's), not the host's: target_pid is that number.
+    data["target_in_sender_namespace"] = bool(key.ns_of)
+    data["sender_nspid"] = sender.nspid if sender and len(sender.nspid) > 1 else None
+    data["target_nspid"] = target.nspid if target and len(target.nspid) > 1 else None
+    if key.spoofed:
+        claims = [e for e in row.events if e.has_info]
+        # What the forged siginfo said (the latest event's, else the kernel's first), beside the real sender.
+        claim = (claims[-1].info_pid, claims[-1].info_uid) if claims else row.claimed
+        data["claimed"] = {"si_pid": claim[0], "si_uid": claim[1]} if claim else None
+        data["sender_user"] = sender.user if sender else None
+    return data
+
+
+def json_order(row: FlowRow) -> tuple:
+    return (-row.attempts, row.key.sender_pid, row.key.target_pid, row.key.sig)
+
+
+# ---- detail ----------------------------------------------------------------------------------
+
+
+def fates_text(row: FlowRow, now: float) -> Text:
+    """What became of the flow's queued signals."""
+    text = Text()
+    if not row.queued:
+        return text
+    if not row.fates:
+        text.append(
+            f"queued {row.queued:,}: what became of them is not followed here (needs the kernel's BTF; "
+            "'delivered' means only queued)\n",
+            style="dim",
+        )
+        return text
+    text.append(f"queued {row.queued:,}: ", style="bold")
+    text.append(f"taken {row.taken:,} (a handler or the default action)  ")
+    text.append(f"read or flushed {row.read:,} (sigwait, signalfd; SIGCONT/stop, SIG_IGN)  ")
+    text.append(f"pending {row.pending:,}", style="bold yellow" if row.pending else "")
+    if row.pending and row.pending_since:
+        text.append(f" (oldest queued {age(now, row.pending_since)} ago)", style="bold yellow")
+    text.append("  ")
+    text.append(f"discarded at exit {row.discarded:,}", style="red" if row.discarded else "")
+    if row.untracked:
+        text.append(f"  not followed {row.untracked:,} (no room in the kernel's map)", style="bold red")
+    text.append("\n")
+    return text
+
+
+def latency_text(row: FlowRow, width: int = 40) -> Text:
+    """Generate-to-take latency of every signal taken (or waited for): p50/p99/max and the histogram."""
+    h = row.latency
+    text = Text()
+    if h is None or not h.count:
+        return text
+    text.append("latency, generate to take", style="bold")
+    text.append(
+        f"  ({h.count:,} timed in the kernel): p50 ≤ {duration(h.quantile(0.5))}  "
+        f"p99 ≤ {duration(h.quantile(0.99))}  max {duration(h.max_ns)}\n"
+    )
+    most = max(h.buckets)
+    for i, n in enumerate(h.buckets):
+        if not n:
+            continue
+        low, high = latency_bucket_bounds(i)
+        label = f"< {duration(high)}" if i < len(h.buckets) - 1 else f"≥ {duration(low)}"
+        bar = "█" * max(1, round(width * n / most))
+        text.append(f"  {label:>10} {bar} {n:,}\n")
+    return text
+
+
+def syscall_args(e: SignalEvent) -> str:
+    sc = Syscall(e.syscall) if e.syscall in Syscall._value2member_map_ else None
+    if sc is None or sc == Syscall.kernel:
+        return "kernel"
+    if sc == Syscall.pdeathsig:
+        return "its parent exited (PR_SET_PDEATHSIG)"
+    if sc in (Syscall.kill, Syscall.rt_sigqueueinfo):
+        args = f"{e.arg_pid}, {signame(e.sig)}"
+    elif sc == Syscall.tkill:
+        args = f"{e.arg_tid}, {signame(e.sig)}"
+    elif sc in (Syscall.tgkill, Syscall.rt_tgsigqueueinfo):
+        args = f"{e.arg_pid}, {e.arg_tid}, {signame(e.sig)}"
+    elif sc == Syscall.pidfd_send_signal:
+        flags = "|".join(pidfd_flag_names(e.flags)) or "0"
+        args = f"pidfd {e.arg_pid}, {signame(e.sig)}, {'info' if e.has_info else 'NULL'}, {flags}"
+    else:
+        args = str(e.arg_pid)
+    return f"{sc.name}({args})"
+
+
+SI_TIMER = -2
+
+
+def si_value_text(e: SignalEvent) -> str:
+    if e.has_info:
+        return f"{e.info_value:#x}"
+    if e.code == SI_TIMER:  # the kernel fills it from the timer, out of the tracepoint's sight
+        return "n/a (timer: not on the tracepoint)"
+    return "-"
+
+
+def result_text(e: SignalEvent) -> str:
+    if e.kind == EventKind.send_done:
+        return f"failed {errno_name(-e.ret)}" if e.ret < 0 else "no signal (probe)"
+    return Result(e.result).name if e.result in Result._value2member_map_ else str(e.result)
+
+
+MAX_DETAIL_EVENTS = 200
+
+
+def detail(model: SignalModel, r: FlowRow) -> Detail:
+    k = r.key
+    registry = model.registry
+    head = Text()
+    head.append("Flow  ", style="bold")
+    head.append(f"{k.sender_pid or 'kernel'} {r.sender_comm} -> ")
+    head.append(f"{target_text(r)} {r.target_comm}  ")
+    head.append(f"{signame(k.sig)} via {k.via}\n")
+    # The kernel's DELIVERED means queued: said so here, as in the table.
+    breakdown = "  ".join(
+        f"{'queued (delivered)' if res == Result.delivered else res.name} {r.results[res]}"
+        for res in Result
+        if r.results[res]
+    )
+    head.append(f"count {r.count}  attempts {r.attempts}  {breakdown}\n")
+    if k.spoofed:
+        claims = [e for e in r.events if e.has_info]
+        claim = f"si_pid {claims[-1].info_pid} si_uid {claims[-1].info_uid}" if claims else "(no detail events)"
+        real = registry.proc_of(k.sender_pid, k.sender_gen)
+        head.append(
+            f"SPOOFED: the siginfo claims {claim}; really sent by pid {k.sender_pid} "
+            f"user {real.user if real else '?'}\n",
+            style="bold red",
+        )
+    codes = ", ".join(f"{si_code_name(k.sig, c)}:{n}" for c, n in r.codes.items())
+    head.append(f"si_code: {codes or '-'}   first {clock(r.first_ts)}  last {clock(r.last_ts)}\n")
+    now = model.last_ts or time.time()
+    head.append_text(fates_text(r, now))
+    head.append_text(latency_text(r))
+    for line in explain_row(registry, r, now).lines:
+        head.append(f"why: {line}\n", style="yellow")
+    disposition = target_disposition(registry, r)
+    if disposition is not None:
+        blockers = disposition["blocked_by"]
+        head.append(
+            f"the target's {signame(k.sig)} as of {clock(disposition['as_of'] or 0)}: {disposition['action']}; "
+            f"blocked by {len(blockers)} of {disposition['threads']} threads"
+            + (f" ({', '.join(map(str, blockers[:8]))})" if blockers else "")
+            + ("; pending" if disposition["pending_now"] else "")
+            + "\n"
+        )
+    events = list(r.events)[-MAX_DETAIL_EVENTS:]
+    rows = tuple(
+        (
+            clock(e.ts),
+            str(e.sender_tid) if e.syscall else "-",
+            str(e.target_pid),
+            syscall_args(e),
+            si_code_name(e.sig, e.code),
+            si_value_text(e),
+            result_text(e),
+            f"{e.latency_ns / 1000:.1f} us" if e.latency_ns is not None else "-",
+            str(e.taken_tid) if e.taken_tid else "-",  # the thread that took it (signal_deliver)
+        )
+        for e in reversed(events)
+    )
+    events_table = DetailTable(
+        "recent events",
+        ("TIME", "SENDER TID", "TARGET TID", "CALL", "SI_CODE", "SI_VALUE", "RESULT", "LATENCY", "TAKEN BY"),
+        rows,
+        "no detail events for this flow (lost, or captured without details)",
+    )
+    return Detail(
+        title=f"Flow {k.sender_pid or 'kernel'} → {target_text(r)} {signame(k.sig)}",
+        sections=(
+            head,
+            process_text(model, k.sender_pid, "sender", k.sender_gen),
+            process_text(model, k.target_pid, "target", k.target_gen),
+        ),
+        tables=(events_table,),
+    )
+
+
+def rows(model: SignalModel) -> Any:
+    return ((repr(k), r) for k, r in model.flows.items())
+
+
+SPEC = TableSpec(
+    name="flows",
+    title="Flows",
+    key="1",
+    columns=COLUMNS,
+    default_sort="count",
+    rows=rows,
+    select=select,
+    to_json=to_json,
+    detail=detail,
+    json_order=json_order,
+    empty="No signals yet: every signal sent, raised by the kernel, probed (sig 0) or refused shows here "
+    "as it happens, sender → target.",
+)
