@@ -11,6 +11,7 @@ get it here, once, from the event's own fields (`_legacy_flow_key`).
 from __future__ import annotations
 
 import errno
+import signal
 from collections.abc import Callable
 from dataclasses import MISSING, asdict, fields
 from typing import Any
@@ -30,6 +31,9 @@ from sigtop.wire import (
     SignalfdState,
     ThreadDelta,
 )
+
+
+CLD_EXITED, CLD_CONTINUED = 1, 6
 
 
 class RecordValueError(ValueError):
@@ -342,7 +346,8 @@ def _legacy_flow_key(e: SignalEvent) -> FlowKey:
     """The flow key of an event recorded before events carried it, from the event's own fields.
 
     The kernel's key differs from the event in four ways (bpf send_exit and on_generate):
-    * an event's sender is `current`'s process even for a kernel-raised signal, the key's 0;
+    * an event's sender is `current`'s process even for a kernel-raised signal, the key's 0 (but
+      for a SIGCHLD with a CLD_* code, raised on the child that changed state: it is the sender);
     * a failed send's key keeps neither the asked target nor the code (the caller chooses them
       freely), except for EPERM, whose target exists; its errno is the syscall's negative return;
     * a send of no signal at all (EINVAL) has SIG_INVALID as its key's signal;
@@ -363,8 +368,9 @@ def _legacy_flow_key(e: SignalEvent) -> FlowKey:
             e.result,
             ns_local=e.ns_local,
         )
+    child_changed = e.sig == signal.SIGCHLD and CLD_EXITED <= e.code <= CLD_CONTINUED
     return FlowKey(
-        sender_pid=e.sender_pid if e.syscall != Syscall.kernel else 0,
+        sender_pid=e.sender_pid if e.syscall != Syscall.kernel or child_changed else 0,
         target_pid=e.target_pid,
         target_tgid=e.target_tgid,
         sig=e.sig,

@@ -326,3 +326,36 @@ def test_alerts_for_srop_forged_siginfo_and_probing_once_a_minute():
     assert len(model.alerts) == 3
     doc = to_json(model)["alerts"]
     assert {a["kind"] for a in doc} == {"srop", "spoofed", "probing"}
+
+
+def test_one_filter_selects_alike_in_every_table_and_every_sink():
+    """`--container`, `ctr:` in the TUI and the report's JSON all use each table's one selection
+    function: a filter by container keeps that container's signalfds, sigreturns and deaths too
+    (the report once returned them unfiltered-out: empty)."""
+    docker = "/system.slice/docker-" + "4f2a9c1b7e3d" * 5 + "4f2a.scope"
+    proc = ProcInfo(300, 300, "nginx", cgroup=docker, started=100.0)
+    host = ProcInfo(400, 400, "cron", cgroup="/system.slice/cron.service", started=100.0)
+    death = SignalEvent(1001.0, int(EventKind.death), 300, 300, 1, 1, 9, 2, 0, 0, 0, comm="nginx")
+    batch = Batch(
+        ts=1001,
+        interval_s=1,
+        procs=[proc, host],
+        flows=[delta(key(sender=400, target=300, tgid=300), 2), delta(key(sender=400, target=400, tgid=400), 1)],
+        signalfds=[SignalfdState(300, 5, "nginx", 1 << 14, 0, 1, 1000.0, 1000.0)],
+        threads=[ThreadDelta(300, 300, "nginx", 3, 3, 3, 1000.0), ThreadDelta(400, 400, "cron", 1, 1, 1, 1000.0)],
+        events=[death],
+    )
+    model = SignalModel()
+    model.apply(batch)
+    label = "docker:4f2a9c1b7e3d"
+    # (filter, targets of the flows it keeps (either end in the container), pids it keeps elsewhere)
+    cases = ((label, {300}, {300}), ("svc:cron", {300, 400}, {400}), ("nothing-like-it", set(), set()))
+    for text, targets, wanted in cases:
+        flt = FlowFilter.parse(f"ctr:{text}")
+        doc = to_json(model, flt)
+        assert {f["target_pid"] for f in doc["flows"]} == targets, text
+        assert {r["pid"] for r in doc["signalfd"]} == wanted & {300}, text
+        assert {r["pid"] for r in doc["sigreturn"]} == wanted, text
+        assert {d["pid"] for d in doc["deaths"]} == wanted & {300}, text
+        for name, spec in TABLES.items():  # the TUI's rows are the JSON's rows
+            assert len(spec.selected(model, flt)) == len(doc[name]), (name, text)

@@ -9,10 +9,8 @@ differences to the event loop as one `Batch` through
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import mmap
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -97,10 +95,7 @@ class BpfSource:
         """Pids and their threads: the kernel reports a thread-directed target by tid."""
         table = self.bpf[b"pid_filter"]
         for pid in self.config.pids:
-            ids = {pid}
-            with contextlib.suppress(OSError):
-                ids.update(int(t) for t in os.listdir(f"/proc/{pid}/task"))
-            for tid in ids:
+            for tid in procfs.thread_ids(pid):
                 table[table.Key(tid)] = table.Leaf(1)
 
     def _open_events(self) -> None:

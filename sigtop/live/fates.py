@@ -27,7 +27,7 @@ from typing import Any
 
 from sigtop.live.bpfsys import lookup_and_delete
 from sigtop.live.maps import flow_key
-from sigtop.live.procfs import CLOCK_TICKS, PROC, start_ticks
+from sigtop.live.procfs import pending_masks, start_ticks
 from sigtop.wire import FlowDelta, FlowKey, PendingFlow
 
 # /proc status files read per collection at most; the rest wait for the next (still pending meanwhile).
@@ -189,7 +189,7 @@ class _StatusMasks:
                 self._unknown.add(owner)
                 return None
             self._reads += 1
-            self._masks[owner] = _read_masks(owner)
+            self._masks[owner] = pending_masks(owner)
         masks = self._masks[owner]
         if masks is None:
             return _GONE
@@ -197,21 +197,3 @@ class _StatusMasks:
         if started_ns - self._boot_to_mono > queued_ns + 20_000_000:  # another task has this id now
             return _GONE
         return bool((shared_mask if shared else own) >> (sig - 1) & 1)
-
-
-def _read_masks(owner: int) -> tuple[int, int, int] | None:
-    """(SigPnd, ShdPnd, start in ns since boot) of a task id, None if it is gone."""
-    ticks = start_ticks(owner)
-    try:
-        text = (PROC / str(owner) / "status").read_text(errors="replace")
-    except OSError:
-        return None
-    own = shared = 0
-    for line in text.splitlines():
-        if line.startswith("SigPnd:"):
-            own = int(line[7:].strip(), 16)
-        elif line.startswith("ShdPnd:"):
-            shared = int(line[7:].strip(), 16)
-            break
-    started_ns = ticks * 1_000_000_000 // CLOCK_TICKS if ticks is not None else 0
-    return own, shared, started_ns

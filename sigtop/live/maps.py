@@ -15,6 +15,7 @@ from typing import Any
 
 from sigtop.abi import kernel_abi
 from sigtop.events import comm_text
+from sigtop.live import procfs
 from sigtop.live.bpfsys import lookup_and_delete
 from sigtop.live.config import TraceConfig
 from sigtop.names import STAT_NAMES, Syscall
@@ -158,7 +159,7 @@ class MapDrain:
             now = (v.sigreturns, v.handler_deliveries, v.deliveries, v.unmatched)
             prev = self._prev_threads.get(tid, (0, 0, 0, 0))
             if now == prev:
-                if len(self._prev_threads) > self.config.thread_entries // 2 and not os.path.exists(f"/proc/{tid}"):
+                if len(self._prev_threads) > self.config.thread_entries // 2 and not procfs.task_exists(tid):
                     table.pop(table.Key(tid), None)  # the thread is gone and its counts reported
                 continue
             self._prev_threads[tid] = now

@@ -82,6 +82,36 @@ def is_running(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
+def pending_masks(owner: int) -> tuple[int, int, int] | None:
+    """(SigPnd, ShdPnd, start in ns since boot) of a task id, None if it is gone."""
+    ticks = start_ticks(owner)
+    try:
+        text = (PROC / str(owner) / "status").read_text(errors="replace")
+    except OSError:
+        return None
+    own = shared = 0
+    for line in text.splitlines():
+        if line.startswith("SigPnd:"):
+            own = int(line[7:].strip(), 16)
+        elif line.startswith("ShdPnd:"):
+            shared = int(line[7:].strip(), 16)
+            break
+    started_ns = ticks * 1_000_000_000 // CLOCK_TICKS if ticks is not None else 0
+    return own, shared, started_ns
+
+
+def task_exists(tid: int) -> bool:
+    return (PROC / str(tid)).exists()
+
+
+def thread_ids(pid: int) -> set[int]:
+    """A process's threads' ids (its own pid alone if /proc cannot say)."""
+    try:
+        return {pid, *(int(t) for t in os.listdir(PROC / str(pid) / "task"))}
+    except (OSError, ValueError):
+        return {pid}
+
+
 def started_wall(ticks: int) -> float:
     """Clock ticks since boot as wall-clock seconds."""
     since_boot = time.clock_gettime(time.CLOCK_BOOTTIME)

@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client.core import CounterMetricFamily
 from rich.text import Text
 
-from sigtop.alerts import Alert
-from sigtop.tables.base import Column, Detail, TableSpec, by, pid_cell
+from sigtop.alerts import Alert, AlertDetector
+from sigtop.lru import BoundedLRU
+from sigtop.tables.base import Column, Detail, ExportOptions, TableMetrics, TableSpec, by, pid_cell
 from sigtop.timefmt import clock
+from sigtop.wire import Batch, ProcInfo
 
 if TYPE_CHECKING:
     from sigtop.filters import FlowFilter
@@ -81,6 +84,28 @@ def detail(_model: SignalModel, a: Alert) -> Detail:
     return Detail(title=f"Alert {a.kind} {a.pid}", sections=(head,))
 
 
+MAX_PROCS_SEEN = 10_000
+
+
+class AlertMetrics(TableMetrics):
+    """Alerts by kind: the same detector as the model's, over the batches (no model needed)."""
+
+    def __init__(self, _options: ExportOptions) -> None:
+        self.detector = AlertDetector()
+        self._procs: BoundedLRU[int, ProcInfo] = BoundedLRU(MAX_PROCS_SEEN)
+
+    def apply(self, batch: Batch) -> None:
+        for proc in batch.procs:
+            self._procs.put(proc.pid, proc)
+        self.detector.scan(batch, self._procs)
+
+    def collect(self) -> Any:
+        alerts = CounterMetricFamily("sigtop_alerts", "Alerts raised, by kind", labels=["kind"])
+        for kind in ("srop", "spoofed", "probing"):
+            alerts.add_metric([kind], self.detector.counts[kind])
+        yield alerts
+
+
 def rows(model: SignalModel) -> Any:
     return ((f"{a.kind}:{a.pid}:{a.ts}", a) for a in model.alerts)
 
@@ -95,6 +120,7 @@ SPEC = TableSpec(
     select=select,
     to_json=to_json,
     detail=detail,
+    metrics=AlertMetrics,
     empty="No alerts: an rt_sigreturn with no handler frame, a forged siginfo or a burst of failed sends "
     "would show here (kept after the process is gone).",
 )

@@ -83,6 +83,31 @@ class Detail:
 
 
 @dataclass(frozen=True)
+class ExportOptions:
+    """What `sigtop exporter` was asked for, handed to each table's metrics."""
+
+    label_by: str = ""  # "", "comm" or "container": opt-in labels, bounded by top
+    top: int = 20
+    label_min: int = 10  # times a value must be seen before it gets a series of its own
+
+
+class TableMetrics:
+    """A table's part of the exporter: counters folded from batches' deltas (never from the model's
+    rows, which are evicted: a Prometheus counter must never go down), read at scrape time.
+    Labels are bounded values only, never a pid or a comm (unless asked for, and then bounded)."""
+
+    def apply(self, batch: Any) -> None:
+        """A batch's deltas (under the exporter's lock)."""
+
+    def after_model(self, model: SignalModel) -> None:
+        """With detail events: the model has folded the batch too (deaths, matched latencies)."""
+
+    def collect(self) -> Iterable[Any]:
+        """Its metric families (prometheus_client's), as of the last batch."""
+        return ()
+
+
+@dataclass(frozen=True)
 class TableSpec:
     name: str  # flows, signalfd, ...: the JSON key and the tab's id
     title: str
@@ -97,6 +122,7 @@ class TableSpec:
     detail: Callable[[SignalModel, Any], Detail]
     json_order: Callable[[Any], Any] | None = None  # the JSON's row order (None: as the model keeps them)
     empty: str = ""  # why the table is empty, and what fills it
+    metrics: Callable[[ExportOptions], TableMetrics] | None = None  # its part of the exporter, if any
 
     def column(self, name: str) -> Column:
         for c in self.columns:

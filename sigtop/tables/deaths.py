@@ -3,15 +3,26 @@ sent it (the cause comes from the death ledger, sigtop.model.ledger)."""
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client.core import CounterMetricFamily
 from rich.text import Text
 
 from sigtop.containers import container_of
 from sigtop.names import signame
-from sigtop.tables.base import Column, Detail, DetailTable, TableSpec, by, pid_cell, process_text
+from sigtop.tables.base import (
+    Column,
+    Detail,
+    DetailTable,
+    ExportOptions,
+    TableMetrics,
+    TableSpec,
+    by,
+    pid_cell,
+    process_text,
+)
 from sigtop.tables.flows import container_json
 from sigtop.timefmt import age, clock
 
@@ -125,6 +136,29 @@ def detail(model: SignalModel, d: Death) -> Detail:
     )
 
 
+class DeathMetrics(TableMetrics):
+    """Deaths by signal and cause kind (bounded), counted once each from the model's ledger (--details)."""
+
+    def __init__(self, _options: ExportOptions) -> None:
+        self.deaths: Counter[tuple[str, str]] = Counter()
+        self._seen = 0
+
+    def after_model(self, model: SignalModel) -> None:
+        new = model.deaths_seen - self._seen
+        self._seen = model.deaths_seen
+        for death in list(model.deaths)[len(model.deaths) - new :] if new else []:
+            self.deaths[(signame(death.sig), death.cause_kind)] += 1
+
+    def collect(self) -> Any:
+        deaths = CounterMetricFamily(
+            "sigtop_process_deaths", "Processes killed by a signal, by signal and cause (with --details)",
+            labels=["signal", "cause"],
+        )  # fmt: skip
+        for (sig, cause), n in sorted(self.deaths.items()):
+            deaths.add_metric([sig, cause], n)
+        yield deaths
+
+
 def rows(model: SignalModel) -> Any:
     return ((f"{d.pid}:{d.ts}", d) for d in model.deaths)
 
@@ -139,6 +173,7 @@ SPEC = TableSpec(
     select=select,
     to_json=to_json,
     detail=detail,
+    metrics=DeathMetrics,
     empty="No process has died of a signal since sigtop started: each one that does shows here, "
     "with who or what sent the signal.",
 )

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from rich.text import Text
 
 from sigtop.containers import container_of
+from sigtop.lru import BoundedLRU
 from sigtop.names import (
     GENERATED_RESULTS,
     EventKind,
@@ -21,6 +24,7 @@ from sigtop.names import (
     Syscall,
     errno_name,
     pidfd_flag_names,
+    printable,
     si_code_name,
     signame,
     syscall_name,
@@ -30,6 +34,8 @@ from sigtop.tables.base import (
     Column,
     Detail,
     DetailTable,
+    ExportOptions,
+    TableMetrics,
     TableSpec,
     View,
     by,
@@ -687,6 +693,200 @@ def detail(model: SignalModel, r: FlowRow) -> Detail:
     )
 
 
+# ---- metrics -------------------------------------------------------------------------------
+
+OTHER = "other"
+# Generate-to-take latency buckets (seconds): 1 us to 10 s, where detail events time them.
+LATENCY_BUCKETS = (1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1, 1.0, 10.0)
+# Where the kernel times every take itself (fates followed): edges of its own buckets (2^n ns,
+# about 1 us to 8.6 s), so that each count falls in its bucket exactly.
+KERNEL_LATENCY_EDGES_NS = (*(1 << n for n in range(10, 34, 2)), 1 << 33)
+FATES = ("taken", "read", "discarded", "untracked")
+MAX_CANDIDATES = 10_000
+
+
+class BoundedLabels:
+    """Which values of an unbounded label (comm, container) get a series of their own.
+
+    A value is admitted once it has been seen `min_count` times, at most `limit`
+    values ever; admitted values keep their series (a counter must never go
+    down, so nothing is ever demoted), everything else counts under `other`
+    (including an admitted value's counts before it was admitted: sums stay
+    exact). Candidates are remembered in a bounded LRU.
+    """
+
+    def __init__(self, limit: int, min_count: int) -> None:
+        self.limit, self.min_count = limit, min_count
+        self.admitted: set[str] = set()
+        self._candidates: BoundedLRU[str, int] = BoundedLRU(MAX_CANDIDATES)
+
+    def label(self, value: str, count: int) -> str:
+        if value in self.admitted:
+            return value
+        if not value or len(self.admitted) >= self.limit:
+            return OTHER
+        seen = self._candidates.pop(value, 0) + count
+        if seen >= self.min_count:
+            self.admitted.add(value)
+            return OTHER  # this batch's count was seen before the series existed
+        self._candidates.put(value, seen)
+        return OTHER
+
+
+class FlowMetrics(TableMetrics):
+    """Signals by signal, origin and result; failed sends; probes; forgeries; fates; what is pending;
+    the generate-to-take latency; and, opt-in, signals by sender and target comm or container."""
+
+    def __init__(self, options: ExportOptions) -> None:
+        self.label_by = options.label_by
+        self._senders = BoundedLabels(options.top, options.label_min)
+        self._targets = BoundedLabels(options.top, options.label_min)
+        self._containers: BoundedLRU[int, str] = BoundedLRU(MAX_CANDIDATES)  # pid -> its container label
+        self.by_label: Counter[tuple[str, str, str]] = Counter()  # (signal, sender, target)
+        self.signals: Counter[tuple[str, str, str]] = Counter()  # (signal, origin, result)
+        self.send_errors: Counter[tuple[str, str, str]] = Counter()  # (syscall, signal, errno)
+        self.probes: Counter[str] = Counter()  # syscall
+        self.spoofed: Counter[str] = Counter()  # signal
+        self.fates: Counter[tuple[str, str]] = Counter()  # (signal, fate)
+        self.pending: Counter[str] = Counter()  # signal -> queued and not yet taken (state)
+        # Per signal: counts per bucket, the +Inf count and the sum.
+        self.latency: dict[str, list[float]] = {}
+        self.kernel_latency = False  # the kernel times every take: its histograms, not the events
+
+    def observe_latency(self, sig: int, latency_ns: int) -> None:
+        """One delivery matched to its generation (the model's matcher, where the kernel does not time them)."""
+        if self.kernel_latency:
+            return  # counted exactly from the kernel's histograms
+        seconds = latency_ns / 1e9
+        row = self.latency.get(signame(sig))
+        if row is None:
+            row = self.latency[signame(sig)] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        for i, bound in enumerate(LATENCY_BUCKETS):
+            if seconds <= bound:
+                row[i] += 1
+        row[-2] += 1
+        row[-1] += seconds
+
+    def _kernel_latency(self, sig: str, h: LatencyHistogram) -> None:
+        """Fold a flow's new kernel-timed takes into the signal's histogram (cumulative, exact per edge)."""
+        row = self.latency.get(sig)
+        if row is None:
+            row = self.latency[sig] = [0.0] * (len(KERNEL_LATENCY_EDGES_NS) + 2)
+        for i, n in enumerate(h.buckets):
+            if not n:
+                continue
+            high = latency_bucket_bounds(i)[1]
+            for j, edge in enumerate(KERNEL_LATENCY_EDGES_NS):
+                if high <= edge:
+                    row[j] += n
+        row[-2] += h.count
+        row[-1] += h.sum_ns / 1e9
+
+    def _value(self, pid: int, comm: str) -> str:
+        if self.label_by == "comm":
+            return printable(comm) if pid else "[kernel]"
+        return self._containers.get(pid, "") or "host"
+
+    def apply(self, batch: Batch) -> None:
+        if batch.pending is not None and not self.kernel_latency:
+            # The kernel follows and times every take: its histograms replace the events' matches.
+            self.kernel_latency = True
+            self.latency.clear()
+        if self.label_by == "container":
+            for proc in batch.procs:
+                self._containers.put(proc.pid, container_of(proc.cgroup).label)
+        for delta in batch.flows:
+            k = delta.key
+            sig = signame(k.sig)
+            if self.label_by and k.result in GENERATED_RESULTS and delta.count:
+                sender = self._senders.label(self._value(k.sender_pid, delta.sender_comm), delta.count)
+                target_pid = k.target_tgid or k.target_pid
+                target = self._targets.label(self._value(target_pid, delta.target_comm), delta.count)
+                self.by_label[(sig, sender, target)] += delta.count
+            origin = k.origin()
+            if k.result in GENERATED_RESULTS:
+                self.signals[(sig, origin, Result(k.result).name)] += delta.count
+                if k.spoofed:
+                    self.spoofed[sig] += delta.count
+            elif k.result == Result.failed:
+                self.send_errors[(origin, sig, errno_name(k.err))] += delta.count
+            elif k.result == Result.no_signal:
+                self.probes[origin] += delta.count
+            for fate in FATES:
+                n = getattr(delta, fate)
+                if n:
+                    self.fates[(sig, fate)] += n
+            if delta.latency is not None:
+                self._kernel_latency(sig, delta.latency)
+        if batch.pending is not None:
+            self.pending = Counter()
+            for p in batch.pending:
+                self.pending[signame(p.key.sig)] += p.count
+
+    def collect(self) -> Iterator[Any]:
+        signals = CounterMetricFamily(
+            "sigtop_signals", "Signals generated, by signal, origin (syscall or kernel class) and result",
+            labels=["signal", "origin", "result"],
+        )  # fmt: skip
+        for (sig, origin, result), n in sorted(self.signals.items()):
+            signals.add_metric([sig, origin, result], n)
+        yield signals
+        errors = CounterMetricFamily(
+            "sigtop_signal_send_errors", "Send syscalls that failed, by syscall, signal and errno",
+            labels=["syscall", "signal", "errno"],
+        )  # fmt: skip
+        for labels, n in sorted(self.send_errors.items()):
+            errors.add_metric(list(labels), n)
+        yield errors
+        probes = CounterMetricFamily("sigtop_signal_probes", "Signal-0 probes, by syscall", labels=["syscall"])
+        for syscall, n in sorted(self.probes.items()):
+            probes.add_metric([syscall], n)
+        yield probes
+        spoofed = CounterMetricFamily(
+            "sigtop_signals_spoofed", "Signals whose siginfo claimed another sender", labels=["signal"]
+        )
+        for sig, n in sorted(self.spoofed.items()):
+            spoofed.add_metric([sig], n)
+        yield spoofed
+        if self.label_by:
+            by = CounterMetricFamily(
+                f"sigtop_signals_by_{self.label_by}",
+                f"Signals generated, by sender's and target's {self.label_by} (bounded: the rest are 'other')",
+                labels=["signal", "sender", "target"],
+            )
+            for labels, n in sorted(self.by_label.items()):
+                by.add_metric(list(labels), n)
+            yield by
+        if self.latency:
+            histogram = HistogramMetricFamily(
+                "sigtop_signal_latency_seconds",
+                "Generate-to-take latency of every signal taken (timed in the kernel; without BTF, "
+                "of those whose delivery the detail events showed)",
+                labels=["signal"],
+            )
+            edges = [ns / 1e9 for ns in KERNEL_LATENCY_EDGES_NS] if self.kernel_latency else LATENCY_BUCKETS
+            for sig, row in sorted(self.latency.items()):
+                buckets = [(f"{b:g}", row[i]) for i, b in enumerate(edges)] + [("+Inf", row[-2])]
+                histogram.add_metric([sig], buckets, row[-1])
+            yield histogram
+        fates = CounterMetricFamily(
+            "sigtop_signal_fates",
+            "What became of queued signals: taken (handler or default action), read (sigwait, signalfd), "
+            "discarded (pending at exit), untracked",
+            labels=["signal", "fate"],
+        )
+        for (sig, fate), n in sorted(self.fates.items()):
+            fates.add_metric([sig, fate], n)
+        yield fates
+        pending = GaugeMetricFamily(
+            "sigtop_signals_pending", "Signals queued and not yet taken, now (blocked, or not yet run)",
+            labels=["signal"],
+        )  # fmt: skip
+        for sig, n in sorted(self.pending.items()):
+            pending.add_metric([sig], n)
+        yield pending
+
+
 def rows(model: SignalModel) -> Any:
     return ((repr(k), r) for k, r in model.flows.items())
 
@@ -702,6 +902,7 @@ SPEC = TableSpec(
     to_json=to_json,
     detail=detail,
     json_order=json_order,
+    metrics=FlowMetrics,
     empty="No signals yet: every signal sent, raised by the kernel, probed (sig 0) or refused shows here "
     "as it happens, sender → target.",
 )

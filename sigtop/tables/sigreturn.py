@@ -7,12 +7,24 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client.core import CounterMetricFamily
 from rich.text import Text
 
 from sigtop.names import printable
-from sigtop.tables.base import Column, Detail, DetailTable, TableSpec, by, num, pid_cell, process_text
+from sigtop.tables.base import (
+    Column,
+    Detail,
+    DetailTable,
+    ExportOptions,
+    TableMetrics,
+    TableSpec,
+    by,
+    num,
+    pid_cell,
+    process_text,
+)
 from sigtop.timefmt import clock
-from sigtop.wire import SignalEvent, ThreadDelta
+from sigtop.wire import Batch, SignalEvent, ThreadDelta
 
 if TYPE_CHECKING:
     from sigtop.filters import FlowFilter
@@ -174,6 +186,25 @@ def detail(model: SignalModel, r: SigreturnRow) -> Detail:
     )
 
 
+class SigreturnMetrics(TableMetrics):
+    def __init__(self, _options: ExportOptions) -> None:
+        self.sigreturns = 0
+        self.unmatched = 0
+
+    def apply(self, batch: Batch) -> None:
+        for thread in batch.threads:
+            self.sigreturns += thread.sigreturns
+            self.unmatched += thread.unmatched or 0
+
+    def collect(self) -> Any:
+        yield CounterMetricFamily("sigtop_rt_sigreturn", "rt_sigreturn calls", value=self.sigreturns)
+        yield CounterMetricFamily(
+            "sigtop_rt_sigreturn_unmatched",
+            "rt_sigreturn with no handler frame outstanding (sigreturn-oriented programming starts so)",
+            value=self.unmatched,
+        )
+
+
 def rows(model: SignalModel) -> Any:
     return ((str(k), r) for k, r in model.sigreturns.items())
 
@@ -189,5 +220,6 @@ SPEC = TableSpec(
     to_json=to_json,
     detail=detail,
     json_order=lambda r: -r.sigreturns,
+    metrics=SigreturnMetrics,
     empty="No rt_sigreturn yet: a process shows here when one of its threads returns from a signal handler.",
 )
