@@ -182,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--duration", type=_duration, metavar="S", help="stop after S seconds (default: at Ctrl-C)")
     r.add_argument("--interval", type=_interval, default=1.0, metavar="S", help="batch interval (default 1)")
     _add_filters(r)
+    _add_from(r)
 
     st = sub.add_parser("stream", help="one JSON object per signal event on stdout (NDJSON), for jq and log pipelines")
     st.add_argument("--duration", type=_duration, metavar="S", help="stop after S seconds (default: at Ctrl-C)")

@@ -32,7 +32,6 @@ from sigtop.wire import (
     ThreadDelta,
 )
 
-
 CLD_EXITED, CLD_CONTINUED = 1, 6
 
 

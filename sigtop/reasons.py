@@ -11,15 +11,32 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sigtop.names import Result, errno_name, signame
 from sigtop.timefmt import age_text, clock_s
 from sigtop.wire import Disposition, ProcInfo
 
 if TYPE_CHECKING:
-    from sigtop.model.registry import ProcessRegistry
-    from sigtop.tables.flows import FlowRow
+    from collections import Counter
+
+    from sigtop.registry import ProcessRegistry
+
+
+class FlowRow(Protocol):
+    """What an explanation reads of a flow (sigtop.tables.flows.FlowRow is one)."""
+
+    key: Any  # FlowRowKey: target_pid, target_gen, sig, ns_of, pidfd
+    results: list[int]
+    errors: Counter[int]
+    fates: bool
+    pending: int
+    pending_since: float
+    discarded: int
+
+    @property
+    def failed(self) -> int: ...
+
 
 # Signals whose default action is to do nothing (sig_kernel_ignore), to stop, or to dump core.
 DEFAULT_IGNORE = frozenset({signal.SIGCONT, signal.SIGCHLD, signal.SIGWINCH, signal.SIGURG})

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sigtop.codec import RecordValueError, batch_from_json, batch_json, event_json
-from sigtop.sources import SourceError
+from sigtop.contract import SourceError
 from sigtop.wire import Batch
 
 FORMAT = "sigtop-recording"

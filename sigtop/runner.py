@@ -11,8 +11,8 @@ import signal
 import sys
 from collections.abc import Callable
 
+from sigtop.contract import BatchQueue, Source, SourceError
 from sigtop.model import SignalModel
-from sigtop.sources import BatchQueue, Source, SourceError
 from sigtop.wire import Batch
 
 

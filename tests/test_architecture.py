@@ -38,9 +38,12 @@ BESIDE_THE_KERNEL = (
     "ui/", "export/", "model/", "tables/", "wire.py", "codec.py", "events.py", "recording.py", "runner.py",
     "reasons.py", "names.py", "filters.py", "alerts.py", "abi.py", "timefmt.py", "lru.py",
 )  # fmt: skip
-PURE = ("model/", "tables/", "wire.py", "codec.py", "events.py", "names.py", "filters.py", "reasons.py",
+PURE = ("model/", "tables/", "wire.py", "codec.py", "events.py", "names.py", "filters.py", "reasons.py", "registry.py",
         "alerts.py", "abi.py", "timefmt.py", "containers.py", "lru.py")  # fmt: skip
-HEADLESS = ("export/", "model/", "tables/", "sources/", "runner.py", "recording.py", "wire.py", "codec.py", "events.py")
+HEADLESS = (
+    "export/", "model/", "tables/", "sources/", "runner.py", "recording.py", "wire.py", "codec.py", "events.py",
+    "contract.py",
+)  # fmt: skip
 
 
 def test_ui_export_and_model_never_import_the_live_side():

@@ -124,7 +124,7 @@ def test_giant_command_lines_are_capped_where_they_are_read():
 
 
 def test_the_process_table_holds_a_bounded_number_of_bytes():
-    from sigtop.model.registry import MAX_PROC_TEXT
+    from sigtop.registry import MAX_PROC_TEXT
     from sigtop.wire import Batch, ProcInfo
 
     model = SignalModel()

@@ -212,6 +212,7 @@ def test_a_recording_made_before_events_carried_their_flow_key_replays_whole():
             if event.kind in (1, 2):
                 assert event.flow is not None
                 per_row[model.row_key(event.flow)] += 1
-    assert per_row and set(per_row) <= set(model.flows)
+    assert per_row
+    assert set(per_row) <= set(model.flows)
     for key, n in per_row.items():
         assert len(model.flows[key].events) == min(n, EVENTS_PER_ROW), key

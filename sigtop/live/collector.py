@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from sigtop.contract import Deliver
 from sigtop.events import EventBlock, EventLayout
 from sigtop.live import fates, loader, procfs, programs, ringbuf
 from sigtop.live.config import TraceConfig
@@ -24,7 +25,6 @@ from sigtop.live.maps import MapDrain
 from sigtop.live.preflight import CollectorError
 from sigtop.live.procfs import ProcResolver
 from sigtop.names import EventKind
-from sigtop.sources import Deliver
 from sigtop.wire import Batch, SignalEvent
 
 POLL_TIMEOUT_MS = 100

@@ -11,8 +11,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from sigtop.contract import SourceError
 from sigtop.names import SEND_SYSCALLS
-from sigtop.sources import SourceError
 
 TRACEFS_PATHS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 CAP_PERFMON, CAP_BPF = 38, 39

@@ -1,6 +1,6 @@
 """The model: batches folded into the tables, composed of small parts each tested alone.
 
-* a process registry (sigtop.model.registry): pids, generations, names, cgroups, dispositions;
+* a process registry (sigtop.registry): pids, generations, names, cgroups, dispositions;
 * the tables' rows (sigtop.tables.*): flows, signalfd, sigreturn, deaths, alerts;
 * the death ledger (sigtop.model.ledger): who or what killed each process;
 * the delivery matcher (sigtop.model.matcher): each generated signal's delivery, where the
@@ -21,8 +21,8 @@ from sigtop.events import hot_events
 from sigtop.model import matcher
 from sigtop.model.ledger import DeathLedger
 from sigtop.model.matcher import DeliveryMatcher
-from sigtop.model.registry import ProcessRegistry
 from sigtop.names import EventKind, Result, printable
+from sigtop.registry import ProcessRegistry
 from sigtop.tables.alerts import AlertTable
 from sigtop.tables.deaths import Death, DeathTable
 from sigtop.tables.flows import EVENTS_PER_ROW, FlowRow, FlowRowKey, FlowTable

@@ -12,8 +12,8 @@ import signal
 from collections.abc import Iterable
 
 from sigtop.lru import BoundedLRU
-from sigtop.model.registry import ProcessRegistry
 from sigtop.names import printable, si_code_name, signame
+from sigtop.registry import ProcessRegistry
 from sigtop.tables.deaths import Death
 from sigtop.wire import SignalEvent
 

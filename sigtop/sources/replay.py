@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from sigtop.contract import Deliver
 from sigtop.recording import read_recording
-from sigtop.sources import Deliver
 from sigtop.wire import Batch
 
 

@@ -11,13 +11,12 @@ from rich.text import Text
 
 from sigtop.alerts import Alert, AlertDetector
 from sigtop.lru import BoundedLRU
-from sigtop.tables.base import Column, Detail, ExportOptions, TableMetrics, TableSpec, by, pid_cell
+from sigtop.tables.base import Column, Detail, ExportOptions, SignalModel, TableMetrics, TableSpec, by, pid_cell
 from sigtop.timefmt import clock
 from sigtop.wire import Batch, ProcInfo
 
 if TYPE_CHECKING:
     from sigtop.filters import FlowFilter
-    from sigtop.model import SignalModel
 
 MAX_ALERTS = 1_000
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.cells import cell_len
 from rich.table import Table
@@ -22,7 +22,23 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from sigtop.filters import FlowFilter
-    from sigtop.model import SignalModel
+    from sigtop.registry import ProcessRegistry
+
+
+class SignalModel(Protocol):
+    """What the tables read of the model (sigtop.model.SignalModel is one): they are handed it,
+    they never build or import it, so data flows one way: the model folds, the tables show."""
+
+    registry: ProcessRegistry
+    last_ts: float
+    duration_s: float
+    flows: Any  # {FlowRowKey: FlowRow}
+    signalfds: Any  # {(pid, fd): SignalfdRow}
+    sigreturns: Any  # {pid or (pid, gen): SigreturnRow}
+    deaths: Any  # deque of Death
+    deaths_seen: int
+    alerts: Any  # deque of Alert
+    fates_followed: bool
 
 
 @dataclass

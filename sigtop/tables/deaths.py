@@ -17,6 +17,7 @@ from sigtop.tables.base import (
     Detail,
     DetailTable,
     ExportOptions,
+    SignalModel,
     TableMetrics,
     TableSpec,
     by,
@@ -28,7 +29,6 @@ from sigtop.timefmt import age, clock
 
 if TYPE_CHECKING:
     from sigtop.filters import FlowFilter
-    from sigtop.model import SignalModel
 
 MAX_DEATHS = 5_000
 

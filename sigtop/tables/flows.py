@@ -35,6 +35,7 @@ from sigtop.tables.base import (
     Detail,
     DetailTable,
     ExportOptions,
+    SignalModel,
     TableMetrics,
     TableSpec,
     View,
@@ -48,8 +49,7 @@ from sigtop.wire import Batch, FlowDelta, FlowKey, LatencyHistogram, SignalEvent
 
 if TYPE_CHECKING:
     from sigtop.filters import FlowFilter
-    from sigtop.model import SignalModel
-    from sigtop.model.registry import ProcessRegistry
+    from sigtop.registry import ProcessRegistry
 
 EVENTS_PER_ROW = 200
 OVERFLOW = "overflow"  # FlowRowKey.via of the rows counting what did not fit the kernel's map
@@ -490,7 +490,7 @@ def to_json(model: SignalModel, row: FlowRow) -> dict[str, Any]:
         "first_ts": round(row.first_ts, 6),
         "last_ts": round(row.last_ts, 6),
     }
-    data.update(fates_json(row, model.flows_table.fates_followed))
+    data.update(fates_json(row, model.fates_followed))
     reasons = explain_row(registry, row, model.last_ts or time.time())
     data["reason"] = reasons.short or None  # why its signals did not all take effect; None: they did
     data["reasons"] = reasons.lines

@@ -12,13 +12,23 @@ from rich.text import Text
 
 from sigtop.names import printable, sfd_flag_names, signal_mask_names, signame
 from sigtop.reasons import signalfd_health
-from sigtop.tables.base import Column, Detail, DetailTable, TableSpec, View, by, num, pid_cell, process_text
+from sigtop.tables.base import (
+    Column,
+    Detail,
+    DetailTable,
+    SignalModel,
+    TableSpec,
+    View,
+    by,
+    num,
+    pid_cell,
+    process_text,
+)
 from sigtop.timefmt import age, clock
 from sigtop.wire import SignalfdState
 
 if TYPE_CHECKING:
     from sigtop.filters import FlowFilter
-    from sigtop.model import SignalModel
 
 HISTORY_POINTS = 120
 

@@ -16,6 +16,7 @@ from sigtop.tables.base import (
     Detail,
     DetailTable,
     ExportOptions,
+    SignalModel,
     TableMetrics,
     TableSpec,
     by,
@@ -28,8 +29,7 @@ from sigtop.wire import Batch, SignalEvent, ThreadDelta
 
 if TYPE_CHECKING:
     from sigtop.filters import FlowFilter
-    from sigtop.model import SignalModel
-    from sigtop.model.registry import ProcessRegistry
+    from sigtop.registry import ProcessRegistry
 
 HISTORY_POINTS = 120
 

@@ -1,5 +1,6 @@
-"""The Textual side: the app, its screens, the table widget and the column definitions.
+"""The Textual side: the app, its drill-down and help screens, the table widget, and the model's thread.
 
-Reads the model; takes batches from any `sigtop.sources.Source`; never imports
-the live side.
+Built from the table registry (sigtop.tables); draws the snapshots the
+model's thread posts; takes batches from any `sigtop.contract.Source`;
+never imports the live side.
 """

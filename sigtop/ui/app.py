@@ -26,10 +26,10 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
+from sigtop.contract import Source, SourceError
 from sigtop.filters import FilterError, FlowFilter
 from sigtop.model import SignalModel
 from sigtop.names import printable
-from sigtop.sources import Source, SourceError
 from sigtop.tables import TABLES
 from sigtop.tables.base import Detail
 from sigtop.ui.feed import ModelFeed, Snapshot, ViewSettings
