@@ -16,14 +16,16 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 
-from sigtop.alerts import Alert, AlertDetector
+from sigtop.alerts import Alert
 from sigtop.events import hot_events
 from sigtop.model import matcher
 from sigtop.model.ledger import DeathLedger
 from sigtop.model.matcher import DeliveryMatcher
 from sigtop.names import EventKind, Result, printable
 from sigtop.registry import ProcessRegistry
+from sigtop.tables import TABLES
 from sigtop.tables.alerts import AlertTable
+from sigtop.tables.base import TableState
 from sigtop.tables.deaths import Death, DeathTable
 from sigtop.tables.flows import EVENTS_PER_ROW, FlowRow, FlowRowKey, FlowTable
 from sigtop.tables.signalfd import SignalfdRow, SignalfdTable
@@ -50,14 +52,15 @@ class SignalModel:
     def __init__(self, max_rows: int = 20_000) -> None:
         self.max_rows = max_rows
         self.registry = ProcessRegistry()
-        self.flows_table = FlowTable()
-        self.signalfd_table = SignalfdTable()
-        self.sigreturn_table = SigreturnTable()
-        self.death_table = DeathTable()
-        self.alert_table = AlertTable()
+        # One state of each registered table: every batch folds into each, in the registry's order.
+        self.tables: dict[str, TableState] = {name: spec.state() for name, spec in TABLES.items() if spec.state}
+        self.flows_table: FlowTable = self.tables["flows"]  # type: ignore[assignment]
+        self.signalfd_table: SignalfdTable = self.tables["signalfd"]  # type: ignore[assignment]
+        self.sigreturn_table: SigreturnTable = self.tables["sigreturn"]  # type: ignore[assignment]
+        self.death_table: DeathTable = self.tables["deaths"]  # type: ignore[assignment]
+        self.alert_table: AlertTable = self.tables["alerts"]  # type: ignore[assignment]
         self.ledger = DeathLedger()
         self.matcher = DeliveryMatcher()
-        self.alert_detector = AlertDetector()
         self.stats = KernelStats()
         self.program_misses: Counter[str] = Counter()  # skipped runs by probe
         self.map_fill: dict[str, float] = {}  # how full each kernel map was at the last batch
@@ -138,11 +141,8 @@ class SignalModel:
         self.finished = self.finished or batch.final
         for pid, earlier in self.registry.apply(batch):
             self.sigreturn_table.reused(pid, earlier)
-        self.flows_table.fold(batch, self.registry)
-        interval = batch.interval_s if batch.interval_s > 0 else 1.0
-        self.sigreturn_table.fold(batch.threads, interval, self.registry)
-        self.alerts.extend(self.alert_detector.scan(batch, self.registry.procs))
-        self.signalfd_table.fold(batch.signalfds)
+        for table in self.tables.values():
+            table.fold(batch, self)
         self.apply_events(batch.events)
         self._evict()
 
@@ -213,7 +213,7 @@ class SignalModel:
         return entry[1]
 
     def _evict(self) -> None:
-        for table in (self.flows_table, self.sigreturn_table, self.signalfd_table):
+        for table in self.tables.values():
             self.evicted_rows += table.evict(self.max_rows)
         rows = [*self.flows.values(), *self.sigreturns.values()]
         held = sum(len(r.events) for r in rows)
@@ -229,11 +229,8 @@ class SignalModel:
 
     def clear(self) -> None:
         """Forget every count (signalfd state stays: it is state, not a count)."""
-        self.flows_table.clear()
-        self.sigreturn_table.clear()
-        self.death_table.clear()
-        self.alert_table.clear()
-        self.signalfd_table.clear()
+        for table in self.tables.values():
+            table.clear()
         self.matcher.clear()
         self.duration_s = 0.0
         self.stats = KernelStats()

@@ -11,7 +11,17 @@ from rich.text import Text
 
 from sigtop.alerts import Alert, AlertDetector
 from sigtop.lru import BoundedLRU
-from sigtop.tables.base import Column, Detail, ExportOptions, SignalModel, TableMetrics, TableSpec, by, pid_cell
+from sigtop.tables.base import (
+    Column,
+    Detail,
+    ExportOptions,
+    SignalModel,
+    TableMetrics,
+    TableSpec,
+    TableState,
+    by,
+    pid_cell,
+)
 from sigtop.timefmt import clock
 from sigtop.wire import Batch, ProcInfo
 
@@ -30,9 +40,13 @@ WHAT = {
 }
 
 
-class AlertTable:
+class AlertTable(TableState):
     def __init__(self) -> None:
         self.rows: deque[Alert] = deque(maxlen=MAX_ALERTS)
+        self.detector = AlertDetector()
+
+    def fold(self, batch: Batch, model: SignalModel) -> None:
+        self.rows.extend(self.detector.scan(batch, model.registry.procs))
 
     def clear(self) -> None:
         self.rows.clear()
@@ -119,6 +133,7 @@ SPEC = TableSpec(
     select=select,
     to_json=to_json,
     detail=detail,
+    state=AlertTable,
     metrics=AlertMetrics,
     empty="No alerts: an rt_sigreturn with no handler frame, a forged siginfo or a burst of failed sends "
     "would show here (kept after the process is gone).",

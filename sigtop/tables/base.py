@@ -98,6 +98,23 @@ class Detail:
     sparkline_caption: str = ""
 
 
+class TableState:
+    """A table's rows and how batches fold into them (each table module has one; the model holds
+    one of each registered table and folds every batch into each, in the registry's order)."""
+
+    rows: Any
+
+    def fold(self, batch: Any, model: SignalModel) -> None:
+        """A batch's deltas (after the registry has taken its processes)."""
+
+    def evict(self, max_rows: int) -> int:  # noqa: ARG002 - a table bounded otherwise ignores it
+        """Drop rows beyond max_rows, least recently moved first; how many went."""
+        return 0
+
+    def clear(self) -> None:
+        """Forget every count (state that is not a count may stay)."""
+
+
 @dataclass(frozen=True)
 class ExportOptions:
     """What `sigtop exporter` was asked for, handed to each table's metrics."""
@@ -138,6 +155,7 @@ class TableSpec:
     detail: Callable[[SignalModel, Any], Detail]
     json_order: Callable[[Any], Any] | None = None  # the JSON's row order (None: as the model keeps them)
     empty: str = ""  # why the table is empty, and what fills it
+    state: Callable[[], TableState] | None = None  # its rows and fold (None: rows of the model's own parts)
     metrics: Callable[[ExportOptions], TableMetrics] | None = None  # its part of the exporter, if any
 
     def column(self, name: str) -> Column:

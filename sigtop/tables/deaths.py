@@ -20,6 +20,7 @@ from sigtop.tables.base import (
     SignalModel,
     TableMetrics,
     TableSpec,
+    TableState,
     by,
     pid_cell,
     process_text,
@@ -51,7 +52,7 @@ class Death:
     cgroup: str = ""  # its cgroup when it died (the kernel's, else /proc's)
 
 
-class DeathTable:
+class DeathTable(TableState):
     def __init__(self) -> None:
         self.rows: deque[Death] = deque(maxlen=MAX_DEATHS)
         self.seen = 0  # ever (the deque keeps the newest MAX_DEATHS)
@@ -173,6 +174,7 @@ SPEC = TableSpec(
     select=select,
     to_json=to_json,
     detail=detail,
+    state=DeathTable,
     metrics=DeathMetrics,
     empty="No process has died of a signal since sigtop started: each one that does shows here, "
     "with who or what sent the signal.",

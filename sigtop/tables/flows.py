@@ -38,6 +38,7 @@ from sigtop.tables.base import (
     SignalModel,
     TableMetrics,
     TableSpec,
+    TableState,
     View,
     by,
     fmt_number,
@@ -128,7 +129,7 @@ class FlowRow:
 # ---- folding -------------------------------------------------------------------------------
 
 
-class FlowTable:
+class FlowTable(TableState):
     """The flows table's rows and how batches fold into them."""
 
     def __init__(self) -> None:
@@ -139,8 +140,9 @@ class FlowTable:
         self.total_signals = 0
         self.signals_per_sec = 0.0
 
-    def fold(self, batch: Batch, registry: ProcessRegistry) -> None:
+    def fold(self, batch: Batch, model: SignalModel) -> None:
         """A batch's flow deltas (counts add up, rates cover its interval) and what is pending now."""
+        registry = model.registry
         self.fates_followed = self.fates_followed or batch.pending is not None
         interval = batch.interval_s if batch.interval_s > 0 else 1.0
         generated = 0
@@ -902,6 +904,7 @@ SPEC = TableSpec(
     to_json=to_json,
     detail=detail,
     json_order=json_order,
+    state=FlowTable,
     metrics=FlowMetrics,
     empty="No signals yet: every signal sent, raised by the kernel, probed (sig 0) or refused shows here "
     "as it happens, sender → target.",

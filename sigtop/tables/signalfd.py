@@ -18,6 +18,7 @@ from sigtop.tables.base import (
     DetailTable,
     SignalModel,
     TableSpec,
+    TableState,
     View,
     by,
     num,
@@ -25,7 +26,7 @@ from sigtop.tables.base import (
     process_text,
 )
 from sigtop.timefmt import age, clock
-from sigtop.wire import SignalfdState
+from sigtop.wire import Batch
 
 if TYPE_CHECKING:
     from sigtop.filters import FlowFilter
@@ -46,12 +47,12 @@ class SignalfdRow:
     history: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=HISTORY_POINTS))
 
 
-class SignalfdTable:
+class SignalfdTable(TableState):
     def __init__(self) -> None:
         self.rows: dict[tuple[int, int], SignalfdRow] = {}
 
-    def fold(self, states: list[SignalfdState]) -> None:
-        for state in states:
+    def fold(self, batch: Batch, _model: SignalModel) -> None:
+        for state in batch.signalfds:
             key = (state.pid, state.fd)
             row = self.rows.get(key)
             if row is None or (state.created_ts and state.created_ts != row.created_ts):
@@ -167,6 +168,7 @@ SPEC = TableSpec(
     to_json=to_json,
     detail=detail,
     json_order=lambda r: (r.pid, r.fd),
+    state=SignalfdTable,
     empty="No signalfd seen yet: a signalfd appears when a process creates one or changes its mask "
     "(signalfd, signalfd4) while sigtop runs; one made before sigtop started appears at its next change.",
 )

@@ -19,13 +19,14 @@ from sigtop.tables.base import (
     SignalModel,
     TableMetrics,
     TableSpec,
+    TableState,
     by,
     num,
     pid_cell,
     process_text,
 )
 from sigtop.timefmt import clock
-from sigtop.wire import Batch, SignalEvent, ThreadDelta
+from sigtop.wire import Batch, SignalEvent
 
 if TYPE_CHECKING:
     from sigtop.filters import FlowFilter
@@ -58,7 +59,7 @@ class SigreturnRow:
         return self.handler_deliveries - self.sigreturns
 
 
-class SigreturnTable:
+class SigreturnTable(TableState):
     def __init__(self) -> None:
         # By pid: the process that holds it now; an earlier owner's row by (pid, its generation).
         self.rows: dict[int | tuple[int, int], SigreturnRow] = {}
@@ -77,9 +78,11 @@ class SigreturnTable:
             found = self.rows[pid] = SigreturnRow(pid, gen=registry.gen(pid))
         return found
 
-    def fold(self, threads: list[ThreadDelta], interval: float, registry: ProcessRegistry) -> None:
+    def fold(self, batch: Batch, model: SignalModel) -> None:
+        registry = model.registry
+        interval = batch.interval_s if batch.interval_s > 0 else 1.0
         per_process: dict[int, list[int]] = {}
-        for t in threads:
+        for t in batch.threads:
             row = self.row(t.tgid, registry)
             # The kernel's comm is the thread's when it was first seen (maybe
             # before an exec); /proc's, when the collector read it, is newer.
@@ -220,6 +223,7 @@ SPEC = TableSpec(
     to_json=to_json,
     detail=detail,
     json_order=lambda r: -r.sigreturns,
+    state=SigreturnTable,
     metrics=SigreturnMetrics,
     empty="No rt_sigreturn yet: a process shows here when one of its threads returns from a signal handler.",
 )
