@@ -4,7 +4,7 @@ VENV := .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 ARGS ?=
 
-.PHONY: setup setup-run run test test-fast bench lint format screenshots clean
+.PHONY: setup setup-run run test test-loaded test-fast bench lint format screenshots clean
 
 # Everything: what sigtop needs and the test tools (pinned: requirements/constraints.txt).
 setup:
@@ -20,8 +20,13 @@ run: setup-run
 	@scripts/run-as-root.sh $(ARGS)
 
 # Every test, the BPF ones included; they fail (never skip) without root/BPF.
+# (sudo keeps SIGTOP_REQUIRE_BPF: without it a missing BPF would skip instead of fail.)
 test: setup
-	$(SUDO) $(VENV)/bin/python -m pytest -q $(ARGS)
+	$(SUDO) env SIGTOP_REQUIRE_BPF=$${SIGTOP_REQUIRE_BPF:-} $(VENV)/bin/python -m pytest -q $(ARGS)
+
+# The suite again while two CPU-bound loops hold both cores: what a busy production box is.
+test-loaded: setup
+	@scripts/loaded.sh $(SUDO) env SIGTOP_REQUIRE_BPF=$${SIGTOP_REQUIRE_BPF:-} $(VENV)/bin/python -m pytest -q $(ARGS)
 
 # Model, CLI and UI tests only: no root, no kernel.
 test-fast: setup

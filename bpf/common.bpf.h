@@ -118,6 +118,12 @@ BPF_ARRAY(private_records, u64, 65);
 #endif
 BPF_PERCPU_ARRAY(overflow, u64, OVERFLOW_SLOTS);
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+#if !RAW_GENERATE
+// The classic signal_generate names only the target thread: whose thread each
+// thread created since attach is (task_newtask), so that a signal to one that
+// is gone before user space reads /proc is still its process's.
+BPF_TABLE("lru_hash", u32, u32, thread_owner, THREAD_ENTRIES);
+#endif
 // Never written: its value type shows user space how this compiler laid out
 // struct event (sigtop.live.layout checks it against the header at attach).
 BPF_ARRAY(event_layout, struct event, 1);
@@ -153,13 +159,14 @@ static __always_inline bool sig_wanted(int sig)
     return (SIG_MASK >> (sig - 1)) & 1;
 }
 
-// A detail event of `kind`, its header filled (the only place a header is
-// written); 0 when details are off or the ring buffer is full (counted).
-// Callers pass the clock and ids they already hold: a helper call costs tens
-// of ns on a VM, and every program here is on someone's hot path.
-static __always_inline struct event *event_begin(u32 kind, u64 ts, u32 tgid, u32 tid)
+// An event of `kind`, its header filled (the only place a header is written);
+// 0 when the ring buffer is full (counted). Callers pass the clock and ids
+// they already hold: a helper call costs tens of ns on a VM, and every program
+// here is on someone's hot path. Rare events (deaths, the OOM killer's
+// choices, dispositions set) are always sent: the answers they give ("who
+// killed it") are wanted in every mode; the per-signal ones only with DETAILS.
+static __always_inline struct event *event_begin_any(u32 kind, u64 ts, u32 tgid, u32 tid)
 {
-#if DETAILS
     struct event *e = events.ringbuf_reserve(sizeof(struct event));
     if (!e) {
         stat_add(STAT_EVENTS_LOST);
@@ -171,20 +178,23 @@ static __always_inline struct event *event_begin(u32 kind, u64 ts, u32 tgid, u32
     e->head.tgid = tgid;
     e->head.tid = tid;
     return e;
+}
+
+// A detail event (one per signal, send or delivery): only with DETAILS.
+static __always_inline struct event *event_begin(u32 kind, u64 ts, u32 tgid, u32 tid)
+{
+#if DETAILS
+    return event_begin_any(kind, ts, tgid, tid);
 #else
     return 0;
 #endif
 }
 
-// event_begin for the current task, now.
+// A rare event for the current task, now.
 static __always_inline struct event *event_begin_current(u32 kind)
 {
-#if DETAILS
     u64 id = bpf_get_current_pid_tgid();
-    return event_begin(kind, bpf_ktime_get_ns(), id >> 32, (u32)id);
-#else
-    return 0;
-#endif
+    return event_begin_any(kind, bpf_ktime_get_ns(), id >> 32, (u32)id);
 }
 
 static __always_inline void event_submit(struct event *e)
@@ -252,8 +262,10 @@ static __always_inline int known_code(int code)
 }
 
 // Whether the current task lives in a pid namespace below the host's
-// (task->thread_pid->level > 0). Two reads at BTF offsets; 0 where the
-// kernel has no BTF (the classic path cannot tell).
+// (task->thread_pid->level > 0). Two reads at BTF offsets; without BTF,
+// whether the kernel can give the current task's pid in sigtop's own pid
+// namespace (HOST_PIDNS_DEV/INO, from /proc/self/ns/pid): the helper refuses
+// for a task of another one.
 static __always_inline u8 in_child_pid_ns(void)
 {
 #if RAW_GENERATE
@@ -264,6 +276,9 @@ static __always_inline u8 in_child_pid_ns(void)
     if (pid)
         bpf_probe_read_kernel(&level, sizeof(level), pid + PID_LEVEL_OFFSET);
     return level > 0;
+#elif defined(HOST_PIDNS_INO)
+    struct bpf_pidns_info ns = {};
+    return bpf_get_ns_current_pid_tgid(HOST_PIDNS_DEV, HOST_PIDNS_INO, &ns, sizeof(ns)) != 0;
 #else
     return 0;
 #endif

@@ -58,8 +58,16 @@ static __always_inline void fate_latency(struct flow_val *v, u64 ns)
     if (i < LAT_BUCKETS)
         __sync_fetch_and_add(&v->lat_hist[i], 1);
     __sync_fetch_and_add(&v->lat_sum, ns);
-    if (ns > v->lat_max)   // two takes of one flow at once on two CPUs may keep the smaller
-        v->lat_max = ns;
+    // The max stays exact with takes of one flow on several CPUs at once: compare and swap
+    // (a few tries: each failure means another CPU moved it, and only upwards).
+    u64 seen = v->lat_max;
+    #pragma unroll
+    for (int i = 0; i < 8 && ns > seen; i++) {
+        u64 was = __sync_val_compare_and_swap(&v->lat_max, seen, ns);
+        if (was == seen)
+            break;
+        seen = was;
+    }
 }
 
 static __always_inline void private_count(int sig, s64 n)

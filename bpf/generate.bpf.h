@@ -46,12 +46,20 @@ static __always_inline int on_generate(int sig, int code, s32 target, u32 target
     if (!by_syscall && sig == SIGCHLD && code >= CLD_EXITED && code <= CLD_CONTINUED)
         sender = tgid;
 
+#if !RAW_GENERATE
     if (!target_tgid) {   // the classic tracepoint names only the thread
         if (by_syscall && (f->syscall == SC_TGKILL || f->syscall == SC_RT_TGSIGQUEUEINFO))
             target_tgid = (u32)f->arg_pid;
         else if ((u32)target == tid)
             target_tgid = tgid;   // a fault, or a send to oneself
+        else {
+            u32 thread = (u32)target;
+            u32 *owner = thread_owner.lookup(&thread);   // a thread made since attach
+            if (owner)
+                target_tgid = *owner;
+        }
     }
+#endif
 
     // Generated, counted or not: its syscall's exit must not take it for a sig-0 probe.
     if (by_syscall)

@@ -12,7 +12,7 @@ static __always_inline void death_event(unsigned long info, s32 parent, u32 pare
     if (!pid_wanted(id >> 32, parent_tgid, 0))
         return;
     u64 ts = bpf_ktime_get_ns();
-    struct event *e = event_begin(EV_DEATH, ts, id >> 32, (u32)id);
+    struct event *e = event_begin_any(EV_DEATH, ts, id >> 32, (u32)id);
     if (!e)
         return;
     struct death_payload *p = &e->u.death;
@@ -33,7 +33,6 @@ static __always_inline void death_event(unsigned long info, s32 parent, u32 pare
 
 #endif
 
-#if DETAILS
 // A disposition set (rt_sigaction with a new action): rare (mostly at start),
 // so the reasons can say since when a signal has been ignored or handled.
 TRACEPOINT_PROBE(syscalls, sys_enter_rt_sigaction)
@@ -49,7 +48,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_rt_sigaction)
     struct { u64 handler, flags; } sa = {};   // x86_64 struct sigaction: sa_handler, sa_flags, ...
     if (bpf_probe_read_user(&sa, sizeof(sa), act))
         return 0;
-    struct event *e = event_begin(EV_SIGACTION, bpf_ktime_get_ns(), tgid, (u32)id);
+    struct event *e = event_begin_any(EV_SIGACTION, bpf_ktime_get_ns(), tgid, (u32)id);
     if (!e)
         return 0;
     e->u.sigaction.sig = sig;
@@ -58,9 +57,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_rt_sigaction)
     event_submit(e);
     return 0;
 }
-#endif
 
-#if DETAILS && HAS_OOM_TRACEPOINT
+#if HAS_OOM_TRACEPOINT
 // The OOM killer's choice, just before its SIGKILL (which the kernel raises
 // with SI_KERNEL from whatever task needed the memory): the deaths table
 // names the OOM killer as the cause.
@@ -86,6 +84,25 @@ TRACEPOINT_PROBE(oom, mark_victim)
 // from those frames once. A new thread starts with none.
 TRACEPOINT_PROBE(task, task_newtask)
 {
+#if !RAW_GENERATE
+    if (args->clone_flags & CLONE_THREAD) {
+        u32 thread = (u32)args->pid;
+        u32 owner = bpf_get_current_pid_tgid() >> 32;
+        thread_owner.update(&thread, &owner);
+    }
+#endif
+#if FILTER_PIDS
+    // A thread of a filtered process is filtered too (a signal may name it, not its process);
+    // a child of one followed (--follow) is followed, with its own children.
+    u32 creator = bpf_get_current_pid_tgid() >> 32;
+    u8 *watched = pid_filter.lookup(&creator);
+    if (watched && ((args->clone_flags & CLONE_THREAD) || (*watched & FILTER_FOLLOW))) {
+        u32 task = (u32)args->pid;
+        u8 bits = FILTER_FOLLOWED | ((args->clone_flags & CLONE_THREAD) ? 0 : (*watched & FILTER_FOLLOW));
+        if (pid_filter.update(&task, &bits))
+            stat_add(STAT_FILTER_FULL);
+    }
+#endif
     if (args->clone_flags & CLONE_THREAD)
         return 0;
     u32 parent = (u32)bpf_get_current_pid_tgid();
@@ -181,4 +198,17 @@ static __always_inline int exit_enter(void)
 TRACEPOINT_PROBE(syscalls, sys_enter_exit) { return exit_enter(); }
 TRACEPOINT_PROBE(syscalls, sys_enter_exit_group) { return exit_enter(); }
 
+#endif
+
+#if FILTER_PIDS
+// A followed task is forgotten when it is freed (reaped: a zombie is still a target, and its
+// id may be someone else's after): the filter holds only what is there.
+TRACEPOINT_PROBE(sched, sched_process_free)
+{
+    u32 task = (u32)args->pid;
+    u8 *bits = pid_filter.lookup(&task);
+    if (bits && (*bits & FILTER_FOLLOWED) && !(*bits & FILTER_ASKED))
+        pid_filter.delete(&task);
+    return 0;
+}
 #endif

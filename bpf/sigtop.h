@@ -72,6 +72,11 @@ enum result_id {
 // flow per sender, syscall and errno, never one per number asked for.
 #define SIG_INVALID -1
 
+// The pid filter's entries (map pid_filter: task id -> these bits).
+#define FILTER_ASKED 1        // a pid the user asked for (or one of its threads at attach)
+#define FILTER_FOLLOW 2       // its children are followed too (--follow)
+#define FILTER_FOLLOWED 4     // added as it was created: removed once it is reaped
+
 // The overflow counters: signals (and failed sends) that found the flows map
 // full, by signal and result, so that a full map never loses a count.
 #define OVERFLOW_SIGNALS 65
@@ -100,7 +105,8 @@ enum stat_id {
     STAT_PENDING_FULL = 5,    // a queued signal found the pending map full: its fate is not tracked
     STAT_EXITS_FULL = 6,      // an exit with signals pending found the exits map full
     STAT_TAKEN_UNQUEUED = 7,  // a signal taken with no record of its queueing (queued before attach)
-    STAT_MAX = 8,
+    STAT_FILTER_FULL = 8,     // a process or thread to follow found the pid filter full: not followed
+    STAT_MAX = 9,
 };
 
 // One aggregation key of the flows map (sigtop.records.FlowKey; sender_tgid

@@ -48,6 +48,12 @@ if [ ! -d "/lib/modules/$KREL/build/include" ] && [ ! -e /sys/kernel/kheaders.ta
   fi
 fi
 
+# 2a. The tests compile small C helpers and check the kernel ABI with gcc.
+if [ "$MODE" = test ] && ! command -v gcc >/dev/null; then
+  echo "setup: installing gcc (the tests' C helpers and the ABI check)"
+  apt_install gcc libc6-dev
+fi
+
 # 2b. The tests run a real Prometheus (and promtool) on loopback: Debian's.
 #     On a machine with systemd Debian starts its service: stop and disable it.
 if [ "$MODE" = test ] && ! command -v prometheus >/dev/null; then

@@ -104,6 +104,13 @@ def _add_filters(p: argparse.ArgumentParser, top: bool = False) -> None:
         help="only signals sent by or to PID (repeatable; applied in the kernel)",
     )
     p.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="with --pid: also the processes PID starts from now on (and theirs), followed as they start",
+    )
+    p.add_argument(
         "-s",
         "--signal",
         type=_signal,
@@ -241,10 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _source(args: argparse.Namespace, details: bool, interval: float) -> Source:
     """The command's source: the kernel, or the recording given with --from (read at once)."""
+    if args.follow and not args.pid:
+        raise CliError("--follow follows the processes of --pid PID: give a pid")
     notes: list[str] = []
     source = open_source(
         getattr(args, "from_file", None),
         pids=tuple(args.pid),
+        follow=args.follow,
         signals=tuple(args.signal),
         details=details,
         interval_s=interval,

@@ -253,6 +253,7 @@ BATCH: Schema = {
     "final": OTHER(_bool), "program_misses": OTHER(_misses), "map_fill": OTHER(_fills),
     "pending": OTHER(lambda v, w: None if v is None else _each(PendingFlow, PENDING_FLOW)[1](v, w)),
     "dispositions": _each(Disposition, DISPOSITION), "cgroups": OTHER(_cgroup_paths),
+    "deaths_followed": OTHER(lambda v, w: None if v is None else _bool(v, w)),
 }  # fmt: skip
 
 

@@ -68,6 +68,7 @@ def open_output(path: str, force: bool = False) -> int:
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise RecordingError(f"{path} is not a regular file: not recording into it")
+    os.fchmod(fd, 0o600)  # a replaced file keeps its mode otherwise (it may have been world-readable)
     return fd
 
 

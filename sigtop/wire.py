@@ -263,6 +263,7 @@ class KernelStats:
     pending_full: int = 0  # queued with no room in the pending map
     exits_full: int = 0  # an exit's pending signals with no room to tell them
     taken_unqueued: int = 0  # taken with no record of being queued (queued before sigtop attached)
+    filter_full: int = 0  # processes or threads to follow that found the pid filter full
 
     def add(self, other: KernelStats) -> None:
         for f in fields(self):
@@ -288,6 +289,8 @@ class Batch:
     pending: list[PendingFlow] | None = None
     dispositions: list[Disposition] = field(default_factory=list)  # of the targets in view, read now (state)
     cgroups: dict[int, str] = field(default_factory=dict)  # cgroup v2 ids the events name (deaths) -> paths
+    # Whether the source sees deaths (the raw signal_generate's siginfo: a kernel with BTF); None: not said.
+    deaths_followed: bool | None = None
 
     def merge(self, later: Batch) -> None:
         """Fold a later batch into this one (deltas add up; state is replaced)."""
@@ -305,6 +308,8 @@ class Batch:
         self.pending = later.pending if later.pending is not None else self.pending
         self.dispositions.extend(later.dispositions)
         self.cgroups.update(later.cgroups)
+        if later.deaths_followed is not None:
+            self.deaths_followed = later.deaths_followed
         # A live source's packed blocks join without decoding (EventBlock.extended, .tail).
         joined = getattr(self.events, "extended", None)
         if joined is not None and type(later.events) is type(self.events):

@@ -12,19 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import as_nobody
+
 SIGTOP = [sys.executable, "-m", "sigtop.cli"]
 
 
 def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([*SIGTOP, *args], capture_output=True, text=True, timeout=60, **kwargs)
-
-
-def as_nobody(*caps: str) -> list[str]:
-    """Run as uid 65534 with only these capabilities, plus reading any file: so the
-    checkout may live anywhere (under a 0700 /root too) and still be imported."""
-    wanted = ",".join(f"+{c}" for c in ("dac_read_search", *caps))
-    ids = ["--reuid=65534", "--regid=65534", "--clear-groups"]
-    return ["setpriv", *ids, f"--inh-caps={wanted}", f"--ambient-caps={wanted}"]
 
 
 def run_unprivileged(*args: str, caps: tuple[str, ...] = ()) -> subprocess.CompletedProcess:

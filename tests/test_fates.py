@@ -21,6 +21,7 @@ import pytest
 
 from sigtop.export.report import to_json
 from sigtop.model import FlowRow, SignalModel
+from tests.conftest import NO_BTF, collect_until, own_config, read_line
 
 pytestmark = pytest.mark.bpf
 
@@ -31,11 +32,13 @@ SI_QUEUE = -1
 
 @pytest.fixture(scope="module")
 def fates_tracer(bpf_ready: None) -> Iterator[object]:
+    """A tracer of this run's own processes, on this kernel's BTF (fates need it: see
+    test_without_btf_fates_say_they_are_not_followed for the other way)."""
     from sigtop.live.collector import BpfSource
-    from sigtop.live.config import TraceConfig
 
-    source = BpfSource(TraceConfig(exclude_self=False, details=True, raw_generate=True))
+    source = BpfSource(own_config(details=True))
     source.attach()
+    assert source.raw_generate, "this kernel has BTF: the raw signal_generate must load"
     try:
         yield source
     finally:
@@ -44,21 +47,14 @@ def fates_tracer(bpf_ready: None) -> Iterator[object]:
 
 @pytest.fixture
 def follow(fates_tracer: object) -> Callable[..., SignalModel]:
-    """Run a workload, then collect until `settled(model)` holds (or 5 s): the fates of
-    signals settled in user space take a collection or two."""
+    """Run a workload, then collect until `settled(model)` holds: the fates of signals settled
+    in user space take a collection or two. Fails with what it saw if they never settle."""
 
     def run(workload: Callable[[], None], settled: Callable[[SignalModel], bool]) -> SignalModel:
         fates_tracer.read_events()  # type: ignore[attr-defined]
         fates_tracer.collect()  # type: ignore[attr-defined]  # forget what came before
-        model = SignalModel()
         workload()
-        deadline = time.monotonic() + 5.0
-        while True:
-            fates_tracer.read_events()  # type: ignore[attr-defined]
-            model.apply(fates_tracer.collect())  # type: ignore[attr-defined]
-            if settled(model) or time.monotonic() > deadline:
-                return model
-            time.sleep(0.1)
+        return collect_until(fates_tracer, settled, timeout_s=15.0)
 
     return run
 
@@ -93,7 +89,7 @@ def test_handled_signals_are_taken_and_timed(follow, spawn):
             os.kill(child.pid, signal.SIGUSR1)
             child.wait_ack()
 
-    model = follow(work, lambda m: any(r.taken == 25 for r in m.flows.values()))
+    model = follow(work, lambda m: any(r.key.target_pid == child.pid and r.taken == 25 for r in m.flows.values()))
     row = row_to(model, child.pid, signal.SIGUSR1)
     assert fates(row) == {"queued": 25, "taken": 25, "read": 0, "discarded": 0, "pending": 0, "untracked": 0}
     assert row.latency is not None
@@ -111,7 +107,7 @@ def test_a_blocked_signal_is_pending_then_discarded_at_exit(follow, spawn):
         for _ in range(3):  # one queued, two merged into it
             os.kill(child.pid, signal.SIGTERM)
 
-    model = follow(work, lambda m: any(r.pending for r in m.flows.values()))
+    model = follow(work, lambda m: any(r.key.target_pid == child.pid and r.pending for r in m.flows.values()))
     row = row_to(model, child.pid, signal.SIGTERM)
     assert fates(row) == {"queued": 1, "taken": 0, "read": 0, "discarded": 0, "pending": 1, "untracked": 0}
     assert sent - 0.05 <= row.pending_since <= time.time()
@@ -124,7 +120,9 @@ def test_a_blocked_signal_is_pending_then_discarded_at_exit(follow, spawn):
         child.proc.stdin.write(b"exit\n")
         child.proc.wait(timeout=10)
 
-    model = follow(exit_with_it_pending, lambda m: sum(r.discarded for r in m.flows.values()) >= 1)
+    model = follow(
+        exit_with_it_pending, lambda m: any(r.key.target_pid == child.pid and r.discarded for r in m.flows.values())
+    )
     hup = row_to(model, child.pid, signal.SIGHUP)
     assert fates(hup) == {"queued": 1, "taken": 0, "read": 0, "discarded": 1, "pending": 0, "untracked": 0}
 
@@ -139,7 +137,8 @@ def test_the_signal_that_kills_is_taken_by_its_default_action(follow):
             for v in victims:
                 v.wait(timeout=10)
 
-        model = follow(work, lambda m: sum(r.taken for r in m.flows.values()) >= 2)
+        pids = {v.pid for v in victims}
+        model = follow(work, lambda m: sum(r.taken for r in m.flows.values() if r.key.target_pid in pids) >= 2)
     finally:
         for v in victims:
             if v.poll() is None:
@@ -160,13 +159,14 @@ def test_sigwait_and_signalfd_reads_are_read_not_pending(follow, spawn):
     def work():
         waiter.proc.stdin.write(b"sigwait SIGUSR2\n")
         reader.proc.stdin.write(f"readfd {fd}\n".encode())
-        time.sleep(0.2)  # both are waiting now
+        # The signals may come before the calls wait: both stay pending until they do.
         os.kill(waiter.pid, signal.SIGUSR2)
         os.kill(reader.pid, signal.SIGURG)
-        assert waiter.proc.stdout.readline().strip() == str(int(signal.SIGUSR2)).encode()
-        assert reader.proc.stdout.readline().strip() == str(int(signal.SIGURG)).encode()
+        assert read_line(waiter.proc.stdout).strip() == str(int(signal.SIGUSR2))
+        assert read_line(reader.proc.stdout).strip() == str(int(signal.SIGURG))
 
-    model = follow(work, lambda m: sum(r.read for r in m.flows.values()) >= 2)
+    pids = {waiter.pid, reader.pid}
+    model = follow(work, lambda m: sum(r.read for r in m.flows.values() if r.key.target_pid in pids) >= 2)
     waited = row_to(model, waiter.pid, signal.SIGUSR2)
     assert fates(waited) == {"queued": 1, "taken": 0, "read": 1, "discarded": 0, "pending": 0, "untracked": 0}
     assert waited.latency is not None
@@ -191,7 +191,7 @@ def test_realtime_signals_queue_and_each_flow_gets_its_own(follow, spawn):
                 assert libc.syscall(SYS_rt_sigqueueinfo, child.pid, rt, ctypes.byref(info)) == 0
         child.ask("unblock SIGRTMIN")  # all seven are taken now (Python's handler runs may coalesce)
 
-    model = follow(work, lambda m: sum(r.taken for r in m.flows.values()) >= 7)
+    model = follow(work, lambda m: sum(r.taken for r in m.flows.values() if r.key.target_pid == child.pid) >= 7)
     by_kill = row_to(model, child.pid, rt, "kill")
     by_queue = row_to(model, child.pid, rt, "rt_sigqueueinfo")
     assert fates(by_kill) == {"queued": 3, "taken": 3, "read": 0, "discarded": 0, "pending": 0, "untracked": 0}
@@ -210,7 +210,7 @@ def test_a_thread_directed_signal_is_followed_on_the_threads_own_list(follow, sp
         assert libc.syscall(234, child.pid, tid, signal.SIGUSR1) == 0  # tgkill
         child.ask("endthread")
 
-    model = follow(work, lambda m: sum(r.discarded for r in m.flows.values()) >= 1)
+    model = follow(work, lambda m: any(r.key.target_pid == child.pid and r.discarded for r in m.flows.values()))
     rows = [r for r in model.flows.values() if r.key.sender_pid == os.getpid() and r.key.via == "tgkill"]
     assert len(rows) == 1
     assert fates(rows[0]) == {"queued": 1, "taken": 0, "read": 0, "discarded": 1, "pending": 0, "untracked": 0}
@@ -227,8 +227,7 @@ def test_no_fate_is_counted_twice_under_a_storm(follow, spawn):
         for s in senders:
             s.proc.stdin.write(f"kill {child.pid} SIGUSR1 2000\n".encode())
         for s in senders:
-            assert s.proc.stdout.readline().strip() == b"ok"
-        time.sleep(0.3)
+            assert read_line(s.proc.stdout).strip() == "ok"
 
     def settled(m: SignalModel) -> bool:
         rows = [r for r in m.flows.values() if r.key.target_pid == child.pid]
@@ -267,7 +266,11 @@ def test_an_ignoring_target_and_a_blocking_one_get_their_reason(follow, spawn):
             os.kill(ignoring.pid, signal.SIGUSR2)
         os.kill(blocking.pid, signal.SIGTERM)
 
-    model = follow(work, lambda m: any(r.pending for r in m.flows.values()) and len(m.registry.dispositions) >= 2)
+    def settled(m: SignalModel) -> bool:
+        pending = any(r.key.target_pid == blocking.pid and r.pending for r in m.flows.values())
+        return pending and {ignoring.pid, blocking.pid} <= set(m.registry.dispositions)
+
+    model = follow(work, settled)
     ignored = reason_of(model, row_to(model, ignoring.pid, signal.SIGUSR2))
     assert ignored.short == "ignored: SIG_IGN"
     (line,) = ignored.lines
@@ -298,13 +301,7 @@ def test_a_pid_namespace_init_drops_sigterm_it_has_no_handler_for(follow):
     """The classic `docker stop` hang: pid 1 of a container ignores SIGTERM unless it handles it."""
     outer = subprocess.Popen(["unshare", "--pid", "--fork", "sleep", "60"], process_group=0)
     try:
-        deadline = time.monotonic() + 10
-        init = 0
-        while not init and time.monotonic() < deadline:
-            children = open(f"/proc/{outer.pid}/task/{outer.pid}/children").read().split()
-            init = int(children[0]) if children else 0
-            time.sleep(0.02)
-        assert init, "unshare started no init"
+        init = first_child(outer.pid)
 
         def work():
             for _ in range(2):
@@ -350,17 +347,15 @@ def test_signals_to_sigtop_itself_are_not_counted_as_probes(bpf_ready, spawn):
     """Signals to sigtop are left out (exclude_self); the sender's syscall exit must not then
     count them as sig-0 probes (it did: a SIGINT to `sigtop record` showed as a 0-count flow)."""
     from sigtop.live.collector import BpfSource
-    from sigtop.live.config import TraceConfig
 
     sender = spawn()
-    source = BpfSource(TraceConfig(exclude_self=True, details=False))
+    source = BpfSource(own_config(sender.pid, exclude_self=True, details=False))
     source.attach()
     previous = signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # this process is the target: it ignores them
     try:
         source.collect()
         assert sender.ask(f"kill {os.getpid()} SIGUSR2 5") == "ok"
-        model = SignalModel()
-        model.apply(source.collect())
+        model = collect_until(source, None)
     finally:
         signal.signal(signal.SIGUSR2, previous)
         source.detach()
@@ -371,11 +366,10 @@ def test_a_signal_filter_does_not_make_handler_returns_look_forged(bpf_ready, sp
     """With `-s TERM`, a SIGUSR1 handler's rt_sigreturn must still match its frame: rt_sigreturn
     names no signal, so filtering the delivery out made each return an 'unmatched' (an SROP alert)."""
     from sigtop.live.collector import BpfSource
-    from sigtop.live.config import TraceConfig
 
     child = spawn()
     child.ask("handle SIGUSR1")
-    source = BpfSource(TraceConfig(signals=(signal.SIGTERM,), exclude_self=False))
+    source = BpfSource(own_config(child.pid, signals=(signal.SIGTERM,)))
     source.attach()
     try:
         source.read_events()
@@ -383,12 +377,46 @@ def test_a_signal_filter_does_not_make_handler_returns_look_forged(bpf_ready, sp
         for _ in range(5):
             os.kill(child.pid, signal.SIGUSR1)
             child.wait_ack()
-        model = SignalModel()
-        source.read_events()
-        model.apply(source.collect())
+        model = collect_until(source, None)
     finally:
         source.detach()
     row = model.sigreturns[child.pid]
     assert (row.sigreturns, row.handler_deliveries, row.unmatched) == (5, 5, 0)
     assert not model.alerts
     assert not [r for r in model.flows.values() if r.key.target_pid == child.pid]  # SIGUSR1 is filtered out
+
+
+def first_child(pid: int, timeout_s: float = 10.0) -> int:
+    """The first child of one of our processes (unshare's init), once it has one."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.01)
+    raise AssertionError(f"{pid} started no child within {timeout_s} s")
+
+
+def test_without_btf_fates_say_they_are_not_followed(bpf_ready, spawn):
+    """On a kernel without BTF (detection pointed at nothing) the program loads without fates:
+    the counts are exact, and every fate field says it is not known (null, '-'), never 0."""
+    from sigtop.live.collector import BpfSource
+    from sigtop.tables import TABLES
+    from sigtop.tables.base import View
+
+    child = spawn()
+    child.ask("block SIGTERM")
+    source = BpfSource(own_config(child.pid, vmlinux=NO_BTF))
+    source.attach()
+    try:
+        assert not source.raw_generate
+        source.collect()
+        os.kill(child.pid, signal.SIGTERM)
+        model = collect_until(source, lambda m: any(r.key.target_pid == child.pid for r in m.flows.values()))
+    finally:
+        source.detach()
+    row = row_to(model, child.pid, signal.SIGTERM)
+    assert (row.count, row.queued, row.fates) == (1, 1, False)
+    doc = next(f for f in to_json(model)["flows"] if f["target_pid"] == child.pid)
+    assert [doc[k] for k in ("taken", "read", "discarded", "pending", "latency_ns")] == [None] * 5
+    assert TABLES["flows"].column("pending").cell(row, View(model)).plain == "-"

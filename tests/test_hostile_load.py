@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -15,11 +16,12 @@ from sigtop.export.report import to_json
 from sigtop.model import SignalModel
 from sigtop.names import Result
 from sigtop.tables.flows import OVERFLOW
+from tests.conftest import as_nobody, collect_until, own_config, read_line
 from tests.test_bpf import only_flow
 
 pytestmark = pytest.mark.bpf
 
-NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+NOBODY = as_nobody()
 FLOOD = """
 import os, sys
 n = int(sys.argv[1])
@@ -40,7 +42,7 @@ def test_an_unprivileged_flood_of_made_up_targets_cannot_blind(tracer, measure, 
     senders: list[int] = []
 
     def work():
-        attacker = subprocess.Popen([*NOBODY, sys.executable, "-c", FLOOD, str(flood)], process_group=0)
+        attacker = subprocess.Popen([*NOBODY, sys.executable, "-c", FLOOD, str(flood)], process_group=0, cwd="/")
         senders.append(attacker.pid)
         assert attacker.wait(timeout=60) == 0
         for _ in range(storm):
@@ -57,13 +59,12 @@ def test_more_flows_than_the_map_holds_are_all_counted(bpf_ready, spawn):
     """A 64-entry flow map and 93 distinct flows: what does not fit is counted in overflow
     rows (by signal and result), exactly; idle flows are evicted to make room again."""
     from sigtop.live.collector import BpfSource
-    from sigtop.live.config import TraceConfig
 
     children = [spawn() for _ in range(3)]
     for child in children:
         child.ask("ignorert")
     rt = range(signal.SIGRTMIN, signal.SIGRTMAX + 1)
-    source = BpfSource(TraceConfig(details=False, exclude_self=False, flow_entries=64))
+    source = BpfSource(own_config(*(c.pid for c in children), details=False, flow_entries=64))
     source.attach()
     try:
         source.collect()
@@ -144,23 +145,21 @@ signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 for _ in range(int(sys.argv[2])):
     os.kill(os.getpid(), signal.SIGUSR2)  # to itself: the target side of its identity too
 if len(sys.argv) > 3:
+    print("sent", flush=True)
     sys.stdin.readline()  # stay, as an impostor would, until told to go
 """
 
 
-def start_with_pid(pid: int, argv: list[str]) -> subprocess.Popen:
-    """Start a process that gets exactly this (free) pid, as pid reuse does (ns_last_pid)."""
-    for _ in range(50):
-        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
-            f.write(str(pid - 1))
-        proc = subprocess.Popen(argv, process_group=0, stdin=subprocess.PIPE)
-        if proc.pid == pid:
-            return proc
-        proc.wait()
-    pytest.skip("could not get the pid reused (the machine forks too much)")
+@pytest.fixture(scope="module")
+def with_pid(tmp_path_factory) -> str:
+    """tests/helpers/with_pid.c, compiled here: a child with exactly the pid asked for (clone3)."""
+    binary = tmp_path_factory.mktemp("with_pid") / "with_pid"
+    source = Path(__file__).parent / "helpers" / "with_pid.c"
+    subprocess.run(["gcc", "-O1", "-o", str(binary), str(source)], check=True)
+    return str(binary)
 
 
-def test_a_reused_pid_is_a_new_process_with_its_own_row(tracer, measure, spawn):
+def test_a_reused_pid_is_a_new_process_with_its_own_row(tracer, with_pid):
     """An unprivileged process given the pid of an earlier (root) one must not inherit its row,
     comm, user or cmdline: identity is pid + start time."""
     model = SignalModel()
@@ -168,17 +167,23 @@ def test_a_reused_pid_is_a_new_process_with_its_own_row(tracer, measure, spawn):
     tracer.collect()
     first = subprocess.Popen([sys.executable, "-c", NAMED_SENDER, "root-owner", "3"], process_group=0)
     assert first.wait(timeout=30) == 0
-    tracer.read_events()
-    model.apply(tracer.collect())  # the first owner is gone before /proc could be read
-    # A pid comes back only after the pid space wraps: never within one 10 ms tick of start time.
-    time.sleep(0.1)
-    second = start_with_pid(first.pid, [*NOBODY, sys.executable, "-c", NAMED_SENDER, "nobody-owner", "5", "stay"])
+    collect_until(tracer, None, model=model)  # the first owner is gone before /proc could be read
+    # Start times are in 10 ms ticks: a pid reused within one would look like the same process
+    # (outside a test, a pid comes back only after the pid space wraps).
+    time.sleep(0.05)
+    second = subprocess.Popen(
+        [with_pid, str(first.pid), *NOBODY, sys.executable, "-c", NAMED_SENDER, "nobody-owner", "5", "stay"],
+        process_group=0, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd="/",
+    )  # fmt: skip
     try:
-        time.sleep(0.3)  # its five signals sent
-        tracer.read_events()
-        model.apply(tracer.collect())
+        assert read_line(second.stdout).strip() == "sent"  # it has its pid, and sent its five
+
+        def second_owner_seen(m: SignalModel) -> bool:
+            return sum(r.count for r in m.flows.values() if r.key.sender_pid == first.pid and r.key.sender_gen) >= 5
+
+        collect_until(tracer, second_owner_seen, model=model)
     finally:
-        second.kill()  # ours
+        second.kill()  # ours: the helper; the reused-pid child dies with it
         second.wait()
     rows = sorted(
         (r for r in model.flows.values() if r.key.sender_pid == first.pid and r.key.sig == signal.SIGUSR2),
@@ -220,21 +225,24 @@ def test_an_unprivileged_hoard_of_pending_signals_cannot_make_counts_wrong(bpf_r
     64-record pending map): every signal is still counted, and each one's fate is either followed
     or counted as untracked (and said so), never silently wrong; memory stays bounded by the map."""
     from sigtop.live.collector import BpfSource
-    from sigtop.live.config import TraceConfig
 
-    source = BpfSource(TraceConfig(details=False, exclude_self=False, pending_entries=64))
+    source = BpfSource(own_config(details=False, pending_entries=64))
     source.attach()
     hoarder = None
     try:
         source.collect()
         hoarder = subprocess.Popen(
-            [*NOBODY, sys.executable, "-c", HOARDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        sent = int(hoarder.stdout.readline())
-        model = SignalModel()
-        for _ in range(3):
-            model.apply(source.collect())
-            time.sleep(0.3)
+            [*NOBODY, sys.executable, "-c", HOARDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            cwd="/",
+        )  # fmt: skip
+        sent = int(read_line(hoarder.stdout))
+
+        def accounted(m: SignalModel) -> bool:  # every queued one pending, untracked or flushed
+            rows = [r for r in m.flows.values() if r.key.sender_pid == hoarder.pid]
+            queued = sum(r.queued for r in rows)
+            return queued == sent and sum(r.pending + r.untracked + r.read for r in rows) == queued
+
+        model = collect_until(source, accounted)
         rows = [r for r in model.flows.values() if r.key.sender_pid == hoarder.pid]
         assert sum(r.count for r in rows) == sent == 4 * 29  # all counted
         queued = sum(r.queued for r in rows)
@@ -250,11 +258,17 @@ def test_an_unprivileged_hoard_of_pending_signals_cannot_make_counts_wrong(bpf_r
         hoarder.stdin.write("\n")
         hoarder.stdin.flush()
         assert hoarder.wait(timeout=10) == 0
-        for _ in range(3):
-            time.sleep(0.3)
-            model.apply(source.collect())
+
+        def settled(m: SignalModel) -> bool:
+            rows = [r for r in m.flows.values() if r.key.sender_pid == hoarder.pid]
+            return sum(r.discarded + r.untracked + r.read for r in rows) == queued
+
+        collect_until(source, settled, model=model)
         rows = [r for r in model.flows.values() if r.key.sender_pid == hoarder.pid]
-        # Its threads ended with their signals pending: each followed one is discarded now.
+        # Its threads ended with their signals pending: each followed one is discarded now (or
+        # was flushed by the kernel on the way, read).
+        flushed = sum(r.read for r in rows)
+        assert {r.key.sig for r in rows if r.read} <= {signal.SIGCONT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
         assert sum(r.discarded for r in rows) + untracked + flushed == queued
         assert sum(r.pending for r in rows) == 0
     finally:

@@ -42,10 +42,11 @@ def test_record_never_writes_through_a_symlink(tmp_path, force):
 def test_force_replaces_only_a_regular_file(tmp_path):
     old = tmp_path / "old.jsonl"
     old.write_text("x" * 1000)
+    old.chmod(0o644)  # readable by all: the recording replacing it must not be
     fd = open_output(str(old), force=True)
     try:
         assert os.fstat(fd).st_size == 0
-        assert oct(os.fstat(fd).st_mode & 0o777) == oct(0o644 & os.fstat(fd).st_mode)  # mode of the old file kept
+        assert os.fstat(fd).st_mode & 0o777 == 0o600  # a recording shows every command line
     finally:
         os.close(fd)
     with pytest.raises(RecordingError, match="not a regular file"):

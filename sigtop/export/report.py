@@ -43,10 +43,19 @@ def to_json(model: SignalModel, flow_filter: FlowFilter | None = None) -> dict[s
             "fates_untracked": model.stats.pending_full,
             "exits_unsettled": model.stats.exits_full,
             "taken_unqueued": model.stats.taken_unqueued,
+            # --follow: processes started by the followed that found the kernel's pid filter full.
+            "pids_not_followed": model.stats.filter_full,
         },
     }
+    unavailable = {}
     for name, spec in TABLES.items():
-        doc[name] = spec.json_rows(model, flow_filter)
+        why = spec.unavailable(model) if spec.unavailable is not None else None
+        if why is not None:
+            doc[name] = None  # not "none happened": this source cannot see them
+            unavailable[name] = why
+        else:
+            doc[name] = spec.json_rows(model, flow_filter)
+    doc["unavailable"] = unavailable  # table -> why it is null
     return doc
 
 
@@ -73,6 +82,9 @@ def print_tables(model: SignalModel, console: Console, flow_filter: FlowFilter |
     doc = to_json(model, flow_filter)
     width = console.width
     for name, spec in TABLES.items():
+        if doc[name] is None:
+            console.print(Text(f"{spec.title}: {doc['unavailable'][name]}", style="yellow"))
+            continue
         if name != "flows" and not doc[name]:
             continue
         title = (

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from sigtop.abi import kernel_abi
 from sigtop.contract import Deliver
 from sigtop.events import EventBlock, EventLayout
 from sigtop.live import fates, loader, procfs, programs, ringbuf
@@ -79,8 +80,7 @@ class BpfSource:
         try:
             if self.config.pids:
                 self._fill_pid_filter()
-            if self.config.details:
-                self._open_events()
+            self._open_events()  # rare events (deaths, ...) come in every mode
         except Exception as exc:
             self.detach()
             raise CollectorError(f"could not set up the BPF maps: {exc}") from None
@@ -94,16 +94,18 @@ class BpfSource:
     def _fill_pid_filter(self) -> None:
         """Pids and their threads: the kernel reports a thread-directed target by tid."""
         table = self.bpf[b"pid_filter"]
+        constants = kernel_abi().constants
+        bits = constants["FILTER_ASKED"] | (constants["FILTER_FOLLOW"] if self.config.follow else 0)
         for pid in self.config.pids:
             for tid in procfs.thread_ids(pid):
-                table[table.Key(tid)] = table.Leaf(1)
+                table[table.Key(tid)] = table.Leaf(bits)
 
     def _open_events(self) -> None:
         compiled = self.bpf[b"event_layout"].Leaf  # how the compiler laid out struct event
         check_layout(compiled, "event")
         sample = ctypes.sizeof(compiled)
         self._layout = EventLayout.for_records(ringbuf.HEADER_SIZE, ringbuf.record_size(sample))
-        size = self.config.ringbuf_pages * mmap.PAGESIZE
+        size = self.config.ring_pages() * mmap.PAGESIZE
         self._reader = ringbuf.RingBufferReader(self.bpf[b"events"].map_fd, size, sample)
         self._event_budget = int(MAX_EVENTS_PER_S * self.config.interval_s)
 
@@ -182,7 +184,9 @@ class BpfSource:
         if self._drain is None:
             raise CollectorError("collect() before attach()")
         now = time.monotonic()
-        batch = Batch(ts=time.time(), interval_s=now - self._last_collect, final=final)
+        batch = Batch(
+            ts=time.time(), interval_s=now - self._last_collect, final=final, deaths_followed=self.raw_generate
+        )
         self._last_collect = now
         # The kernel keeps no last-seen clock per signal: what moved was seen by now.
         settled = self._fates.settle() if self._fates is not None else None

@@ -12,22 +12,30 @@ OOM_TRACEPOINT = "/sys/kernel/tracing/events/oom/mark_victim"
 @dataclass(frozen=True)
 class TraceConfig:
     pids: tuple[int, ...] = ()  # only signals from or to these processes
+    follow: bool = False  # and the processes they start after attach (and theirs), as they start
     signals: tuple[int, ...] = ()  # only these signals
     details: bool = True  # detail events for drill-down (the counts never need them)
     exclude_self: bool = True
     interval_s: float = 1.0
-    ringbuf_pages: int = 2048  # 8 MiB
+    ringbuf_pages: int = 2048  # 8 MiB, with details (one event per signal)
+    rare_ringbuf_pages: int = 64  # without: only rare events (deaths, the OOM killer, dispositions)
     task_storage: bool | None = None  # in-flight syscalls in task storage; None: where BTF exists
     raw_generate: bool | None = None  # signal_generate as a raw tracepoint; None: where BTF allows
     follow_fates: bool = True  # follow each queued signal to its end (needs the raw signal_generate)
+    # Where the kernel's BTF is read from. The tests point it at nothing to run the no-BTF
+    # fallback for real on a kernel that has BTF (the detection, not a forced choice).
+    vmlinux: str = "/sys/kernel/btf/vmlinux"
     # Map sizes (bpf/sigtop.h requires each): user space evicts against the same numbers.
     flow_entries: int = 16384
     thread_entries: int = 16384
     signalfd_entries: int = 4096
-    pid_filter_entries: int = 1024
+    pid_filter_entries: int = 16384  # the pids asked for, their threads, and what --follow adds
     inflight_entries: int = 10240  # the LRU fallback of in-flight syscalls, by tid
     pending_entries: int = 16384  # queued signals followed to their end (and realtime queues)
     exit_entries: int = 4096  # exits with signals pending, until user space reads them
+
+    def ring_pages(self) -> int:
+        return self.ringbuf_pages if self.details else self.rare_ringbuf_pages
 
     def map_sizes(self) -> dict[str, int]:
         """The -D names bpf/sigtop.h requires, with their values."""
@@ -39,7 +47,7 @@ class TraceConfig:
             "INFLIGHT_ENTRIES": self.inflight_entries,
             "PENDING_ENTRIES": self.pending_entries,
             "EXIT_ENTRIES": self.exit_entries,
-            "RINGBUF_PAGES": self.ringbuf_pages,
+            "RINGBUF_PAGES": self.ring_pages(),
         }
 
     def cflags(
@@ -52,6 +60,7 @@ class TraceConfig:
             f"-DRAW_GENERATE={int(task_offsets is not None)}",
             f"-DFOLLOW_FATES={int(self.follow_fates)}",
             f"-DHAS_OOM_TRACEPOINT={int(os.path.exists(OOM_TRACEPOINT))}",
+            *host_pid_namespace(),
             *(f"-D{name}={value}" for name, value in (task_offsets or {}).items()),
             f"-DDETAILS={int(self.details)}",
             *(f"-D{name}={value}" for name, value in self.map_sizes().items()),
@@ -66,3 +75,13 @@ class TraceConfig:
                     mask |= 1 << (sig - 1)
             flags.append(f"-DSIG_MASK={mask:#x}ULL")
         return flags
+
+
+def host_pid_namespace() -> list[str]:
+    """sigtop's own pid namespace as -D flags (the kernel's pids are its pids): where the kernel
+    has no BTF, the program tells a sender in a child pid namespace by it."""
+    try:
+        st = os.stat("/proc/self/ns/pid")
+    except OSError:
+        return []
+    return [f"-DHOST_PIDNS_DEV={st.st_dev}ULL", f"-DHOST_PIDNS_INO={st.st_ino}ULL"]

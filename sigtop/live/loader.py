@@ -92,13 +92,13 @@ class LoadedProgram:
 GENERATE_ARGS = ["int", "struct kernel_siginfo *", "struct task_struct *", "int", "int"]
 
 
-def task_offsets() -> dict[str, int]:
+def task_offsets(vmlinux: str = str(btf.VMLINUX)) -> dict[str, int]:
     """Where the raw signal_generate program reads the target task, from this kernel's BTF.
 
     Raises BtfError when the kernel's BTF lacks them or the tracepoint has
     another prototype: the caller then uses the classic tracepoint.
     """
-    types = btf.load_vmlinux()
+    types = btf.load_vmlinux(Path(vmlinux))
     args = types.raw_tracepoint_args("signal_generate")
     if args != GENERATE_ARGS:
         raise btf.BtfError(f"signal_generate's raw arguments are {args}")
@@ -123,7 +123,7 @@ def task_offsets() -> dict[str, int]:
 
 def _choices(config: TraceConfig) -> list[tuple[bool, bool]]:
     """(task storage, raw generate) to try, best first; a choice the config made is never varied."""
-    has_btf = preflight.has_btf()
+    has_btf = preflight.has_btf(config.vmlinux)
     storage = [config.task_storage] if config.task_storage is not None else ([True, False] if has_btf else [False])
     raw = [config.raw_generate] if config.raw_generate is not None else ([True, False] if has_btf else [False])
     return [(s, r) for s in storage for r in raw]
@@ -144,7 +144,7 @@ def load(config: TraceConfig) -> LoadedProgram:
     for task_storage, raw in _choices(config):
         if raw and offsets is None:
             try:
-                offsets = task_offsets()
+                offsets = task_offsets(config.vmlinux)
             except btf.BtfError as exc:
                 offsets_failure = str(exc)
                 if config.raw_generate:

@@ -29,6 +29,7 @@ REQUIRED_TRACEPOINTS = (
     "task/task_newtask",
     "sched/sched_process_exec",
     "sched/sched_process_exit",
+    "sched/sched_process_free",
 )
 
 
@@ -94,8 +95,8 @@ def has_kernel_headers() -> bool:
     return kernel_headers_dir() is not None or Path("/sys/kernel/kheaders.tar.xz").exists()
 
 
-def has_btf() -> bool:
-    return Path("/sys/kernel/btf/vmlinux").exists()
+def has_btf(vmlinux: str = "/sys/kernel/btf/vmlinux") -> bool:
+    return Path(vmlinux).exists()
 
 
 def import_bcc() -> Any:

@@ -71,6 +71,7 @@ class SignalModel:
         self.batches = 0
         self.events_received = 0  # detail events decoded (the rest: stats.events_lost, events_dropped)
         self.finished = False
+        self._deaths_said: bool | None = None  # what the source said of deaths (None: nothing)
 
     # ---- the parts' rows, by the names the views use ------------------------------------
 
@@ -122,6 +123,12 @@ class SignalModel:
     def on_latency(self, callback: Callable[[int, int], None] | None) -> None:
         self.matcher.on_latency = callback
 
+    @property
+    def deaths_followed(self) -> bool:
+        """Whether deaths are seen (False: a source that said it cannot; a recording that says
+        nothing of it is taken as one that could)."""
+        return self._deaths_said is not False
+
     def proc_of(self, pid: int, gen: int = 0) -> ProcInfo | None:
         return self.registry.proc_of(pid, gen)
 
@@ -139,6 +146,8 @@ class SignalModel:
         self.program_misses.update(batch.program_misses)
         self.map_fill = batch.map_fill or self.map_fill
         self.finished = self.finished or batch.final
+        if batch.deaths_followed is not None:
+            self._deaths_said = bool(self._deaths_said) or batch.deaths_followed
         for pid, earlier in self.registry.apply(batch):
             self.sigreturn_table.reused(pid, earlier)
         for table in self.tables.values():

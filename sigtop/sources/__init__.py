@@ -19,6 +19,7 @@ def open_source(
     recording: str | None,
     *,
     pids: tuple[int, ...] = (),
+    follow: bool = False,
     signals: tuple[int, ...] = (),
     details: bool = True,
     interval_s: float = 1.0,
@@ -38,5 +39,12 @@ def open_source(
     from sigtop.live.config import TraceConfig
 
     return BpfSource(
-        TraceConfig(pids=pids, signals=signals, details=details, interval_s=interval_s, follow_fates=follow_fates)
+        TraceConfig(
+            pids=pids,
+            follow=follow,
+            signals=signals,
+            details=details,
+            interval_s=interval_s,
+            follow_fates=follow_fates,
+        )
     )

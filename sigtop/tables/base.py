@@ -37,6 +37,7 @@ class SignalModel(Protocol):
     sigreturns: Any  # {pid or (pid, gen): SigreturnRow}
     deaths: Any  # deque of Death
     deaths_seen: int
+    deaths_followed: bool
     alerts: Any  # deque of Alert
     fates_followed: bool
 
@@ -155,6 +156,9 @@ class TableSpec:
     detail: Callable[[SignalModel, Any], Detail]
     json_order: Callable[[Any], Any] | None = None  # the JSON's row order (None: as the model keeps them)
     empty: str = ""  # why the table is empty, and what fills it
+    # Why this source cannot fill it at all (None: it can): said in place of `empty`, and the JSON
+    # then gives null and this, never an empty list that would read "none happened".
+    unavailable: Callable[[SignalModel], str | None] | None = None
     state: Callable[[], TableState] | None = None  # its rows and fold (None: rows of the model's own parts)
     metrics: Callable[[ExportOptions], TableMetrics] | None = None  # its part of the exporter, if any
 

@@ -176,6 +176,12 @@ SPEC = TableSpec(
     detail=detail,
     state=DeathTable,
     metrics=DeathMetrics,
+    unavailable=lambda model: (
+        None
+        if model.deaths_followed
+        else "deaths are not seen here: they come from the SIGCHLD's siginfo, which only the raw signal_generate "
+        "reads (a kernel with BTF)"
+    ),
     empty="No process has died of a signal since sigtop started: each one that does shows here, "
     "with who or what sent the signal.",
 )

@@ -198,7 +198,9 @@ class SigtopApp(App[int]):
             table.show(view.keys, view.cells)
             empty = self._main.query_one(f"#empty-{view.name}", Static)
             empty.display = not view.keys
-            if view.total and not view.keys:
+            if view.unavailable is not None:
+                empty.update(Text(f"Not available: {view.unavailable}.", style="yellow"))
+            elif view.total and not view.keys:
                 empty.update(f"No rows match the filter ({view.total:,} in the table): Esc clears it.")
             else:
                 empty.update(TABLES[view.name].empty)
@@ -285,6 +287,8 @@ class SigtopApp(App[int]):
             unfollowed = stats.pending_full + stats.exits_full
             if unfollowed:
                 text.append(f"FATES NOT FOLLOWED: {unfollowed:,}  ", style="bold white on red")
+            if stats.filter_full:
+                text.append(f"FILTER FULL: {stats.filter_full:,} not followed  ", style="bold white on red")
             lost = stats.events_lost + stats.events_dropped
             text.append(f"lost {lost:,} details", style="bold red" if lost else "")
         text.append(f"  filter {self.flow_filter.describe() or '-'}  ")

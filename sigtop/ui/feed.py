@@ -64,6 +64,7 @@ class TableView:
     cells: tuple[tuple[Cell, ...], ...]  # every column's cell of each row, in the spec's order
     selected: int  # rows the filter selected (the model may hold more)
     total: int  # rows the table holds
+    unavailable: str | None = None  # why this source cannot fill the table at all
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,7 @@ class ModelFeed:
             cells=tuple(tuple(c.cell(row, view) for c in spec.columns) for _key, row in shown),
             selected=len(rows),
             total=sum(1 for _ in spec.rows(model)),
+            unavailable=spec.unavailable(model) if spec.unavailable is not None else None,
         )
         totals = Totals(
             signals_per_sec=model.signals_per_sec,
