@@ -79,6 +79,7 @@ MIN_INTERVAL_S, MAX_INTERVAL_S = 0.05, 3600.0  # below: redrawing or collecting 
 _duration = _number(0, 366 * 86400, "a duration (seconds)", high_text="366 days")
 _interval = _number(MIN_INTERVAL_S, MAX_INTERVAL_S, "an interval (seconds)", low_inclusive=True)
 _speed = _number(0, 1000, "a speed", low_inclusive=True)
+_backlog_mb = _number(0, 4096, "a backlog (MB)", high_text="4096")
 
 
 def _add_from(p: argparse.ArgumentParser) -> None:
@@ -195,6 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--duration", type=_duration, metavar="S", help="stop after S seconds (default: at Ctrl-C)")
     st.add_argument(
         "--interval", type=_interval, default=1.0, metavar="S", help="how often lines are flushed (default 1)"
+    )
+    st.add_argument(
+        "--backlog",
+        type=_backlog_mb,
+        default=16,
+        metavar="MB",
+        help="lines kept for a slow reader (default 16 MB); what does not fit is dropped and counted in-band",
     )
     _add_filters(st)
     _add_from(st)
@@ -349,16 +357,18 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
-    from sigtop.export.stream import EventStream
+    from sigtop.export.stream import StreamSink
     from sigtop.runner import trace
 
-    stream = EventStream(sys.stdout, _filter(args) if args.from_file else None)
-    try:
-        asyncio.run(trace(_source(args, details=True, interval=args.interval), args.duration, stream.write))
-    except BrokenPipeError:
-        # The reader went away (| head): end quietly, and keep Python from complaining at exit.
+    sys.stdout.flush()  # the sink writes to the descriptor itself, past Python's buffer
+    sink = StreamSink(sys.stdout.fileno(), _filter(args) if args.from_file else None, int(args.backlog * (1 << 20)))
+    source = _source(args, details=True, interval=args.interval)
+    asyncio.run(trace(source, args.duration, sink.write, on_start=sink.start, on_stopping=sink.stopping))
+    summary = sink.close()
+    print("sigtop: stream: " + json.dumps(summary, separators=(",", ":")), file=sys.stderr)
+    if sink.reader_gone:
+        # The reader went away (| head): a normal end; keep Python from failing to flush at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     return 0
 
 

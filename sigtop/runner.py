@@ -23,13 +23,19 @@ async def trace(
     announce: bool = True,
     stop_when: Callable[[], bool] | None = None,
     stop_at_end: bool = True,
+    on_start: Callable[[Callable[[], None]], None] | None = None,
+    on_stopping: Callable[[], None] | None = None,
 ) -> None:
     """Attach, announce, feed every batch to on_batch until done (or stop_when() says so); always detach.
 
     stop_at_end=False keeps going after a recording's last batch (an exporter serving its
-    counts) until the duration, or a signal, ends it."""
+    counts) until the duration, or a signal, ends it. on_start is handed a stop() that any
+    thread may call (a stream whose reader went away); on_stopping is told when the run ends,
+    before the last batches come (a sink with a backlog then finishes within a second)."""
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
+    if on_start is not None:
+        on_start(lambda: loop.call_soon_threadsafe(done.set))
     # SIGHUP too: a batch whose terminal closed prints its results like on Ctrl-C.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, done.set)
@@ -57,6 +63,8 @@ async def trace(
             if stop_when is not None and stop_when():
                 break
         waiter.cancel()
+        if on_stopping is not None:
+            on_stopping()
         # The poller posts its last collection before it exits, so once stop()
         # has joined it, that batch is queued.
         await asyncio.to_thread(source.stop)

@@ -1,16 +1,38 @@
 """NDJSON for log pipelines: one JSON object per signal event, with both ends' identity.
 
 `sigtop stream` writes a line per detail event (a generated signal, a failed
-send or probe) as batches arrive, flushed once per batch, for jq, Loki,
-Vector or Elasticsearch. Identity (comm, cmdline, user, cgroup, start time,
-namespace pids, container or service) comes from what the source resolved in /proc, sanitised like
-everything else sigtop shows. A reader that goes away (broken pipe) ends the
-stream cleanly.
+send or probe) as batches arrive, for jq, Loki, Vector or Elasticsearch.
+Identity (comm, cmdline, user, cgroup, start time, namespace pids, container
+or service) comes from what the source resolved in /proc, sanitised like
+everything else sigtop shows.
+
+What a pipeline may rely on (README, "The stream"):
+- Nothing is lost silently. Each line has a "type": "signal" for an event;
+  "loss" once per interval in which events were lost in the kernel's ring,
+  dropped in user space, or dropped from the backlog; "summary" once at the
+  end, with the kernel's exact count of the flow events in scope and how many
+  of them have a line (also printed on stderr).
+- Memory is bounded: lines wait in a backlog of at most --backlog bytes for a
+  slow reader; what does not fit is dropped and counted.
+- It ends on time: a signal ends it within a second whatever the reader does,
+  and a reader that goes away (`| head -1`) is noticed within a second even
+  when no event comes, because the writer polls stdout for hang-up instead of
+  finding out at the next write.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import select
+import stat
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO, Any
 
 from sigtop.containers import container_of
@@ -21,20 +43,55 @@ from sigtop.wire import Batch, ProcInfo, SignalEvent
 
 MAX_IDENTITIES = 20_000  # processes remembered for their identity (least recently seen go first)
 FLOW_EVENTS = (int(EventKind.generate), int(EventKind.send_done))
+DEFAULT_BACKLOG = 16 << 20  # bytes of lines waiting for a slow reader
+# A write to a pipe of at most PIPE_BUF bytes, once poll() says POLLOUT, finds a free
+# buffer slot and never blocks; so the writer never sits in write() while a signal waits.
+PIPE_CHUNK = 4096
+FILE_CHUNK = 1 << 20  # a file (or /dev/null) takes any write
+TTY_CHUNK = 256  # a terminal says POLLOUT with as little as this much room (n_tty's WAKEUP_CHARS)
+POLL_S = 0.2  # how often the writer looks for a hang-up while it has nothing to write
+# After a signal: time to finish encoding and writing before the rest is dropped and
+# counted; with detaching and the summary, the stream ends within a second.
+ENDING_BUDGET_S = 0.6
+# The words the TUI uses (its QUEUED column): the kernel's "delivered" means put on the
+# pending list, not yet taken.
+OUTCOME_WORDS = {int(Result.delivered): "queued"}
+
+
+@dataclass(slots=True)
+class Losses:
+    """What did not become a line, by where it was lost."""
+
+    events_lost: int = 0  # the kernel's ring buffer was full (the counts stay exact)
+    events_dropped: int = 0  # user space fell behind (merged batches, the decode budget)
+    backlog_dropped: int = 0  # lines that did not fit the backlog: the reader was too slow
+    signals_missed: int = 0  # signals the kernel's recursion guard kept sigtop from counting at all
+
+    def any(self) -> bool:
+        return bool(self.events_lost or self.events_dropped or self.backlog_dropped or self.signals_missed)
+
+    def add(self, other: Losses) -> None:
+        self.events_lost += other.events_lost
+        self.events_dropped += other.events_dropped
+        self.backlog_dropped += other.backlog_dropped
+        self.signals_missed += other.signals_missed
+
+    def as_json(self) -> dict[str, int]:
+        return {
+            "events_lost": self.events_lost,
+            "events_dropped": self.events_dropped,
+            "backlog_dropped": self.backlog_dropped,
+            "signals_missed": self.signals_missed,
+        }
 
 
 class EventStream:
-    """Turns batches into NDJSON lines on `out`."""
+    """Turns batches into NDJSON lines."""
 
-    def __init__(self, out: IO[str], flow_filter: FlowFilter | None = None) -> None:
-        self.out = out
+    def __init__(self, flow_filter: FlowFilter | None = None) -> None:
         # Over a recording, what the kernel filters live (-p, -s) is applied here, as everywhere.
         self.flow_filter = flow_filter or None
-        self.lines = 0
         self._procs: BoundedLRU[int, ProcInfo] = BoundedLRU(MAX_IDENTITIES)
-
-    def _remember(self, proc: ProcInfo) -> None:
-        self._procs.put(proc.pid, proc)
 
     def identity(self, pid: int, tid: int = 0, comm: str = "") -> dict[str, Any] | None:
         """One end of a signal: pid and what /proc said of it (None for the kernel)."""
@@ -64,9 +121,12 @@ class EventStream:
         failed = e.kind == EventKind.send_done and e.ret < 0
         if e.kind == EventKind.send_done:
             outcome = f"failed {errno_name(-e.ret)}" if failed else "probe"
+        elif e.result in Result._value2member_map_:
+            outcome = OUTCOME_WORDS.get(e.result) or Result(e.result).name
         else:
-            outcome = Result(e.result).name if e.result in Result._value2member_map_ else str(e.result)
+            outcome = str(e.result)
         doc: dict[str, Any] = {
+            "type": "signal",
             "ts": round(e.ts, 6),
             "signal": e.sig,
             "signame": signame(e.sig),
@@ -96,16 +156,250 @@ class EventStream:
             [container_of(p.cgroup).label for p in ends if p],
         )
 
-    def write(self, batch: Batch) -> None:
-        """Every flow event of a batch, one line each; flushed once (BrokenPipeError if the reader left)."""
+    def counted(self, batch: Batch) -> int:
+        """The kernel's exact count of the batch's flow events in scope (each has an event, unless lost)."""
+        if self.flow_filter is None:
+            return sum(f.count for f in batch.flows)
+        return sum(
+            f.count
+            for f in batch.flows
+            if self.flow_filter.matches(
+                (f.key.sender_pid, f.key.target_tgid or f.key.target_pid),
+                (f.sender_comm, f.target_comm),
+                f.key.sig,
+                [container_of(f.sender_cgroup).label],
+            )
+        )
+
+    def lines(self, batch: Batch, deadline: float | None = None) -> tuple[list[str], int]:
+        """The batch's flow events as lines, and how many were left unencoded at the deadline."""
         for proc in batch.procs:
-            self._remember(proc)
-        lines = [
-            json.dumps(self.event_json(e), separators=(",", ":"))
-            for e in batch.events
-            if e.kind in FLOW_EVENTS and self._wanted(e)
-        ]
-        if lines:
-            self.out.write("\n".join(lines) + "\n")
-            self.out.flush()
-            self.lines += len(lines)
+            self._procs.put(proc.pid, proc)
+        out: list[str] = []
+        wanted = [e for e in batch.events if e.kind in FLOW_EVENTS and self._wanted(e)]
+        for i, e in enumerate(wanted):
+            if deadline is not None and i % 256 == 0 and time.monotonic() > deadline:
+                return out, len(wanted) - i
+            out.append(json.dumps(self.event_json(e), separators=(",", ":")))
+        return out, 0
+
+
+class PipeWriter:
+    """Writes lines to a file descriptor from a thread, never blocking the caller.
+
+    The backlog is capped in bytes; a line that does not fit is counted, not kept.
+    The thread sleeps in poll() on the output and a wake-up pipe: it writes only
+    what poll() says fits (so close() is honoured at once), and it sees a reader
+    that closed its end (POLLERR, EPIPE) while idle, and calls on_gone.
+
+    Lines are signal lines (counted: accepted, dropped, written) or notes (the
+    loss records), which are written alike but never counted as signals."""
+
+    def __init__(self, fd: int, backlog_bytes: int, on_gone: Callable[[], None]) -> None:
+        self.fd = fd
+        self.backlog_bytes = backlog_bytes
+        self.on_gone = on_gone
+        self.gone = False
+        self.lines_written = 0
+        self.signals_written = 0
+        self.signals_dropped = 0  # did not fit the backlog, or the reader was gone
+        self._signals_accepted = 0
+        self._pending: deque[tuple[bytes, bool]] = deque()  # (line, is a signal line)
+        self._pending_bytes = 0
+        self._lock = threading.Lock()
+        self._closing = False  # write what is queued, then end
+        self._abandon = False  # end now
+        self._mid_line = False  # the last write ended inside a line
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # A pipe, socket or terminal says when a write fits; a regular file always does.
+        mode = os.fstat(fd).st_mode
+        self._chunk = TTY_CHUNK if os.isatty(fd) else PIPE_CHUNK
+        if stat.S_ISREG(mode) or (stat.S_ISCHR(mode) and not os.isatty(fd)):  # a file, /dev/null
+            self._chunk = FILE_CHUNK
+        self._thread = threading.Thread(target=self._run, name="sigtop-stream-writer", daemon=True)
+        self._thread.start()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # already awake
+            os.write(self._wake_w, b"x")
+
+    def put(self, lines: list[str], signals: bool = True) -> int:
+        """Queue lines (each gets its newline); return how many did not fit the backlog."""
+        dropped = 0
+        with self._lock:
+            for line in lines:
+                data = (line + "\n").encode()
+                if self.gone or self._pending_bytes + len(data) > self.backlog_bytes:
+                    dropped += 1
+                    continue
+                self._pending.append((data, signals))
+                self._pending_bytes += len(data)
+            if signals:
+                self._signals_accepted += len(lines) - dropped
+                self.signals_dropped += dropped
+        self._wake()
+        return dropped
+
+    def close(self, deadline: float) -> None:
+        """Write what is queued until the deadline; what is left is counted as dropped."""
+        with self._lock:
+            self._closing = True
+        self._wake()
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            self._abandon = True
+        self._wake()
+        self._thread.join(POLL_S)
+        if not self._thread.is_alive():  # (a thread still in poll() keeps its descriptors)
+            os.close(self._wake_w)
+            os.close(self._wake_r)
+        with self._lock:
+            self._drop_pending()
+
+    def _drop_pending(self) -> None:
+        """(Under the lock.) What was accepted and will not be written counts as dropped."""
+        self._pending.clear()
+        self._pending_bytes = 0
+        self.signals_dropped += self._signals_accepted - self.signals_written
+        self._signals_accepted = self.signals_written
+
+    def write_now(self, line: str) -> bool:
+        """One last short line (the summary), only if it can be written without waiting."""
+        if self.gone or self._thread.is_alive():
+            return False
+        poller = select.poll()
+        poller.register(self.fd, select.POLLOUT)
+        ready = poller.poll(0)
+        if not ready or ready[0][1] != select.POLLOUT:
+            return False
+        try:
+            # After a line cut short by the deadline, the summary still starts a line of its own.
+            os.write(self.fd, (("\n" if self._mid_line else "") + line + "\n").encode())
+        except OSError:
+            return False
+        return True
+
+    def _hang_up(self) -> None:
+        with self._lock:
+            already, self.gone = self.gone, True
+            self._drop_pending()
+        if not already:
+            self.on_gone()
+
+    def _take_chunk(self) -> tuple[bytes, deque[tuple[int, bool]]]:
+        """(Under the lock.) As many queued lines as one write may take (at least one), and
+        each one's length and kind: fewer, larger writes."""
+        data, kind = self._pending.popleft()
+        taken, lines = [data], deque([(len(data), kind)])
+        size = len(data)
+        while self._pending and size + len(self._pending[0][0]) <= self._chunk:
+            data, kind = self._pending.popleft()
+            taken.append(data)
+            lines.append((len(data), kind))
+            size += len(data)
+        self._pending_bytes -= size
+        return b"".join(taken), lines
+
+    def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self._wake_r, select.POLLIN)
+        buf = b""
+        lines: deque[tuple[int, bool]] = deque()  # the lines buf holds: length (left), is a signal line
+        try:
+            while True:
+                with self._lock:
+                    if self._abandon or self.gone:
+                        return
+                    if not buf and self._pending:
+                        buf, lines = self._take_chunk()
+                    if not buf and self._closing:
+                        return
+                # Idle, only hang-ups are asked for (POLLERR and POLLHUP always are).
+                poller.register(self.fd, select.POLLOUT if buf else 0)
+                for fd, ev in poller.poll(POLL_S * 1000):
+                    if fd == self._wake_r:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self._wake_r, 512)
+                    elif ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+                        self._hang_up()
+                        return
+                    elif ev & select.POLLOUT and buf:
+                        n = os.write(self.fd, buf[: self._chunk])
+                        buf = buf[n:]
+                        with self._lock:
+                            while lines and n >= lines[0][0]:
+                                length, is_signal = lines.popleft()
+                                n -= length
+                                self.lines_written += 1
+                                self.signals_written += is_signal
+                            if n:  # the first line left is partly out
+                                lines[0] = (lines[0][0] - n, lines[0][1])
+                            self._mid_line = n > 0
+        except BrokenPipeError:
+            self._hang_up()
+        except OSError as e:
+            print(f"sigtop: stream: cannot write: {e.strerror}", file=sys.stderr)
+            self._hang_up()
+
+
+class StreamSink:
+    """The stream as a sink of the runner: batches in, lines and loss records out, on time."""
+
+    def __init__(
+        self,
+        out: IO[str] | int,
+        flow_filter: FlowFilter | None = None,
+        backlog_bytes: int = DEFAULT_BACKLOG,
+    ) -> None:
+        self.events = EventStream(flow_filter)
+        self._stop: Callable[[], None] = lambda: None
+        fd = out if isinstance(out, int) else out.fileno()
+        self.writer = PipeWriter(fd, backlog_bytes, self._reader_gone)
+        self.total = Losses()  # backlog drops are the writer's to count (it knows what it wrote)
+        self.counted = 0  # the kernel's count of flow events in scope
+        self._deadline: float | None = None
+
+    @property
+    def reader_gone(self) -> bool:
+        return self.writer.gone
+
+    def start(self, stop: Callable[[], None]) -> None:
+        self._stop = stop
+
+    def _reader_gone(self) -> None:
+        self._stop()
+
+    def stopping(self) -> None:
+        """A signal, the duration, or the reader ended the run: what is left must fit the budget."""
+        if self._deadline is None:
+            self._deadline = time.monotonic() + ENDING_BUDGET_S
+
+    def write(self, batch: Batch) -> None:
+        lines, unencoded = self.events.lines(batch, self._deadline)
+        self.counted += self.events.counted(batch)
+        lost = Losses(
+            events_lost=batch.stats.events_lost,
+            events_dropped=batch.stats.events_dropped + unencoded,
+            backlog_dropped=self.writer.put(lines),
+            signals_missed=batch.stats.signals_missed,
+        )
+        if lost.any():
+            self.total.add(lost)
+            record = {"type": "loss", "ts": round(batch.ts, 6), "interval_s": round(batch.interval_s, 3)}
+            self.writer.put([json.dumps(record | lost.as_json(), separators=(",", ":"))], signals=False)
+
+    def close(self) -> dict[str, Any]:
+        """Finish writing within the budget; the summary goes to the stream (if it can) and is returned."""
+        self.stopping()
+        assert self._deadline is not None
+        self.writer.close(self._deadline)
+        summary = {
+            "type": "summary",
+            "flow_events_counted": self.counted,
+            "flow_events_written": self.writer.signals_written,
+            "lines_written": self.writer.lines_written,
+            **(self.total.as_json() | {"backlog_dropped": self.writer.signals_dropped}),
+            "reader_gone": self.writer.gone,
+        }
+        self.writer.write_now(json.dumps(summary, separators=(",", ":")))
+        return summary
