@@ -216,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to serve /metrics (default 127.0.0.1:9464: loopback; expose it deliberately)",
     )
     ex.add_argument(
+        "--web.config.file",
+        dest="web_config",
+        metavar="FILE",
+        help="TLS and basic auth for /metrics, in Prometheus' exporter-toolkit format (as node_exporter's)",
+    )
+    ex.add_argument(
         "--interval", type=_interval, default=1.0, metavar="S", help="how often counts are read (default 1)"
     )
     ex.add_argument(
@@ -373,15 +379,25 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 
 def cmd_exporter(args: argparse.Namespace) -> int:
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
+    from sigtop.export.metrics_server import MetricsServer, beyond_loopback
     from sigtop.export.prometheus import SignalMetrics
+    from sigtop.export.webconfig import WebConfigError, load
     from sigtop.runner import trace
 
+    try:
+        web = load(args.web_config) if args.web_config else None
+    except WebConfigError as exc:
+        raise CliError(f"--web.config.file: {exc}") from None
+    host, port = args.listen
+    if beyond_loopback(host):
+        guarded = web is not None and web.tls is not None and web.users
+        exposed = "" if guarded else "; without TLS and basic auth (--web.config.file) anyone who can connect sees it"
+        print(f"sigtop: warning: /metrics on {host}:{port} is reachable from other machines{exposed}", file=sys.stderr)
     metrics = SignalMetrics(label_by=args.label_by or "", top=args.top)
     registry = CollectorRegistry()
     registry.register(metrics)
-    host, port = args.listen
     source = _source(args, details=args.details, interval=args.interval)
     on_batch = metrics.apply
     if args.details:
@@ -390,14 +406,23 @@ def cmd_exporter(args: argparse.Namespace) -> int:
         model = SignalModel()
         model.on_latency = metrics.observe_latency
         on_batch = functools.partial(metrics.fold, model)
-    source.attach()  # before listening: a scrape never sees a half-started exporter
-    try:
-        start_http_server(port, addr=host, registry=registry)
-    except OSError as exc:
-        source.detach()
-        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    print(f"serving /metrics on http://{host}:{port}/metrics", file=sys.stderr, flush=True)
-    asyncio.run(trace(source, None, on_batch, stop_at_end=False))
+    server = MetricsServer(registry, web)
+
+    async def serve() -> None:
+        source.attach()  # before listening: a scrape never sees a half-started exporter
+        try:
+            await server.start(host, port)
+        except OSError as exc:
+            source.detach()
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        scheme = "https" if web is not None and web.tls is not None else "http"
+        print(f"serving /metrics on {scheme}://{host}:{port}/metrics", file=sys.stderr, flush=True)
+        try:
+            await trace(source, None, on_batch, stop_at_end=False)
+        finally:
+            await server.close()
+
+    asyncio.run(serve())
     return 0
 
 

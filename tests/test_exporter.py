@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
+import select
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import tracemalloc
+import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -23,7 +28,7 @@ from sigtop.export.prometheus import SignalMetrics
 from sigtop.model import SignalModel
 from sigtop.recording import read_recording
 from sigtop.wire import Batch, FlowDelta, FlowKey
-from tests.conftest import RECORDING, REQUIRE_BPF
+from tests.conftest import RECORDING, REQUIRE_BPF, read_line
 from tests.test_cli import SIGTOP
 
 RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
@@ -278,3 +283,231 @@ def test_alerts_and_deaths_are_counted_by_bounded_kinds():
     assert alerts == {"srop": 1, "spoofed": 0, "probing": 0}
     deaths = [s for s in samples["sigtop_process_deaths"] if s.name.endswith("_total")]
     assert [(s.labels["signal"], s.labels["cause"], s.value) for s in deaths] == [("SIGKILL", "unknown", 1.0)]
+
+
+# ---- the server: paths, floods, TLS and basic auth (over the recording: no root needed) ----
+
+
+def exporter_from_recording(port: int, *args: str) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [*SIGTOP, "exporter", "--from", str(RECORDING), "--listen", f"127.0.0.1:{port}", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = read_line_text(proc)
+    assert "serving /metrics" in line, line
+    return proc
+
+
+def read_line_text(proc: subprocess.Popen) -> str:
+    return read_line(proc.stderr, what="the exporter's start")
+
+
+def end(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # ours
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def status_of(url: str, method: str = "GET", **kwargs) -> int:
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10, **kwargs) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_only_metrics_is_served_and_only_to_get():
+    port = free_port()
+    proc = exporter_from_recording(port)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        assert status_of(f"{base}/metrics") == 200
+        assert status_of(f"{base}/metrics?x=1") == 200
+        assert status_of(f"{base}/metrics", "HEAD") == 200
+        assert status_of(f"{base}/") == 200  # a landing page, as Prometheus' exporters have
+        assert status_of(f"{base}/anything") == 404
+        assert status_of(f"{base}/metrics/x") == 404
+        assert status_of(f"{base}/metrics", "POST") == 405
+        assert status_of(f"{base}/metrics", "DELETE") == 405
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+            body = response.read().decode()
+        assert "sigtop_signals_total" in body
+    finally:
+        end(proc)
+    assert "Traceback" not in proc.stderr.read()
+
+
+def test_a_flood_of_half_open_connections_keeps_no_scrape_out_and_pins_no_thread():
+    """500 connections that never finish their request (slowloris), then 200 scrapes at once:
+    every scrape is answered, the exporter runs no thread per connection, and the half-open
+    connections are closed by the server once a request's head is overdue."""
+    from sigtop.export.metrics_server import HEAD_TIMEOUT_S
+
+    port = free_port()
+    proc = exporter_from_recording(port)
+    held: list[socket.socket] = []
+    try:
+        for _ in range(500):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+            held.append(sock)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            assert response.status == 200
+        with open(f"/proc/{proc.pid}/status") as status:
+            threads = next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
+        assert threads <= 4, f"{threads} threads for 500 connections"
+        results: list[object] = []
+
+        def scrape_once() -> None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=15) as response:
+                    results.append(response.status)
+            except OSError as exc:
+                results.append(exc)
+
+        with ThreadPoolExecutor(max_workers=200) as pool:
+            for _ in range(200):
+                pool.submit(scrape_once)
+        assert results == [200] * 200
+        deadline = time.monotonic() + HEAD_TIMEOUT_S + 10
+        open_ones = list(held)
+        while open_ones and time.monotonic() < deadline:
+            ready, _, _ = select.select(open_ones, [], [], 0.5)
+            for sock in ready:
+                if sock.recv(1 << 16) == b"":  # closed by the server (or reset)
+                    open_ones.remove(sock)
+        assert not open_ones, f"{len(open_ones)} half-open connections still held"
+    finally:
+        for sock in held:
+            sock.close()
+        end(proc)
+
+
+def make_tls_files(where: Path) -> dict[str, Path]:
+    """A CA and a server certificate for 127.0.0.1, made with openssl for this test."""
+    files = {name: where / name for name in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt", "ext")}
+    files["ext"].write_text("subjectAltName=IP:127.0.0.1\n")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+            "-subj", "/CN=sigtop test CA", "-keyout", str(files["ca.key"]), "-out", str(files["ca.crt"]))  # fmt: skip
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", str(files["server.key"]), "-out", str(files["server.csr"]))  # fmt: skip
+    openssl("x509", "-req", "-in", str(files["server.csr"]), "-CA", str(files["ca.crt"]), "-CAkey",
+            str(files["ca.key"]), "-CAcreateserial", "-days", "2", "-extfile", str(files["ext"]),
+            "-out", str(files["server.crt"]))  # fmt: skip
+    return files
+
+
+def test_a_real_prometheus_scrapes_over_tls_with_basic_auth(tmp_path):
+    import bcrypt
+
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        if REQUIRE_BPF:
+            pytest.fail("prometheus is missing (make setup installs Debian's)")
+        pytest.skip("prometheus is not installed (make setup installs it)")
+    files = make_tls_files(tmp_path)
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=10)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prom: '{hashed}'\n"
+    )
+    exporter_port, prometheus_port = free_port(), free_port()
+    exporter = exporter_from_recording(exporter_port, "--web.config.file", str(web))
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs:\n"
+        "- job_name: sigtop\n"
+        "  scheme: https\n"
+        f"  tls_config: {{ca_file: {files['ca.crt']}}}\n"
+        "  basic_auth: {username: prom, password: s3cret}\n"
+        f"  static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n"
+    )
+    _head, batches = read_recording(RECORDING)
+    model = SignalModel()
+    for batch in batches:
+        model.apply(batch)
+    server = None
+    try:
+        context = ssl.create_default_context(cafile=str(files["ca.crt"]))
+        url = f"https://127.0.0.1:{exporter_port}/metrics"
+        assert status_of(url, context=context) == 401  # no credentials
+        bad = urllib.request.Request(url, headers={"Authorization": "Basic " + base64.b64encode(b"prom:x").decode()})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(bad, timeout=10, context=context)
+        assert refused.value.code == 401
+        with pytest.raises(OSError):  # plain HTTP gets no answer from a TLS port
+            urllib.request.urlopen(f"http://127.0.0.1:{exporter_port}/metrics", timeout=10).read()
+        server = subprocess.Popen(
+            [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+             f"--web.listen-address=127.0.0.1:{prometheus_port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline, seen = time.monotonic() + 60, None
+        while time.monotonic() < deadline:
+            try:
+                result = query(prometheus_port, 'sum(sigtop_signals_total{job="sigtop"})')
+            except OSError:  # Prometheus still starting
+                result = []
+            seen = float(result[0]["value"][1]) if result else None
+            if seen is not None:
+                break
+            time.sleep(0.5)
+        assert seen == model.total_signals > 0
+        up = query(prometheus_port, 'up{job="sigtop"}')
+        assert float(up[0]["value"][1]) == 1
+    finally:
+        for proc in (server, exporter):
+            if proc is not None:
+                end(proc)
+
+
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        ("tls_server_config:\n  cert_file: nothere.crt\n  key_file: nothere.key\n", "cannot load cert_file"),
+        ("tls_server_config:\n  cert_file: a.crt\n", "needs both cert_file and key_file"),
+        ("tls_server_confg: {}\n", "unknown field tls_server_confg"),
+        ("basic_auth_users:\n  prom: plaintext\n", "not a bcrypt hash"),
+        ("tls_server_config: [1, 2\n", "not YAML"),
+        ("- a\n", "expected a mapping"),
+    ],
+)
+def test_a_web_config_that_cannot_be_used_is_one_line_and_exit_2(tmp_path, config, says):
+    web = tmp_path / "web.yml"
+    web.write_text(config)
+    result = subprocess.run(
+        [*SIGTOP, "exporter", "--from", str(RECORDING), "--listen", f"127.0.0.1:{free_port()}",
+         "--web.config.file", str(web)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert says in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_listening_beyond_loopback_warns():
+    port = free_port()
+    proc = subprocess.Popen(
+        [*SIGTOP, "exporter", "--from", str(RECORDING), "--listen", f"0.0.0.0:{port}"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = read_line(proc.stderr, what="a warning")
+        assert "warning" in first
+        assert "reachable from other machines" in first
+        assert "--web.config.file" in first
+    finally:
+        end(proc)
