@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from sigtop import version
 from sigtop.filters import FilterError, FlowFilter
 from sigtop.names import UnknownSignalError, parse_signal, printable
 from sigtop.sources import Source, SourceError, open_source
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         "what is ignored, blocked or lost, counted exactly in the kernel.",
         epilog="With no command, sigtop opens the live view. Run `sigtop doctor` if it does not start.",
     )
+    parser.add_argument("-V", "--version", action="version", version=f"sigtop {version()}")
     parser.add_argument(
         "-d",
         "--delay",

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from sigtop import version
 from sigtop.live import preflight
 
 Check = tuple[str, Callable[[], str | None], str]
@@ -59,16 +60,30 @@ def _bcc() -> str | None:
     return None
 
 
+def _memory() -> str | None:
+    headroom = preflight.memory_headroom()
+    if headroom is None:
+        return "ok: no cgroup memory limit"
+    left, cgroup = headroom
+    if left < preflight.COMPILE_PEAK_BYTES:
+        return (
+            f"cgroup {cgroup} allows {left >> 20} MB more; the compile needs ~{preflight.COMPILE_PEAK_BYTES >> 20} MB"
+        )
+    return f"ok: cgroup {cgroup} allows {left >> 20} MB more"
+
+
 CHECKS: list[Check] = [
     ("root or CAP_BPF+CAP_PERFMON", _root, "run as root: sudo sigtop"),
     ("BPF", _bpf, "a kernel with CONFIG_BPF_SYSCALL=y"),
     ("tracepoints", _tracefs, "mount -t tracefs tracefs /sys/kernel/tracing (make setup does it)"),
     ("kernel headers", _headers, "make setup (installs Debian's nearest linux-headers and links them)"),
+    ("memory for the compile", _memory, "raise the cgroup's MemoryMax (systemd: MemoryMax= in the unit)"),
     ("bcc (python3-bpfcc)", _bcc, "apt-get install python3-bpfcc, and use a venv with --system-site-packages"),
 ]
 
 
 def run_doctor() -> int:
+    print(f"sigtop {version()}, kernel {os.uname().release}")
     failed = 0
     for name, check, fix in CHECKS:
         problem = check()

@@ -205,3 +205,44 @@ def test_make_run_says_it_runs_the_tree_as_root_and_refuses_a_shared_tree(tmp_pa
         assert result.returncode == 0, result.stderr
         assert "code in this tree (writable by nobody) runs as root" in result.stderr
         assert result.stdout.strip() == "sudo asked to run: .venv/bin/sigtop --pid 1"
+
+
+def test_version_is_the_package_metadata():
+    from importlib import metadata
+
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"sigtop {metadata.version('sigtop')}"
+
+
+@pytest.mark.bpf
+def test_a_memory_limit_too_tight_for_the_compile_is_said_not_oom_killed(bpf_ready, tmp_path):
+    """Inside a cgroup limited to 80 MB, the compile would be OOM-killed with nothing printed:
+    sigtop says so on one line and exits 2 (cgroup v2's memory.max, or v1's memory controller)."""
+    v1 = Path("/sys/fs/cgroup/memory")
+    if v1.is_dir() and (v1 / "memory.limit_in_bytes").exists():
+        group, limit_file = v1 / f"sigtop-test-{os.getpid()}", "memory.limit_in_bytes"
+    else:
+        group, limit_file = Path(f"/sys/fs/cgroup/sigtop-test-{os.getpid()}"), "memory.max"
+    group.mkdir()
+    try:
+        (group / limit_file).write_text(str(80 << 20))
+        result = subprocess.run(
+            ["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$@"', "sh", *SIGTOP, "batch", "--duration", "1"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 2, result.stderr
+        assert "needs about 200 MB" in result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        deadline = time.monotonic() + 10
+        while True:  # the child has exited; its cgroup empties a moment later
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)

@@ -15,12 +15,12 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from importlib import metadata
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
+from sigtop import version
 from sigtop.tables import TABLES
 from sigtop.tables.base import ExportOptions, TableMetrics
 from sigtop.tables.flows import FlowMetrics
@@ -100,11 +100,4 @@ class SignalMetrics(Collector):
             for name, ratio in sorted(self.map_fill.items()):
                 fill.add_metric([name], ratio)
             yield fill
-        yield InfoMetricFamily("sigtop_build", "sigtop's version", value={"version": _version()})
-
-
-def _version() -> str:
-    try:
-        return metadata.version("sigtop")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+        yield InfoMetricFamily("sigtop_build", "sigtop's version", value={"version": version()})

@@ -110,9 +110,60 @@ def import_bcc() -> Any:
     return bcc
 
 
+# What compiling and loading the program takes at its peak (bench: peak RSS 150-160 MB), with room.
+COMPILE_PEAK_BYTES = 200 << 20
+
+
+def memory_headroom(cgroup_root: Path = Path("/sys/fs/cgroup")) -> tuple[int, str] | None:
+    """How much more memory this process's cgroup (or the tightest of its ancestors) allows, and
+    which cgroup that is; None when no limit applies. cgroup v2 (memory.max), or v1's memory
+    controller (memory.limit_in_bytes) where that is what the machine mounts."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            entries = dict(line.rstrip("\n").split(":", 2)[1:] for line in f if line.count(":") >= 2)
+    except (OSError, ValueError):
+        return None
+    if "memory" in entries and (cgroup_root / "memory").is_dir():  # v1
+        root, path, limit_file, usage_file = (
+            cgroup_root / "memory",
+            entries["memory"],
+            "memory.limit_in_bytes",
+            "memory.usage_in_bytes",
+        )
+    elif "" in entries:
+        root, path, limit_file, usage_file = cgroup_root, entries[""], "memory.max", "memory.current"
+    else:
+        return None
+    tightest: tuple[int, str] | None = None
+    while True:
+        where = root / path.lstrip("/")
+        try:
+            limit = int((where / limit_file).read_text().strip())  # "max" (v2): no limit, ValueError
+            left = max(0, limit - int((where / usage_file).read_text()))
+        except (OSError, ValueError):
+            left = None
+        if left is not None and left < 1 << 50 and (tightest is None or left < tightest[0]):  # v1 says 2^63 for none
+            tightest = (left, path or "/")
+        if path in ("", "/"):
+            return tightest
+        path = path.rsplit("/", 1)[0]
+
+
+def check_memory() -> None:
+    """Refuse to start a compile the cgroup's limit would OOM-kill with nothing said."""
+    headroom = memory_headroom()
+    if headroom is not None and headroom[0] < COMPILE_PEAK_BYTES:
+        left, cgroup = headroom
+        raise CollectorError(
+            f"cgroup {cgroup} allows {left >> 20} MB more memory; compiling and loading the BPF program needs "
+            f"about {COMPILE_PEAK_BYTES >> 20} MB: raise its memory limit (systemd: MemoryMax=)"
+        )
+
+
 def check_all() -> Path:
     """Every check attach needs, in order; tracefs's root when all pass."""
     check_privileges()
+    check_memory()
     root = ensure_tracefs()
     missing = missing_tracepoints(root)
     if missing:
