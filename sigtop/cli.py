@@ -469,7 +469,7 @@ def _need_terminal() -> None:
 def _run_app(source: Source, args: argparse.Namespace, interval: float) -> int:
     from sigtop.ui.app import SigtopApp
 
-    app = SigtopApp(source, flow_filter=_filter(args), refresh_s=interval)
+    app = SigtopApp(source, flow_filter=_filter(args), refresh_s=interval, watch_exit=True)
     try:
         app.run()
     finally:

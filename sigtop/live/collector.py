@@ -129,6 +129,12 @@ class BpfSource:
             bpf, self.bpf = self.bpf, None
             loader.detach(bpf)
 
+    def abandon(self) -> None:
+        """The process ends now without detaching: the kernel frees the probes in a child."""
+        bpf = self.bpf
+        if bpf is not None:
+            loader.hand_off(bpf)
+
     # ---- the poller thread -----------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:

@@ -179,6 +179,27 @@ def _compile_and_attach(
     return bpf, None
 
 
+def _release_holder(bpf: Any) -> subprocess.Popen[bytes] | None:
+    """A child holding the last reference to every probe's perf event until its stdin closes."""
+    fds = list(bpf.tracepoint_fds.values())
+    if not fds:
+        return None
+    try:
+        return subprocess.Popen(
+            ["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, pass_fds=fds, start_new_session=True
+        )
+    except OSError:
+        return None  # no child: this process waits for the release itself
+
+
+def hand_off(bpf: Any) -> None:
+    """The process is about to end without detaching (a watchdog's os._exit): let the kernel's
+    slow release of the probes happen in a child, not in this process's exit."""
+    holder = _release_holder(bpf)
+    if holder is not None:
+        _holders.append(holder)  # its stdin closes when this process is gone
+
+
 def detach(bpf: Any) -> None:
     """Stop every probe at once and free the maps; the kernel finishes the release in a child.
 
@@ -190,15 +211,7 @@ def detach(bpf: Any) -> None:
     waiting: sigtop ends on time (a signal ends the stream within a second)
     and nothing stays attached once that child is gone, about a second later,
     whether sigtop exits or dies."""
-    fds = list(bpf.tracepoint_fds.values())
-    holder = None
-    if fds:
-        try:
-            holder = subprocess.Popen(
-                ["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, pass_fds=fds, start_new_session=True
-            )
-        except OSError:
-            pass  # no child: this process waits for the release itself
+    holder = _release_holder(bpf)
     try:
         bpf.cleanup()  # disables and closes each probe (the child holds the slow part), the maps, the programs
     finally:

@@ -31,6 +31,9 @@ class ReplaySource:
     def attach(self) -> None:
         """Nothing to attach: a recording needs no kernel."""
 
+    def abandon(self) -> None:
+        """Nothing to release."""
+
     def start(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
         self._task = loop.create_task(self._play(deliver))
 

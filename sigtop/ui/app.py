@@ -16,6 +16,8 @@ import os
 import signal
 import sys
 import termios
+import threading
+import time
 
 from rich.text import Text
 from textual import on
@@ -37,6 +39,14 @@ from sigtop.ui.screens import DetailScreen, HelpScreen
 from sigtop.ui.table import SignalTable
 
 TERMINAL_CHECK_S = 0.5
+# Textual's shutdown writes to the terminal through a bounded queue; with the terminal gone
+# its writer thread is gone too, and the shutdown waits forever (SIGTERM and SIGHUP then
+# never run: their handlers need the loop). Once an exit is asked for, a watchdog ends the
+# process this long after if it is still here and its terminal is gone (the kernel releases
+# every probe and map at exit); with the terminal still there, it waits longer for Textual
+# to give it back.
+EXIT_GRACE_S = 0.3  # with the terminal gone there is nothing left to restore
+EXIT_GRACE_WITH_TERMINAL_S = 10.0
 MAP_PRESSURE = 0.75
 
 
@@ -90,7 +100,9 @@ class SigtopApp(App[int]):
     snapshot: reactive[Snapshot | None] = reactive(None, always_update=True, init=False)
     paused: reactive[bool] = reactive(False, init=False)
 
-    def __init__(self, source: Source, flow_filter: FlowFilter | None = None, refresh_s: float = 1.0) -> None:
+    def __init__(
+        self, source: Source, flow_filter: FlowFilter | None = None, refresh_s: float = 1.0, watch_exit: bool = False
+    ) -> None:
         super().__init__()
         self.source = source
         self.model = SignalModel()
@@ -100,6 +112,9 @@ class SigtopApp(App[int]):
         self._held: Snapshot | None = None  # the newest snapshot while paused
         self.failure: str | None = None  # why the app ended itself, for the CLI to print
         self._terminal: int | None = None
+        # Only the CLI's app on a real terminal arms the exit watchdog (never a test's).
+        self._watch_exit_armed = watch_exit
+        self._watchdog: threading.Thread | None = None
 
     @property
     def active(self) -> str:
@@ -169,6 +184,34 @@ class SigtopApp(App[int]):
     def on_unmount(self) -> None:
         self.feed.stop()
         self.source.stop()
+
+    def exit(self, *args, **kwargs) -> None:  # type: ignore[override]
+        """Exit as Textual does, with the watchdog armed (see EXIT_GRACE_S)."""
+        if self._watch_exit_armed and self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._watch_exit, name="sigtop-exit-watchdog", daemon=True)
+            self._watchdog.start()
+        super().exit(*args, **kwargs)
+
+    def _watch_exit(self) -> None:
+        """Until the process is gone (a daemon thread: it ends with the interpreter), also past
+        run(): Textual's input thread, not a daemon, can keep the interpreter's exit waiting
+        on a dead terminal."""
+        time.sleep(EXIT_GRACE_S)
+        waited = EXIT_GRACE_S
+        while waited < EXIT_GRACE_WITH_TERMINAL_S and self._terminal_alive():
+            time.sleep(0.1)
+            waited += 0.1
+        self.source.abandon()
+        os._exit(self.return_code if self.return_code is not None else 1)
+
+    def _terminal_alive(self) -> bool:
+        if self._terminal is None:
+            self._terminal = self._terminal_fd()
+        try:
+            termios.tcgetattr(self._terminal)
+        except (termios.error, OSError, TypeError):
+            return False
+        return True
 
     def table(self, name: str) -> SignalTable:
         return self._main.query_one(f"#table-{name}", SignalTable)
@@ -249,9 +292,7 @@ class SigtopApp(App[int]):
     def _check_terminal(self) -> None:
         """End when the terminal has gone (hung up with SIGHUP ignored): Textual's input thread
         would spin on its EOF forever, and nobody is watching."""
-        try:
-            termios.tcgetattr(self._terminal)
-        except (termios.error, OSError):
+        if not self._terminal_alive():
             self.end("the terminal went away")
 
     def render_header(self) -> None:
