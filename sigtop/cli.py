@@ -342,18 +342,23 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from sigtop.recording import RecordingWriter, open_output
+    from sigtop.recording import RecordingFullError, RecordingWriter, open_output
     from sigtop.runner import trace
 
     # Opened before attaching: a refused output costs no compile.
     fd = sys.stdout.fileno() if args.output == "-" else open_output(args.output, force=args.force)
     try:
+        try:  # the header goes out before attaching: a disk that takes nothing costs no compile
+            writer = RecordingWriter(
+                fd,
+                {"pids": list(args.pid), "signals": list(args.signal), "interval_s": args.interval},
+                name=args.output,
+            )
+        except RecordingFullError:
+            if args.output != "-" and os.fstat(fd).st_size == 0:
+                os.unlink(args.output)  # ours, just made, and empty: leave no 0-byte "recording"
+            raise CliError(f"cannot record to {args.output}: no space (or quota) left; nothing traced") from None
         source = _source(args, details=True, interval=args.interval)
-        writer = RecordingWriter(
-            fd,
-            {"pids": list(args.pid), "signals": list(args.signal), "interval_s": args.interval},
-            name=args.output,
-        )
         asyncio.run(trace(source, args.duration, writer.write))
     except BrokenPipeError:  # the reader of `-o -` went away: the recording simply ends
         return 0

@@ -7,6 +7,7 @@ recording back as a source, to the same app and sinks, with no root and no BPF.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -127,7 +128,23 @@ class RecordingWriter:
                 yield ("," if start else "") + ",".join(json.dumps(event_json(e), separators=SEPARATORS) for e in chunk)
             yield "]}\n"
 
-        self._write_line(pieces())
+        try:
+            self._write_line(pieces())
+        except RecordingFullError as full:
+            if not len(events):
+                raise
+            # The counts are the point of a recording and need little room: keep them without
+            # the events (said as dropped in the batch itself) if that still fits.
+            stats = dataclasses.replace(batch.stats, events_dropped=batch.stats.events_dropped + len(events))
+            counts_only = dataclasses.replace(batch, events=[], stats=stats)
+            line = json.dumps(batch_json(counts_only), separators=SEPARATORS)
+            self._write_line([line + "\n"])
+            self.batches += 1
+            why = str(full).removesuffix(f" after {self.batches - 1} batches; the file holds them, whole")
+            raise RecordingFullError(
+                f"{why} after {self.batches} batches, the last with its counts but not its {len(events):,} events;"
+                " the file holds them, whole"
+            ) from None
         self.batches += 1
 
 

@@ -3,12 +3,15 @@ read defensively (every value checked at the boundary, a cut last line left out)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
+from sigtop.codec import batch_json
 from sigtop.recording import RecordingError, RecordingFullError, RecordingWriter, open_output, read_recording
 from tests.conftest import RECORDING
 from tests.test_cli import assert_one_line_error, run
@@ -217,3 +220,51 @@ def test_a_recording_made_before_events_carried_their_flow_key_replays_whole():
     assert set(per_row) <= set(model.flows)
     for key, n in per_row.items():
         assert len(model.flows[key].events) == min(n, EVENTS_PER_ROW), key
+
+
+def test_a_full_disk_keeps_the_last_batchs_counts_without_its_events(tiny_disk):
+    """The counts need little room: when a batch's events no longer fit, its counts still go
+    in, and the batch says its events were dropped."""
+    from sigtop.codec import batch_from_json
+
+    batches = [batch_from_json(json.loads(line)) for line in REAL_LINES[1:]]
+    big = max(batches, key=lambda b: len(b.events))
+    assert len(big.events) > 10
+    path = tiny_disk / "rec.jsonl"
+    fd = open_output(str(path))
+    try:
+        writer = RecordingWriter(fd, {"interval_s": 1}, name=str(path))
+        filler = tiny_disk / "filler"
+        # Leave room for less than the whole batch but more than its counts.
+        full_line = len(json.dumps(batch_json(big), separators=(",", ":")))
+        counts_line = len(json.dumps(batch_json(dataclasses.replace(big, events=[])), separators=(",", ":")))
+        room = 16 << 10
+        assert counts_line < room - 4096 < room + 4096 < full_line  # the recording's batch fits the arithmetic
+        free = os.statvfs(tiny_disk).f_bavail * os.statvfs(tiny_disk).f_frsize
+        filler.write_bytes(b"\0" * (free - room))
+        with pytest.raises(RecordingFullError, match="No space left on device after 1 batches, the last with its"):
+            writer.write(big)
+    finally:
+        os.close(fd)
+    _head, replayed = read_recording(path)
+    assert len(replayed) == 1
+    (kept,) = replayed
+    assert kept.events == []
+    assert kept.stats.events_dropped == big.stats.events_dropped + len(big.events)
+    assert [f.count for f in kept.flows] == [f.count for f in big.flows]
+
+
+def test_a_disk_that_takes_nothing_fails_before_attaching_and_leaves_no_file(tiny_disk):
+    (tiny_disk / "filler").write_bytes(b"\0" * (os.statvfs(tiny_disk).f_bavail * os.statvfs(tiny_disk).f_frsize))
+    path = tiny_disk / "rec.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "sigtop.cli", "record", "-o", str(path), "--duration", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"sigtop: cannot record to {path}: no space (or quota) left; nothing traced"
+    ]
+    assert not path.exists()
