@@ -48,6 +48,10 @@ EVENT_CHUNK = 2_000
 class RecordingFullError(RecordingError):
     """The output could take no more (a full disk): what was written up to the last whole batch stays valid."""
 
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # the system's word for it: "No space left on device", ...
+
 
 def open_output(path: str, force: bool = False) -> int:
     """A file descriptor to record into, opened without following a symlink.
@@ -107,9 +111,8 @@ class RecordingWriter:
                 os.ftruncate(self.fd, self._good)
                 os.lseek(self.fd, self._good, os.SEEK_SET)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                raise RecordingFullError(
-                    f"{self.name}: {exc.strerror} after {self.batches} batches; the file holds them, whole"
-                ) from None
+                message = f"{self.name}: {exc.strerror} after {self.batches} batches; the file holds them, whole"
+                raise RecordingFullError(message, exc.strerror) from None
             raise
         self._good += written
 
@@ -140,10 +143,10 @@ class RecordingWriter:
             line = json.dumps(batch_json(counts_only), separators=SEPARATORS)
             self._write_line([line + "\n"])
             self.batches += 1
-            why = str(full).removesuffix(f" after {self.batches - 1} batches; the file holds them, whole")
             raise RecordingFullError(
-                f"{why} after {self.batches} batches, the last with its counts but not its {len(events):,} events;"
-                " the file holds them, whole"
+                f"{self.name}: {full.reason} after {self.batches} batches, the last with its counts but not its "
+                f"{len(events):,} events; the file holds them, whole",
+                full.reason,
             ) from None
         self.batches += 1
 

@@ -103,6 +103,26 @@ def test_alerting_rules_are_valid_and_their_unit_tests_pass():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def end(proc: subprocess.Popen) -> None:
+    """Stop a process this test started (SIGTERM, then SIGKILL after 30 s)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # ours
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def prometheus_binary() -> str:
+    found = shutil.which("prometheus")
+    if found is None:
+        if REQUIRE_BPF:  # CI installs Debian's prometheus (make setup): it must be there
+            pytest.fail("prometheus is missing (make setup installs Debian's)")
+        pytest.skip("prometheus is not installed (make setup installs it)")
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -117,11 +137,7 @@ def query(port: int, promql: str) -> list:
 
 @pytest.mark.bpf
 def test_a_real_prometheus_sees_exactly_what_the_workload_sent(bpf_ready, spawn, tmp_path):
-    prometheus = shutil.which("prometheus")
-    if prometheus is None:
-        if REQUIRE_BPF:
-            pytest.fail("prometheus is missing (make setup installs Debian's)")
-        pytest.skip("prometheus is not installed (make setup installs it)")
+    prometheus = prometheus_binary()
     child = spawn()
     child.ask("ignore SIGUSR2")
     child.ask("handle SIGUSR1")
@@ -184,12 +200,7 @@ def test_a_real_prometheus_sees_exactly_what_the_workload_sent(bpf_ready, spawn,
     finally:
         for proc in (server, exporter):
             if proc is not None:
-                proc.send_signal(signal.SIGTERM)  # ours
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                end(proc)
 
 
 def test_comm_labels_are_opt_in_bounded_and_sum_exactly():
@@ -294,23 +305,9 @@ def exporter_from_recording(port: int, *args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
-    line = read_line_text(proc)
+    line = read_line(proc.stderr, what="the exporter's start")
     assert "serving /metrics" in line, line
     return proc
-
-
-def read_line_text(proc: subprocess.Popen) -> str:
-    return read_line(proc.stderr, what="the exporter's start")
-
-
-def end(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)  # ours
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def status_of(url: str, method: str = "GET", **kwargs) -> int:
@@ -414,11 +411,7 @@ def make_tls_files(where: Path) -> dict[str, Path]:
 def test_a_real_prometheus_scrapes_over_tls_with_basic_auth(tmp_path):
     import bcrypt
 
-    prometheus = shutil.which("prometheus")
-    if prometheus is None:
-        if REQUIRE_BPF:
-            pytest.fail("prometheus is missing (make setup installs Debian's)")
-        pytest.skip("prometheus is not installed (make setup installs it)")
+    prometheus = prometheus_binary()
     files = make_tls_files(tmp_path)
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=10)).decode()
     web = tmp_path / "web.yml"

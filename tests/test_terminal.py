@@ -65,6 +65,15 @@ def start_on_pty(*args: str, controlling: bool = False) -> tuple[subprocess.Pope
     return proc, master
 
 
+def reap(proc: subprocess.Popen, master: int) -> None:
+    """However the test went: our sigtop ends, and the pty's master is closed (unless the test did)."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    if master >= 0:
+        os.close(master)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM])
 def test_hangup_or_term_restores_the_terminal_and_exits(signum):
     proc, master = start_on_pty("replay", "--speed", "0", str(RECORDING))
@@ -79,10 +88,7 @@ def test_hangup_or_term_restores_the_terminal_and_exits(signum):
         tail += drain(master, 1)
         assert LEAVE_ALT_SCREEN in tail  # the terminal was given back, not left raw
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        os.close(master)
+        reap(proc, master)
 
 
 def test_ends_by_itself_when_its_terminal_is_gone():
@@ -100,11 +106,7 @@ def test_ends_by_itself_when_its_terminal_is_gone():
         assert time.monotonic() - started < GONE_LIMIT_S  # the README: "within a second"
         assert proc.returncode == 1
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if master >= 0:
-            os.close(master)
+        reap(proc, master)
 
 
 @pytest.mark.bpf
@@ -151,8 +153,4 @@ def test_a_terminal_lost_while_attaching_or_quitting_still_ends_it(bpf_ready):
             except subprocess.TimeoutExpired:
                 pytest.fail(f"sigtop kept running with its terminal lost while {when}")
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            if master >= 0:
-                os.close(master)
+            reap(proc, master)

@@ -76,18 +76,10 @@ class HeadError(Exception):
         self.status = status
 
 
-@dataclass
-class ServerStats:
-    connections: int = 0  # accepted in all
-    dropped_slow: int = 0  # closed to make room, or for a head that did not come in time
-    requests: int = 0
-
-
 class MetricsServer:
     def __init__(self, registry: CollectorRegistry, web: WebConfig | None = None) -> None:
         self.registry = registry
         self.web = web or WebConfig()
-        self.stats = ServerStats()
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
         # Connections still sending a request head, oldest first: the first to go when full.
@@ -121,13 +113,11 @@ class MetricsServer:
             return True
         for writer in self._waiting:
             self._waiting.pop(writer)
-            self.stats.dropped_slow += 1
             writer.transport.abort()
             return True
         return False
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.stats.connections += 1
         if not self._make_room():
             writer.transport.abort()
             return
@@ -143,7 +133,6 @@ class MetricsServer:
                     # A new connection must send its head at once; a kept-alive one may idle first.
                     request = await self._read_head(reader, first)
                 except HeadError as exc:
-                    self._waiting.pop(writer, None)
                     with contextlib.suppress(ConnectionError):
                         await self._respond(writer, exc.status, b"", keep_alive=False)
                     return
@@ -152,7 +141,6 @@ class MetricsServer:
                 finally:
                     self._waiting.pop(writer, None)
                 first = False
-                self.stats.requests += 1
                 try:
                     await self._answer(writer, request)
                 except ConnectionError:

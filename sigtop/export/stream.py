@@ -23,6 +23,7 @@ What a pipeline may rely on (README, "The stream"):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import select
@@ -32,8 +33,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 from sigtop.containers import container_of
 from sigtop.events import EventBlock
@@ -59,7 +59,7 @@ ENDING_BUDGET_S = 0.6
 OUTCOME_WORDS = {int(Result.delivered): "queued"}
 
 
-@dataclass(slots=True)
+@dataclasses.dataclass(slots=True)
 class Losses:
     """What did not become a line, by where it was lost."""
 
@@ -69,21 +69,14 @@ class Losses:
     signals_missed: int = 0  # signals the kernel's recursion guard kept sigtop from counting at all
 
     def any(self) -> bool:
-        return bool(self.events_lost or self.events_dropped or self.backlog_dropped or self.signals_missed)
+        return any(self.as_json().values())
 
     def add(self, other: Losses) -> None:
-        self.events_lost += other.events_lost
-        self.events_dropped += other.events_dropped
-        self.backlog_dropped += other.backlog_dropped
-        self.signals_missed += other.signals_missed
+        for name, value in other.as_json().items():
+            setattr(self, name, getattr(self, name) + value)
 
     def as_json(self) -> dict[str, int]:
-        return {
-            "events_lost": self.events_lost,
-            "events_dropped": self.events_dropped,
-            "backlog_dropped": self.backlog_dropped,
-            "signals_missed": self.signals_missed,
-        }
+        return dataclasses.asdict(self)
 
 
 class EventStream:
@@ -356,15 +349,9 @@ class PipeWriter:
 class StreamSink:
     """The stream as a sink of the runner: batches in, lines and loss records out, on time."""
 
-    def __init__(
-        self,
-        out: IO[str] | int,
-        flow_filter: FlowFilter | None = None,
-        backlog_bytes: int = DEFAULT_BACKLOG,
-    ) -> None:
+    def __init__(self, fd: int, flow_filter: FlowFilter | None = None, backlog_bytes: int = DEFAULT_BACKLOG) -> None:
         self.events = EventStream(flow_filter)
         self._stop: Callable[[], None] = lambda: None
-        fd = out if isinstance(out, int) else out.fileno()
         self.writer = PipeWriter(fd, backlog_bytes, self._reader_gone)
         self.total = Losses()  # backlog drops are the writer's to count (it knows what it wrote)
         self.counted = 0  # the kernel's count of flow events in scope

@@ -179,6 +179,9 @@ def _compile_and_attach(
     return bpf, None
 
 
+_holders: list[subprocess.Popen[bytes]] = []  # children releasing probes, reaped as they end
+
+
 def _release_holder(bpf: Any) -> subprocess.Popen[bytes] | None:
     """A child holding the last reference to every probe's perf event until its stdin closes."""
     fds = list(bpf.tracepoint_fds.values())
@@ -219,9 +222,6 @@ def detach(bpf: Any) -> None:
             holder.stdin.close()  # its exit releases the probes; it is reaped by whoever outlives it
             _holders.append(holder)
             _holders[:] = [h for h in _holders if h.poll() is None]
-
-
-_holders: list[subprocess.Popen[bytes]] = []  # children releasing probes, reaped as they end
 
 
 def release_compiler_memory() -> None:
