@@ -53,7 +53,7 @@ TTY_CHUNK = 256  # a terminal says POLLOUT with as little as this much room (n_t
 POLL_S = 0.2  # how often the writer looks for a hang-up while it has nothing to write
 # After a signal: time to finish encoding and writing before the rest is dropped and
 # counted; with detaching and the summary, the stream ends within a second.
-ENDING_BUDGET_S = 0.6
+ENDING_BUDGET_S = 0.4
 # The words the TUI uses (its QUEUED column): the kernel's "delivered" means put on the
 # pending list, not yet taken.
 OUTCOME_WORDS = {int(Result.delivered): "queued"}
