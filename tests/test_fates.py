@@ -229,11 +229,17 @@ def test_no_fate_is_counted_twice_under_a_storm(follow, spawn):
         for s in senders:
             assert read_line(s.proc.stdout).strip() == "ok"
 
+    twice: list[str] = []  # batches in which a signal was both settled and still pending
+
     def settled(m: SignalModel) -> bool:
         rows = [r for r in m.flows.values() if r.key.target_pid == child.pid]
+        for r in rows:
+            if r.taken + r.read + r.discarded + r.pending > r.queued:
+                twice.append(f"{r.key.sender_pid}: queued {r.queued} taken {r.taken} pending {r.pending}")
         return sum(r.count for r in rows) == 6000 and all(r.taken == r.queued for r in rows)
 
     model = follow(work, settled)
+    assert twice == []
     handled = model.sigreturns[child.pid].handler_deliveries  # the kernel's (Python's handler runs coalesce)
     rows = [r for r in model.flows.values() if r.key.target_pid == child.pid]
     assert {r.key.sender_pid for r in rows} == {s.pid for s in senders}

@@ -194,13 +194,15 @@ class BpfSource:
             ts=time.time(), interval_s=now - self._last_collect, final=final, deaths_followed=self.raw_generate
         )
         self._last_collect = now
-        # The kernel keeps no last-seen clock per signal: what moved was seen by now.
+        # Counts first, then what is still pending: a signal taken between the two reads is then
+        # in flight for one batch (in neither), never in both (taken and pending). The drain
+        # spares the flows pending at the last settle; a flow pending since has moved, so it is
+        # not idle and not evicted either.
+        batch.flows = self._drain.flows(now, batch.ts)
         settled = self._fates.settle() if self._fates is not None else None
         if settled is not None:
             self._drain.keep = settled.keep
             batch.pending = settled.pending
-        batch.flows = self._drain.flows(now, batch.ts)
-        if settled is not None:
             batch.flows += settled.fates
         batch.threads = self._drain.threads(batch.ts)
         batch.signalfds = self._drain.signalfds()
