@@ -231,7 +231,7 @@ SIGNAL_EVENT: Schema = {
 PROC_INFO: Schema = {
     "pid": S32, "tgid": S32, "comm": TEXT, "cmdline": TEXT, "user": TEXT, "ppid": S32,
     "parents": OTHER(_parents), "cgroup": TEXT, "pidfds": OTHER(_pidfds), "started": FLOAT(),
-    "nspid": OTHER(_threads), "ns_pids": OTHER(_pidfds),
+    "start_ticks": INT(0, 2**63 - 1), "nspid": OTHER(_threads), "ns_pids": OTHER(_pidfds),
 }  # fmt: skip
 DISPOSITION: Schema = {
     "pid": S32, "caught": U64_FIELD, "ignored": U64_FIELD, "pending": U64_FIELD, "threads": OTHER(_pairs),

@@ -70,9 +70,7 @@ class ProcessRegistry:
         proc.parents = [(pid, printable(comm[:64])) for pid, comm in proc.parents[:32]]
         old = self.procs.get(proc.pid)
         earlier_rows = self._rows_since.get(proc.pid)
-        reused = (
-            old is not None and old.started and proc.started and abs(old.started - proc.started) > START_SLACK_S
-        ) or (
+        reused = (old is not None and _another_process(old, proc)) or (
             # The owner before exited unread, but its rows say it was there first.
             old is None and proc.started and earlier_rows is not None and earlier_rows < proc.started - START_SLACK_S
         )
@@ -119,3 +117,11 @@ class ProcessRegistry:
 
     def set_disposition(self, pid: int, sig: int, ts: float, handler: int) -> None:
         self.disposition_changes.put((pid, sig), (ts, handler))
+
+
+def _another_process(old: ProcInfo, new: ProcInfo) -> bool:
+    """Two reads of one pid name two processes: their start ticks differ (exact); from a recording
+    that kept only wall-clock start times, those differ by more than their rounding."""
+    if old.start_ticks and new.start_ticks:
+        return old.start_ticks != new.start_ticks
+    return bool(old.started and new.started and abs(old.started - new.started) > START_SLACK_S)

@@ -240,6 +240,9 @@ class ProcInfo:
     # When the process started (wall-clock seconds, 10 ms ticks): with pid, its identity.
     # A later process given the same pid has another start time. 0: unknown (old recordings).
     started: float = 0.0
+    # The same in clock ticks since boot, as /proc says it: identity is compared on this (exact,
+    # and no clock step moves it). 0: unknown (recordings made before it was kept).
+    start_ticks: int = 0
     nspid: list[int] = field(default_factory=list)  # its pid in each pid namespace, host first (NSpid)
     ns_pids: dict[int, int] = field(default_factory=dict)  # a pid of its own namespace -> the host's
 

@@ -20,6 +20,7 @@ from sigtop.abi import kernel_abi
 from sigtop.contract import Deliver
 from sigtop.events import EventBlock, EventLayout
 from sigtop.live import fates, loader, procfs, programs, ringbuf
+from sigtop.live.clock import SourceClock
 from sigtop.live.config import TraceConfig
 from sigtop.live.layout import check_layout
 from sigtop.live.maps import MapDrain
@@ -59,11 +60,11 @@ class BpfSource:
         self._drain: MapDrain | None = None
         self._misses: programs.ProgramMisses | None = None
         self._fates: fates.FateSettler | None = None  # where the program follows queued signals (BTF)
-        self._procs = ProcResolver()
+        self._clock = SourceClock()  # every time this source stamps: a clock step moves none of them
+        self._procs = ProcResolver(self._clock)
         self._signalfd_owners: dict[int, None] = {}  # processes holding a signalfd: their masks are watched
         self._last_collect = 0.0
-        # ktime (CLOCK_MONOTONIC) to wall clock
-        self._mono_to_wall = time.time() - time.monotonic()
+        self._mono_to_wall = self._clock.mono_to_wall  # ktime (CLOCK_MONOTONIC) to wall clock
 
     # ---- attach / detach -------------------------------------------------
 
@@ -148,7 +149,7 @@ class BpfSource:
             self._poll(loop, deliver)
         except Exception as exc:  # reported to the consumer, which exits with one line
             self.error = f"the collector failed: {type(exc).__name__}: {exc}"
-            self._post(loop, deliver, Batch(ts=time.time(), interval_s=0.0, final=True))
+            self._post(loop, deliver, Batch(ts=self._clock.now(), interval_s=0.0, final=True))
 
     def _poll(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
         interval = self.config.interval_s
@@ -191,7 +192,7 @@ class BpfSource:
             raise CollectorError("collect() before attach()")
         now = time.monotonic()
         batch = Batch(
-            ts=time.time(), interval_s=now - self._last_collect, final=final, deaths_followed=self.raw_generate
+            ts=self._clock.now(), interval_s=now - self._last_collect, final=final, deaths_followed=self.raw_generate
         )
         self._last_collect = now
         # Counts first, then what is still pending: a signal taken between the two reads is then
@@ -218,7 +219,7 @@ class BpfSource:
             self._signalfd_owners[state.pid] = None
         while len(self._signalfd_owners) > MAX_SIGNALFD_OWNERS:
             self._signalfd_owners.pop(next(iter(self._signalfd_owners)))
-        batch.dispositions = procfs.dispositions(batch, list(self._signalfd_owners))
+        batch.dispositions = procfs.dispositions(batch, list(self._signalfd_owners), self._clock)
         # Read first (`also` leads the list), so an owner with no disposition read is gone.
         read = {d.pid for d in batch.dispositions}
         self._signalfd_owners = {pid: None for pid in self._signalfd_owners if pid in read}

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from sigtop.live.clock import CLOCK_TICKS, DEFAULT, SourceClock
 from sigtop.lru import BoundedLRU
 from sigtop.wire import Batch, Disposition, ProcInfo
 
@@ -58,9 +59,6 @@ def _user(uid_field: str) -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return str(uid)
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def start_ticks(pid: int) -> int | None:
@@ -112,13 +110,7 @@ def thread_ids(pid: int) -> set[int]:
         return {pid}
 
 
-def started_wall(ticks: int) -> float:
-    """Clock ticks since boot as wall-clock seconds."""
-    since_boot = time.clock_gettime(time.CLOCK_BOOTTIME)
-    return time.time() - since_boot + ticks / CLOCK_TICKS
-
-
-def read_proc(pid: int) -> ProcInfo | None:
+def read_proc(pid: int, clock: SourceClock = DEFAULT) -> ProcInfo | None:
     """ProcInfo for a task id (a thread's id gives its process's tgid), or None if gone."""
     ticks = start_ticks(pid)
     status = _status(pid)
@@ -148,7 +140,8 @@ def read_proc(pid: int) -> ProcInfo | None:
         ppid=ppid,
         parents=parents,
         cgroup=cgroup_path,
-        started=started_wall(ticks),
+        started=clock.of_start_ticks(ticks),
+        start_ticks=ticks,
         nspid=[int(x) for x in status.get("NSpid", "").split() if x.isdigit()][:32],
     )
 
@@ -222,7 +215,8 @@ class ProcResolver:
     """Reads /proc for every process a batch names for the first time, not lately, or
     under the same pid but another start time (a new process that was given a reused pid)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: SourceClock = DEFAULT) -> None:
+        self.clock = clock
         # pid -> (read at, start ticks), least recently wanted first
         self._known_procs: BoundedLRU[int, tuple[float, int]] = BoundedLRU(MAX_KNOWN_PROCS)  # forgotten: read again
         self._known_pidfds: set[tuple[int, int]] = set()
@@ -256,7 +250,7 @@ class ProcResolver:
             if seen is not None and now - seen[0] < PROC_REFRESH_S and ticks == seen[1]:
                 self._known_procs.move_to_end(pid)
                 continue
-            info = read_proc(pid)
+            info = read_proc(pid, self.clock)
             self._known_procs.put(pid, (now, ticks if ticks is not None else -1))
             if info is not None:
                 procs[pid] = info
@@ -265,20 +259,20 @@ class ProcResolver:
             target = pidfd_target(sender, fd)
             if target is None:
                 continue
-            info = procs.get(sender) or read_proc(sender)
+            info = procs.get(sender) or read_proc(sender, self.clock)
             if info is not None:
                 info.pidfds[fd] = target
                 procs[sender] = info
         for sender, ns_pid in ns_pids:
             self._known_ns_pids.add((sender, ns_pid))
             host = host_pid_in_namespace_of(sender, ns_pid)
-            info = procs.get(sender) or read_proc(sender)
+            info = procs.get(sender) or read_proc(sender, self.clock)
             if info is not None:
                 if host is not None:
                     info.ns_pids[ns_pid] = host
                 procs[sender] = info
             if host is not None and host not in procs:
-                target = read_proc(host)
+                target = read_proc(host, self.clock)
                 if target is not None:
                     procs[host] = target
         if len(self._known_ns_pids) > MAX_KNOWN_PROCS:
@@ -300,7 +294,7 @@ def _masks(text: str) -> dict[str, int]:
     return found
 
 
-def read_disposition(pid: int) -> Disposition | None:
+def read_disposition(pid: int, clock: SourceClock = DEFAULT) -> Disposition | None:
     """How a process treats each signal now: SigCgt, SigIgn, pending, and each thread's SigBlk."""
     try:
         main = _masks((PROC / str(pid) / "status").read_text(errors="replace"))
@@ -316,10 +310,10 @@ def read_disposition(pid: int) -> Disposition | None:
             continue  # ended meanwhile
         threads.append((tid, masks.get("SigBlk", 0)))
         pending |= masks.get("SigPnd", 0)
-    return Disposition(pid, main.get("SigCgt", 0), main.get("SigIgn", 0), pending, threads, time.time())
+    return Disposition(pid, main.get("SigCgt", 0), main.get("SigIgn", 0), pending, threads, clock.now())
 
 
-def dispositions(batch: Batch, also: Iterable[int] = ()) -> list[Disposition]:
+def dispositions(batch: Batch, also: Iterable[int] = (), clock: SourceClock = DEFAULT) -> list[Disposition]:
     """The dispositions of the processes a batch shows as targets (of signals that moved, still
     pending), and of `also` (signalfd holders), at most MAX_DISPOSITIONS: kept current each batch."""
     wanted: dict[int, None] = dict.fromkeys(also)
@@ -333,7 +327,7 @@ def dispositions(batch: Batch, also: Iterable[int] = ()) -> list[Disposition]:
             wanted[k.target_tgid or k.target_pid] = None
     found = []
     for pid in list(wanted)[:MAX_DISPOSITIONS]:
-        disposition = read_disposition(pid)
+        disposition = read_disposition(pid, clock)
         if disposition is not None:
             found.append(disposition)
     return found
