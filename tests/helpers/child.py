@@ -19,8 +19,8 @@ Commands arrive one per line on stdin; each is answered with one line on stdout.
 
 import ctypes
 import os
+import select
 import signal
-import sys
 import threading
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -41,8 +41,34 @@ def mask_of(names: str) -> ctypes.c_uint64:
     return ctypes.c_uint64(mask)
 
 
+def commands():
+    """stdin's lines, read so that no handler waits: a signal that lands after the interpreter
+    last ran its handlers but before a blocking read() would be handled only when the next
+    command came. Here its wakeup byte ends the select() instead."""
+    wake_r, wake_w = os.pipe()
+    for fd in (wake_r, wake_w):
+        os.set_blocking(fd, False)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    buffered = b""
+    while True:
+        ready, _, _ = select.select([0, wake_r], [], [])
+        if wake_r in ready:
+            try:
+                os.read(wake_r, 4096)
+            except BlockingIOError:
+                pass
+        if 0 in ready:
+            chunk = os.read(0, 65536)
+            if not chunk:
+                return
+            buffered += chunk
+            while b"\n" in buffered:
+                line, buffered = buffered.split(b"\n", 1)
+                yield line.decode()
+
+
 def main() -> None:
-    for line in sys.stdin:
+    for line in commands():
         words = line.split()
         cmd, rest = words[0], words[1:]
         if cmd == "handle":
