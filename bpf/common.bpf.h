@@ -222,8 +222,10 @@ static __always_inline struct flow_val *flow_add(struct flow_key *key, u64 ts, c
             return 0;
         __builtin_memset(init, 0, sizeof(*init));
         init->first_ts = ts ? ts : bpf_ktime_get_ns();
-        if (key->sender_tgid)   // current is the sender: once per flow, not per signal
+        if (key->sender_tgid) {   // current is the sender: once per flow, not per signal
             init->sender_cgroup = bpf_get_current_cgroup_id();
+            init->sender_uid = (u32)bpf_get_current_uid_gid();
+        }
         if (claim) {   // a forged siginfo: what it claimed, for batch mode too
             init->claimed_pid = claim->info_pid;
             init->claimed_uid = claim->info_uid;

@@ -144,6 +144,8 @@ struct flow_val {
     u32 claimed_uid;   // ... and the si_uid
     u64 sender_cgroup; // the sender's cgroup v2 id when the flow began (a short-lived sender's
                        // /proc may be gone before it is read); 0 for the kernel
+    u32 sender_uid;    // ... and its real uid (init namespace): whose row it is when rows must go
+    u32 pad_uid;
     // The fates of this flow's queued signals (result DELIVERED or LOSE_INFO):
     u64 taken;         // taken for action (signal_deliver matched to its queueing)
     u64 read;          // left the pending list without a delivery: a sigwait, a signalfd read,

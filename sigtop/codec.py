@@ -194,7 +194,8 @@ FLOW_KEY: Schema = {
 FLOW_DELTA: Schema = {
     "key": OTHER(lambda v, w: _build(FlowKey, FLOW_KEY, v, w)),
     "count": C, "first_ts": FLOAT(), "last_ts": FLOAT(), "sender_comm": TEXT, "target_comm": TEXT,
-    "claimed": OTHER(_claim), "sender_cgroup": TEXT, "taken": C, "read": C, "discarded": C, "untracked": C,
+    "claimed": OTHER(_claim), "sender_cgroup": TEXT,
+    "sender_uid": INT(-1, 2**32 - 1), "taken": C, "read": C, "discarded": C, "untracked": C,
     "latency": OTHER(_histogram),
 }  # fmt: skip
 THREAD_DELTA: Schema = {
@@ -229,7 +230,7 @@ SIGNAL_EVENT: Schema = {
     "flow": OTHER(_flow_list),
 }  # fmt: skip
 PROC_INFO: Schema = {
-    "pid": S32, "tgid": S32, "comm": TEXT, "cmdline": TEXT, "user": TEXT, "ppid": S32,
+    "pid": S32, "tgid": S32, "comm": TEXT, "cmdline": TEXT, "user": TEXT, "uid": INT(-1, 2**32 - 1), "ppid": S32,
     "parents": OTHER(_parents), "cgroup": TEXT, "pidfds": OTHER(_pidfds), "started": FLOAT(),
     "start_ticks": INT(0, 2**63 - 1), "nspid": OTHER(_threads), "ns_pids": OTHER(_pidfds),
 }  # fmt: skip

@@ -7,6 +7,8 @@ Pure lookups, built on the standard library's own tables where it has them
 from __future__ import annotations
 
 import errno
+import functools
+import pwd
 import signal
 from enum import IntEnum
 
@@ -231,3 +233,16 @@ def printable(text: str) -> str:
     if text.isprintable() and text.isascii():
         return text  # the common case, without a copy
     return text.translate(_CONTROL)
+
+
+@functools.lru_cache(maxsize=1024)
+def user_name(uid: int) -> str:
+    """An owner uid as people read it: its passwd name where this machine has one."""
+    if uid == -1:
+        return "[kernel]"  # tables.flows.KERNEL_UID: a kernel-raised signal whose target was not known
+    if uid == -2:
+        return "(other users)"  # tables.flows.OTHER_USERS
+    try:
+        return printable(pwd.getpwuid(uid).pw_name)
+    except (KeyError, OverflowError):
+        return str(uid)

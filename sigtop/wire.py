@@ -74,6 +74,7 @@ class FlowDelta:
     target_comm: str = ""
     claimed: tuple[int, int] | None = None  # a spoofed flow: the (si_pid, si_uid) its siginfo claimed
     sender_cgroup: str = ""  # the sender's cgroup v2 path when the flow began (kernel), if resolved
+    sender_uid: int = -1  # the sender's real uid when the flow began (kernel); -1: the kernel's, or unknown
     # The fates of its queued signals, new since the previous batch (FATES.md in the README):
     taken: int = 0  # taken for action: a handler, the default action, or ignored when taken
     read: int = 0  # left the pending list with no delivery: sigwait, a signalfd read, a flush
@@ -233,6 +234,7 @@ class ProcInfo:
     comm: str = ""
     cmdline: str = ""
     user: str = ""
+    uid: int = -1  # its real uid (-1: unknown, as in recordings made before it was kept)
     ppid: int = 0
     parents: list[tuple[int, str]] = field(default_factory=list)  # (pid, comm) up to init
     cgroup: str = ""

@@ -276,3 +276,34 @@ def test_an_unprivileged_hoard_of_pending_signals_cannot_make_counts_wrong(bpf_r
             hoarder.kill()  # ours
             hoarder.wait()
         source.detach()
+
+
+def test_an_unprivileged_churn_of_rows_evicts_its_own_not_roots(tracer, spawn):
+    """200 short-lived processes of uid 65534 each signal themselves (and their parent, SIGCHLD)
+    into a table capped at 50 rows: root's earlier flow stays; what went is folded into nobody's
+    totals, every row of it."""
+    child = spawn()
+    child.ask("ignore SIGUSR2")
+    model = SignalModel(max_rows=50)
+    tracer.read_events()
+    model.apply(tracer.collect())  # forget what came before
+    os.kill(child.pid, signal.SIGUSR2)  # our own child: root's evidence, first and oldest
+    collect_until(tracer, None, model=model)
+    churn = [*as_nobody(), "sh", "-c", 'for i in $(seq 200); do sh -c "kill -URG \\$\\$"; done']
+    assert subprocess.run(churn, timeout=120, cwd="/").returncode == 0
+
+    def nobodys(m: SignalModel) -> tuple[int, int]:
+        kept = [r for r in m.flows.values() if r.owner_uid == 65534 and r.sender_comm == "sh"]
+        evicted = m.flows_table.evicted.get((65534, "sh"))
+        return len(kept), evicted.rows if evicted else 0
+
+    # Each inner sh's SIGURG to itself and SIGCHLD to the outer one, and the outer one's to us.
+    model = collect_until(tracer, lambda m: sum(nobodys(m)) == 2 * 200 + 1, model=model)
+    mine = [r for r in model.flows.values() if r.key.sender_pid == os.getpid() and r.key.target_pid == child.pid]
+    assert [(r.key.sig, r.count) for r in mine] == [(signal.SIGUSR2, 1)]
+    assert mine[0].owner_uid == 0
+    _kept, evicted = nobodys(model)
+    assert evicted >= 401 - 50
+    doc = to_json(model)
+    (entry,) = [e for e in doc["evicted_flows"] if e["uid"] == 65534 and e["comm"] == "sh"]
+    assert (entry["user"], entry["rows"], entry["signals"]) == ("nobody", evicted, evicted)

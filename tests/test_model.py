@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import signal
+from collections import Counter
+from dataclasses import replace
 
 from sigtop.codec import batch_from_json, batch_json
 from sigtop.events import EventBlock, EventLayout, pack_records
@@ -359,3 +361,56 @@ def test_one_filter_selects_alike_in_every_table_and_every_sink():
         assert {d["pid"] for d in doc["deaths"]} == wanted & {300}, text
         for name, spec in TABLES.items():  # the TUI's rows are the JSON's rows
             assert len(spec.selected(model, flt)) == len(doc[name]), (name, text)
+
+
+def test_eviction_takes_from_the_user_holding_most_rows():
+    """One user's 30 rows against another's 2, capped at 10: the first gives up all 22."""
+    model = SignalModel(max_rows=10)
+    root = [replace(delta(key(sender=100, target=200 + i), 1, ts=float(i)), sender_uid=0) for i in range(2)]
+    churn = [
+        replace(delta(key(sender=1000 + i, target=1000 + i), 2, ts=10.0 + i), sender_uid=65534, sender_comm="sh")
+        for i in range(30)
+    ]
+    model.apply(Batch(ts=50, interval_s=1, flows=root + churn))
+    owners = Counter(r.owner_uid for r in model.flows.values())
+    assert owners == {0: 2, 65534: 8}
+    assert model.evicted_rows == 22
+    (entry,) = model.flows_table.evicted.items()
+    assert entry[0] == (65534, "sh")
+    assert (entry[1].rows, entry[1].signals) == (22, 44)
+    kept = sorted(r.key.sender_pid for r in model.flows.values() if r.owner_uid == 65534)
+    assert kept == list(range(1022, 1030))  # least recently moved first
+
+
+def test_fair_shares_level_the_largest_holders():
+    from sigtop.tables.flows import fair_shares
+
+    assert fair_shares({1: 10, 2: 10, 3: 3}, 5) == {1: 3, 2: 2}
+    assert fair_shares({1: 3, 2: 3}, 6) == {1: 3, 2: 3}
+    assert fair_shares({1: 5}, 0) == {}
+    for held, excess in (({1: 7, 2: 4, 3: 4, 4: 1}, 9), ({i: i for i in range(1, 40)}, 300)):
+        shares = fair_shares(held, excess)
+        assert sum(shares.values()) == excess
+        after = {u: n - shares.get(u, 0) for u, n in held.items()}
+        touched = [after[u] for u in shares]
+        assert max(touched) - min(touched) <= 1
+        assert all(after[u] <= min(touched) for u in held if u not in shares)
+
+
+def test_evicted_totals_stay_bounded_however_many_names_churn():
+    from sigtop.tables.flows import MAX_EVICTED_NAMES, MAX_EVICTED_USERS, OTHER_NAMES, OTHER_USERS
+
+    model = SignalModel(max_rows=1)
+    churn = [
+        replace(
+            delta(key(sender=10 + i, target=10 + i), 1, ts=float(i)), sender_uid=1000 + i % 150, sender_comm=f"n{i}"
+        )
+        for i in range(3000)
+    ]
+    model.apply(Batch(ts=5000, interval_s=1, flows=churn))
+    evicted = model.flows_table.evicted
+    assert len({u for u, _ in evicted}) <= MAX_EVICTED_USERS + 1
+    assert all(sum(1 for u2, _ in evicted if u2 == u) <= MAX_EVICTED_NAMES + 1 for u, _ in evicted)
+    assert OTHER_USERS in {u for u, _ in evicted}
+    assert any(n == OTHER_NAMES for _, n in evicted)
+    assert sum(e.rows for e in evicted.values()) == model.evicted_rows == 2999

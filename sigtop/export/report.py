@@ -16,6 +16,7 @@ from sigtop.filters import FlowFilter
 from sigtop.model import SignalModel
 from sigtop.names import signame
 from sigtop.tables import TABLES
+from sigtop.tables.flows import evicted_json, evicted_summary
 
 PLAIN_TITLES = {"signalfd": "signalfd", "sigreturn": "rt_sigreturn", "deaths": "Deaths", "alerts": "Alerts"}
 
@@ -56,6 +57,8 @@ def to_json(model: SignalModel, flow_filter: FlowFilter | None = None) -> dict[s
         else:
             doc[name] = spec.json_rows(model, flow_filter)
     doc["unavailable"] = unavailable  # table -> why it is null
+    # Rows given up to stay bounded, by whose they were: counted, never silently gone.
+    doc["evicted_flows"] = evicted_json(model.flows_table)
     return doc
 
 
@@ -101,3 +104,5 @@ def print_tables(model: SignalModel, console: Console, flow_filter: FlowFilter |
         console.print(Text(f"probe runs skipped by the kernel: {misses}", style="red"))
     if doc["lost_events"]:
         console.print(Text(f"{doc['lost_events']} detail events lost (counts are exact)", style="red"))
+    if doc["evicted_flows"]:
+        console.print(Text(f"flows evicted to stay within the row cap: {evicted_summary(doc['evicted_flows'])}"))

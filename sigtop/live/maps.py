@@ -111,6 +111,7 @@ class MapDrain:
             target_comm=comm_text(bytes(v.target_comm)),
             claimed=(v.claimed_pid, v.claimed_uid) if k.spoofed else None,
             sender_cgroup=self.cgroups.path(v.sender_cgroup) if v.sender_cgroup else "",
+            sender_uid=v.sender_uid if k.sender_tgid else -1,
         )
         return delta, hist
 

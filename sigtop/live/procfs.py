@@ -51,6 +51,11 @@ def read_cmdline(pid: int) -> str:
     return text + CMDLINE_CUT.format(n=MAX_CMDLINE_BYTES) if cut else text
 
 
+def _real_uid(uid_field: str) -> int:
+    first = uid_field.split(maxsplit=1)[:1]
+    return int(first[0]) if first and first[0].isdigit() else -1
+
+
 def _user(uid_field: str) -> str:
     if not uid_field:
         return ""
@@ -137,6 +142,7 @@ def read_proc(pid: int, clock: SourceClock = DEFAULT) -> ProcInfo | None:
         comm=status.get("Name", ""),
         cmdline=cmdline,
         user=_user(status.get("Uid", "")),
+        uid=_real_uid(status.get("Uid", "")),
         ppid=ppid,
         parents=parents,
         cgroup=cgroup_path,

@@ -28,6 +28,7 @@ from sigtop.names import (
     si_code_name,
     signame,
     syscall_name,
+    user_name,
 )
 from sigtop.reasons import explain_row, target_disposition
 from sigtop.tables.base import (
@@ -55,6 +56,10 @@ if TYPE_CHECKING:
 EVENTS_PER_ROW = 200
 OVERFLOW = "overflow"  # FlowRowKey.via of the rows counting what did not fit the kernel's map
 MAX_ASKED_PIDS = 20
+# What evicted rows are folded into, by (owner uid, name): bounded however many names churn.
+MAX_EVICTED_USERS = 100  # beyond: OTHER_USERS
+MAX_EVICTED_NAMES = 20  # per user; beyond: OTHER_NAMES
+KERNEL_UID, OTHER_USERS, OTHER_NAMES = -1, -2, "(other names)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,15 @@ class FlowRowKey:
     target_gen: int = 0
     spoofed: bool = False  # the sends' siginfo claimed another sender: a row of their own
     ns_of: int = 0  # target_pid is a pid of this (sender) process's pid namespace, not found on the host
+
+
+@dataclass(slots=True)
+class EvictedFlows:
+    """Rows evicted to keep the table bounded, folded into their owner's and name's totals."""
+
+    rows: int = 0
+    signals: int = 0  # everything those rows had counted (FlowRow.attempts)
+    last_ts: float = 0.0
 
 
 @dataclass(slots=True)
@@ -101,6 +115,9 @@ class FlowRow:
     pending_since: float = 0.0  # when the oldest of those was queued
     latency: LatencyHistogram | None = None  # generate to take (or sigwait), every one
     fates: bool = False  # the fields above are followed (else unknown: no BTF, or an old recording)
+    # Whose row it is, for eviction: the sender's real uid; a kernel-raised signal's, its target's
+    # (KERNEL_UID while unknown). One user's churn evicts that user's rows, not another's.
+    owner_uid: int = KERNEL_UID
 
     @property
     def count(self) -> int:
@@ -137,6 +154,7 @@ class FlowTable(TableState):
         self._rated: set[FlowRowKey] = set()
         self._with_pending: set[FlowRowKey] = set()  # rows with pending > 0
         self.fates_followed = False  # the source follows queued signals to their end
+        self.evicted: dict[tuple[int, str], EvictedFlows] = {}  # (owner uid, comm) -> totals
         self.total_signals = 0
         self.signals_per_sec = 0.0
 
@@ -233,6 +251,8 @@ class FlowTable(TableState):
             self.rows[rkey] = row
             for pid in (rkey.sender_pid, rkey.target_pid):
                 registry.first_row(pid, delta.first_ts)
+        if row.owner_uid == KERNEL_UID:
+            row.owner_uid = _owner(rkey, delta, registry)
         if delta.claimed is not None:
             row.claimed = delta.claimed
         if delta.sender_comm and key.sender_pid:
@@ -264,20 +284,94 @@ class FlowTable(TableState):
         return self.rows.get(self.row_key(key, registry)), key.target_tgid or registry.process_of(key.target_pid)
 
     def evict(self, max_rows: int) -> int:
-        """Drop the least recently moved rows beyond max_rows; how many went."""
+        """Drop rows beyond max_rows from the users holding most (least recently moved first), so
+        one user's churn cannot push out another's evidence; fold each into its owner's totals.
+        How many went."""
         excess = len(self.rows) - max_rows
         if excess <= 0:
             return 0
-        for k in sorted(self.rows, key=lambda k: self.rows[k].last_ts)[:excess]:
-            del self.rows[k]
+        by_owner: dict[int, list[FlowRowKey]] = {}
+        for k, row in self.rows.items():
+            by_owner.setdefault(row.owner_uid, []).append(k)
+        for uid, n in fair_shares({uid: len(keys) for uid, keys in by_owner.items()}, excess).items():
+            for k in sorted(by_owner[uid], key=lambda k: self.rows[k].last_ts)[:n]:
+                self._fold_evicted(self.rows.pop(k))
         return excess
+
+    def _fold_evicted(self, row: FlowRow) -> None:
+        uid = row.owner_uid
+        users = {u for u, _name in self.evicted}
+        if uid not in users and len(users) >= MAX_EVICTED_USERS:
+            uid = OTHER_USERS
+        name = (row.sender_comm if row.key.sender_pid else row.target_comm) or "?"
+        if (uid, name) not in self.evicted and sum(1 for u, _n in self.evicted if u == uid) >= MAX_EVICTED_NAMES:
+            name = OTHER_NAMES
+        totals = self.evicted.get((uid, name))
+        if totals is None:
+            totals = self.evicted[(uid, name)] = EvictedFlows()
+        totals.rows += 1
+        totals.signals += row.attempts
+        totals.last_ts = max(totals.last_ts, row.last_ts)
 
     def clear(self) -> None:
         self.rows.clear()
+        self.evicted.clear()
         self._rated.clear()
         self._with_pending.clear()
         self.total_signals = 0
         self.signals_per_sec = 0.0
+
+
+def evicted_json(table: FlowTable) -> list[dict[str, Any]]:
+    """The evicted rows' totals, by owner and name, most signals first."""
+    return [
+        {"uid": uid, "user": user_name(uid), "comm": name, "rows": e.rows, "signals": e.signals,
+         "last_ts": round(e.last_ts, 6)}
+        for (uid, name), e in sorted(table.evicted.items(), key=lambda item: (-item[1].signals, item[0]))
+    ]  # fmt: skip
+
+
+def evicted_summary(evicted: list[dict[str, Any]], most: int = 5) -> str:
+    """'nobody sh 5,980 rows (11,960 signals), ...': the evicted totals with the most signals."""
+    parts = [f"{e['user']} {e['comm']} {e['rows']:,} rows ({e['signals']:,} signals)" for e in evicted[:most]]
+    if len(evicted) > most:
+        parts.append(f"and {len(evicted) - most} more")
+    return ", ".join(parts)
+
+
+def fair_shares(held: dict[int, int], excess: int) -> dict[int, int]:
+    """How many rows each owner gives up so that `excess` go, taken from whoever holds most:
+    every owner is brought down towards one level, and no owner below it loses any."""
+    level = max(held.values(), default=0)
+    if excess <= 0 or level == 0:
+        return {}
+    low = 0  # the highest level whose cut frees at least `excess` (a cut to 0 frees everything)
+    high = level
+    while low < high:
+        mid = (low + high + 1) // 2
+        if sum(max(0, n - mid) for n in held.values()) >= excess:
+            low = mid
+        else:
+            high = mid - 1
+    shares = {uid: n - (low + 1) for uid, n in held.items() if n > low + 1}
+    left = excess - sum(shares.values())
+    for uid, n in sorted(held.items(), key=lambda item: -item[1]):  # one more from each at the level
+        if left <= 0:
+            break
+        if n > low:
+            shares[uid] = shares.get(uid, 0) + 1
+            left -= 1
+    return shares
+
+
+def _owner(rkey: FlowRowKey, delta: FlowDelta, registry: ProcessRegistry) -> int:
+    """Whose row: the sender's uid as the kernel saw it, else as /proc said; a kernel-raised
+    signal's target's (its fault, its child, its timer)."""
+    if delta.sender_uid >= 0:
+        return delta.sender_uid
+    pid, gen = (rkey.sender_pid, rkey.sender_gen) if rkey.sender_pid else (rkey.target_pid, rkey.target_gen)
+    info = registry.proc_of(pid, gen) if pid > 0 else None
+    return info.uid if info is not None and info.uid >= 0 else KERNEL_UID
 
 
 def _keyed(
@@ -754,6 +848,9 @@ class FlowMetrics(TableMetrics):
         # Per signal: counts per bucket, the +Inf count and the sum.
         self.latency: dict[str, list[float]] = {}
         self.kernel_latency = False  # the kernel times every take: its histograms, not the events
+        # With --details the exporter keeps a model: the flow rows it gave up to its row cap, by owner
+        # and name (bounded: MAX_EVICTED_USERS x MAX_EVICTED_NAMES). Without, nothing is evicted.
+        self.evicted: list[dict[str, Any]] = []
 
     def observe_latency(self, sig: int, latency_ns: int) -> None:
         """One delivery matched to its generation (the model's matcher, where the kernel does not time them)."""
@@ -783,6 +880,10 @@ class FlowMetrics(TableMetrics):
                     row[j] += n
         row[-2] += h.count
         row[-1] += h.sum_ns / 1e9
+
+    def after_model(self, model: SignalModel) -> None:
+        if model.flows_table.evicted:
+            self.evicted = evicted_json(model.flows_table)
 
     def _value(self, pid: int, comm: str) -> str:
         if self.label_by == "comm":
@@ -887,6 +988,22 @@ class FlowMetrics(TableMetrics):
         for sig, n in sorted(self.pending.items()):
             pending.add_metric([sig], n)
         yield pending
+        if self.evicted:
+            rows = CounterMetricFamily(
+                "sigtop_flow_rows_evicted",
+                "Flow rows given up to the row cap (--details), by owner and comm",
+                labels=["user", "comm"],
+            )
+            signals = CounterMetricFamily(
+                "sigtop_evicted_flow_signals",
+                "What those rows had counted (their signals stay in sigtop_signals)",
+                labels=["user", "comm"],
+            )
+            for e in self.evicted:
+                rows.add_metric([e["user"], e["comm"]], e["rows"])
+                signals.add_metric([e["user"], e["comm"]], e["signals"])
+            yield rows
+            yield signals
 
 
 def rows(model: SignalModel) -> Any:

@@ -330,6 +330,9 @@ class SigtopApp(App[int]):
                 text.append(f"FATES NOT FOLLOWED: {unfollowed:,}  ", style="bold white on red")
             if stats.filter_full:
                 text.append(f"FILTER FULL: {stats.filter_full:,} not followed  ", style="bold white on red")
+            if t.evicted_rows:
+                # Rows given up to the cap (the users holding most first): their counts are kept.
+                text.append(f"evicted {t.evicted_rows:,} rows: {t.evicted_top}  ", style="bold yellow")
             lost = stats.events_lost + stats.events_dropped
             text.append(f"lost {lost:,} details", style="bold red" if lost else "")
         text.append(f"  filter {self.flow_filter.describe() or '-'}  ")

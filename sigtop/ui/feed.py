@@ -22,6 +22,7 @@ from sigtop.filters import FlowFilter
 from sigtop.model import SignalModel
 from sigtop.tables import TABLES
 from sigtop.tables.base import Cell, Detail, View
+from sigtop.tables.flows import evicted_json, evicted_summary
 from sigtop.wire import Batch, KernelStats
 
 MAX_TABLE_ROWS = 500
@@ -80,6 +81,8 @@ class Totals:
     finished: bool
     last_ts: float
     batches: int
+    evicted_rows: int = 0  # flow rows given up to the row cap
+    evicted_top: str = ""  # whose, most signals first (tables.flows.evicted_json)
 
 
 @dataclass(frozen=True)
@@ -249,6 +252,8 @@ class ModelFeed:
             finished=model.finished,
             last_ts=model.last_ts,
             batches=model.batches,
+            evicted_rows=sum(e.rows for e in model.flows_table.evicted.values()),
+            evicted_top=evicted_summary(evicted_json(model.flows_table), most=2),
         )
         counts = {name: sum(1 for _ in s.rows(model)) for name, s in TABLES.items()}
         self.seq += 1
