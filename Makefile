@@ -3,8 +3,13 @@
 VENV := .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 ARGS ?=
+BUILD ?= build
+# Generated files carry the last commit's date, not the build's: the same tree builds the same man page.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+export SOURCE_DATE_EPOCH
 
-.PHONY: setup setup-run run test test-loaded test-fast bench lint format screenshots clean
+.PHONY: setup setup-run setup-build run test test-loaded test-fast bench lint format screenshots clean \
+	man completions
 
 # Everything: what sigtop needs and the test tools (pinned: requirements/constraints.txt).
 setup:
@@ -13,6 +18,10 @@ setup:
 # Only what running sigtop needs: no test tools.
 setup-run:
 	@scripts/setup.sh run
+
+# What running sigtop needs, and the generators of the man page and completions.
+setup-build:
+	@scripts/setup.sh build
 
 # Runs this checkout's code as root (via sudo when not root: it says so, and
 # refuses when others can write to the tree).
@@ -46,6 +55,24 @@ format: setup
 
 screenshots: setup
 	$(SUDO) $(VENV)/bin/python scripts/screenshots.py
+
+# The man page, from the parser (options, commands) and man/sigtop.1.include (keys, tables, exit statuses).
+# Always regenerated: it takes a second and can then never be older than the code.
+man: setup-build
+	@mkdir -p $(BUILD)
+	$(VENV)/bin/argparse-manpage --module sigtop.cli --function build_parser --project-name sigtop \
+		--version "$$($(VENV)/bin/python -c 'from sigtop import version; print(version())')" \
+		--description "a live, top-like monitor of Linux signals" --manual-title "User Commands" \
+		--include man/sigtop.1.include --output $(BUILD)/sigtop.1
+	@# argparse-manpage wraps help text unescaped: a line it starts with ' would be read as a macro.
+	sed -i "s/^'/\\\\\&'/" $(BUILD)/sigtop.1
+
+# bash, zsh and fish completions, from the same parser (shtab; scripts/completions.py adds signals, pids, files).
+completions: setup-build
+	@mkdir -p $(BUILD)/completions
+	$(VENV)/bin/python scripts/completions.py bash > $(BUILD)/completions/sigtop.bash
+	$(VENV)/bin/python scripts/completions.py zsh > $(BUILD)/completions/_sigtop
+	$(VENV)/bin/python scripts/completions.py fish > $(BUILD)/completions/sigtop.fish
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -4,13 +4,14 @@
 # bcc module. Safe to run again; prints what it did.
 #
 #   scripts/setup.sh run    what running sigtop needs (make run)
-#   scripts/setup.sh test   that, and the test tools (make test, make setup)
+#   scripts/setup.sh build  that, and the man page and completion generators (make man, make install)
+#   scripts/setup.sh test   all that, and the test tools (make test, make setup)
 #
 # Python packages come at the exact versions of requirements/constraints.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:-test}
-case "$MODE" in run|test) ;; *) echo "setup: usage: $0 [run|test]" >&2; exit 2 ;; esac
+case "$MODE" in run|build|test) ;; *) echo "setup: usage: $0 [run|build|test]" >&2; exit 2 ;; esac
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -62,6 +63,13 @@ if [ "$MODE" = test ] && ! command -v prometheus >/dev/null; then
   if [ -d /run/systemd/system ]; then $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
 fi
 
+# 2c. The install test reads the man page with man and loads each completion in its shell.
+if [ "$MODE" = test ] && { ! command -v man >/dev/null || ! command -v zsh >/dev/null || ! command -v fish >/dev/null \
+    || [ ! -f /usr/share/bash-completion/bash_completion ]; }; then
+  echo "setup: installing man-db, bash-completion, zsh and fish (the install test checks the man page and completions)"
+  apt_install man-db bash-completion zsh fish
+fi
+
 # 3. tracefs, where the machine has not mounted it.
 if [ ! -d /sys/kernel/tracing/events/signal ] && [ ! -d /sys/kernel/debug/tracing/events/signal ]; then
   echo "setup: mounting tracefs on /sys/kernel/tracing"
@@ -76,12 +84,12 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import bcc' 2>/dev/null; 
 fi
 marker=".venv/.installed-$MODE"
 if [ ! -f "$marker" ] || [ pyproject.toml -nt "$marker" ] || [ requirements/constraints.txt -nt "$marker" ]; then
-  target='.'
-  [ "$MODE" = test ] && target='.[test]'
-  echo "setup: installing sigtop$([ "$MODE" = test ] && echo ' and its test tools') into .venv (pinned versions)"
+  case "$MODE" in run) target='.' ;; build) target='.[build]' ;; test) target='.[build,test]' ;; esac
+  echo "setup: installing $target into .venv (pinned versions)"
   .venv/bin/pip install -q --disable-pip-version-check -c requirements/constraints.txt -e "$target" \
     2> >(grep -v 'is ignored: it is neither' >&2)
   touch "$marker"
-  [ "$MODE" = test ] && touch .venv/.installed-run
+  # What a mode installs covers the modes below it.
+  case "$MODE" in test) touch .venv/.installed-build .venv/.installed-run ;; build) touch .venv/.installed-run ;; esac
 fi
 exit 0
