@@ -3,13 +3,16 @@
 VENV := .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 ARGS ?=
+# make install's places: PREFIX is where sigtop runs from, DESTDIR a staging root in front of it (packaging).
+PREFIX ?= /usr/local
+DESTDIR ?=
 BUILD ?= build
 # Generated files carry the last commit's date, not the build's: the same tree builds the same man page.
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
 export SOURCE_DATE_EPOCH
 
 .PHONY: setup setup-run setup-build run test test-loaded test-fast bench lint format screenshots clean \
-	man completions
+	man completions unit wheel install uninstall
 
 # Everything: what sigtop needs and the test tools (pinned: requirements/constraints.txt).
 setup:
@@ -39,7 +42,7 @@ test-loaded: setup
 
 # Model, CLI and UI tests only: no root, no kernel.
 test-fast: setup
-	$(VENV)/bin/python -m pytest -q -m "not bpf" $(ARGS)
+	$(VENV)/bin/python -m pytest -q -m "not bpf and not install" $(ARGS)
 
 bench: setup
 	@command -v bpftrace >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bpftrace >/dev/null)
@@ -73,6 +76,24 @@ completions: setup-build
 	$(VENV)/bin/python scripts/completions.py bash > $(BUILD)/completions/sigtop.bash
 	$(VENV)/bin/python scripts/completions.py zsh > $(BUILD)/completions/_sigtop
 	$(VENV)/bin/python scripts/completions.py fish > $(BUILD)/completions/sigtop.fish
+
+# The exporter's unit, starting the sigtop this PREFIX installs.
+unit:
+	@mkdir -p $(BUILD)
+	sed 's|/usr/local/bin/sigtop|$(PREFIX)/bin/sigtop|' deploy/sigtop-exporter.service > $(BUILD)/sigtop-exporter.service
+
+# setuptools stages in ./build/lib whatever BUILD is: a stale one would put deleted modules in the wheel.
+wheel: setup-build
+	rm -rf $(BUILD)/dist build/lib build/bdist.*
+	$(VENV)/bin/pip wheel -q --disable-pip-version-check --no-deps -w $(BUILD)/dist .
+
+# As root: sigtop in its own venv under $(PREFIX)/lib/sigtop, $(PREFIX)/bin/sigtop, man page, completions, unit.
+# Again to upgrade (a fresh venv each time); make uninstall removes exactly what it put.
+install: man completions unit wheel
+	@PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) BUILD=$(BUILD) scripts/install.sh install $(BUILD)/dist/sigtop-*.whl
+
+uninstall:
+	@PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) scripts/install.sh uninstall
 
 clean:
 	rm -rf $(VENV) build *.egg-info
