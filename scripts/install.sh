@@ -31,19 +31,26 @@ mkdirs() { # each missing directory on the way to $1 (as an installed path)
   for dir in "${missing[@]}"; do mkdir -m 755 "$DESTDIR$dir"; made+=("$dir/"); done
 }
 
+record() { # the manifest as far as made: an install that fails half-way is still removed by uninstall
+  printf '%s\n' "${made[@]}" "$MANIFEST" >"$DESTDIR$MANIFEST"
+  chmod 644 "$DESTDIR$MANIFEST"
+}
+
 put() { # put SOURCE TARGET MODE
   mkdirs "$(dirname "$2")"
   install -m "$3" "$1" "$DESTDIR$2"
   made+=("$2")
 }
 
-uninstall() {
+has_systemd() { [ -z "$DESTDIR" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; }
+
+uninstall() { # uninstall [upgrade]: an upgrade keeps the exporter's unit enabled and running
   local manifest=$DESTDIR$MANIFEST entries=() entry i
   if [ ! -f "$manifest" ]; then
     echo "uninstall: no sigtop installed in $PREFIX (no $MANIFEST)"
     return 0
   fi
-  if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+  if [ "${1:-}" != upgrade ] && has_systemd; then
     systemctl disable --now sigtop-exporter.service >/dev/null 2>&1 || true
   fi
   mapfile -t entries <"$manifest"
@@ -67,8 +74,10 @@ install_all() {
     [ -f "$BUILD/$f" ] || { echo "install: $BUILD/$f is missing (make install builds it)" >&2; exit 2; }
   done
   # An upgrade is a fresh install: no module of the old version may linger in the venv.
+  local upgrade=0
   if [ -f "$DESTDIR$MANIFEST" ]; then
-    uninstall >/dev/null
+    uninstall upgrade >/dev/null
+    upgrade=1
   elif [ -e "$DESTDIR$LIB" ]; then
     echo "install: $DESTDIR$LIB exists but make install did not make it (no MANIFEST): move it away first" >&2
     exit 2
@@ -78,6 +87,7 @@ install_all() {
   mkdirs "$LIB"
   # Its own venv, seeing Debian's bcc (python3-bpfcc), at the exact versions of the checkout's tests.
   "$PY" -m venv --system-site-packages "$DESTDIR$LIB"
+  record
   "$DESTDIR$LIB/bin/python" -m pip install -q --disable-pip-version-check --no-compile \
     -c requirements/constraints.txt "$wheel" 2> >(grep -v 'is ignored: it is neither' >&2)
   if [ -n "$DESTDIR" ]; then
@@ -99,15 +109,15 @@ install_all() {
   put "$BUILD/completions/_sigtop" "$PREFIX/share/zsh/site-functions/_sigtop" 644
   put "$BUILD/completions/sigtop.fish" "$PREFIX/share/fish/vendor_completions.d/sigtop.fish" 644
   put "$BUILD/sigtop-exporter.service" "$PREFIX/lib/systemd/system/sigtop-exporter.service" 644
-  made+=("$MANIFEST")
-  printf '%s\n' "${made[@]}" >"$DESTDIR$MANIFEST"
-  chmod 644 "$DESTDIR$MANIFEST"
+  record
 
-  if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+  if has_systemd; then
     systemctl daemon-reload || true
+    # A running exporter goes on with the new version; one not running stays stopped.
+    [ "$upgrade" -eq 0 ] || systemctl try-restart sigtop-exporter.service || true
   fi
   local version # what was installed must run: a wheel missing a module fails here, not at the user's
-  version=$("$DESTDIR$LIB/bin/python" -I -m sigtop --version) || { echo "install: the installed sigtop does not run" >&2; exit 1; }
+  version=$("$DESTDIR$LIB/bin/python" -I -m sigtop --version) || { echo "install: the installed sigtop does not run (make uninstall removes it)" >&2; exit 1; }
   echo "install: $version in $DESTDIR$PREFIX (launcher $PREFIX/bin/sigtop, venv $LIB)"
 }
 
