@@ -64,7 +64,6 @@ class BpfSource:
         self._procs = ProcResolver(self._clock)
         self._signalfd_owners: dict[int, None] = {}  # processes holding a signalfd: their masks are watched
         self._last_collect = 0.0
-        self._mono_to_wall = self._clock.mono_to_wall  # ktime (CLOCK_MONOTONIC) to wall clock
 
     # ---- attach / detach -------------------------------------------------
 
@@ -85,10 +84,10 @@ class BpfSource:
         except Exception as exc:
             self.detach()
             raise CollectorError(f"could not set up the BPF maps: {exc}") from None
-        self._drain = MapDrain(self.bpf, self.config, self._mono_to_wall)
+        self._drain = MapDrain(self.bpf, self.config, self._clock.mono_to_wall)
         self._misses = programs.ProgramMisses(self.bpf)
         if self.raw_generate and self.config.follow_fates:
-            self._fates = fates.FateSettler(self.bpf, self._mono_to_wall)
+            self._fates = fates.FateSettler(self.bpf, self._clock.mono_to_wall)
         self._last_collect = time.monotonic()
         self.attach_s = time.monotonic() - started
 
@@ -233,7 +232,7 @@ class BpfSource:
         self._event_budget = int(MAX_EVENTS_PER_S * self.config.interval_s)
         if not records or self._layout is None:
             return []
-        block = EventBlock(records, self._layout, self._mono_to_wall)
+        block = EventBlock(records, self._layout, self._clock.mono_to_wall)
         self._death_cgroups(block, batch)
         return block
 

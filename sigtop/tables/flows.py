@@ -155,6 +155,7 @@ class FlowTable(TableState):
         self._with_pending: set[FlowRowKey] = set()  # rows with pending > 0
         self.fates_followed = False  # the source follows queued signals to their end
         self.evicted: dict[tuple[int, str], EvictedFlows] = {}  # (owner uid, comm) -> totals
+        self._evicted_names: Counter[int] = Counter()  # owner uid -> its names in `evicted`
         self.total_signals = 0
         self.signals_per_sec = 0.0
 
@@ -300,15 +301,15 @@ class FlowTable(TableState):
 
     def _fold_evicted(self, row: FlowRow) -> None:
         uid = row.owner_uid
-        users = {u for u, _name in self.evicted}
-        if uid not in users and len(users) >= MAX_EVICTED_USERS:
+        if uid not in self._evicted_names and len(self._evicted_names) >= MAX_EVICTED_USERS:
             uid = OTHER_USERS
         name = (row.sender_comm if row.key.sender_pid else row.target_comm) or "?"
-        if (uid, name) not in self.evicted and sum(1 for u, _n in self.evicted if u == uid) >= MAX_EVICTED_NAMES:
+        if (uid, name) not in self.evicted and self._evicted_names[uid] >= MAX_EVICTED_NAMES:
             name = OTHER_NAMES
         totals = self.evicted.get((uid, name))
         if totals is None:
             totals = self.evicted[(uid, name)] = EvictedFlows()
+            self._evicted_names[uid] += 1
         totals.rows += 1
         totals.signals += row.attempts
         totals.last_ts = max(totals.last_ts, row.last_ts)
@@ -316,6 +317,7 @@ class FlowTable(TableState):
     def clear(self) -> None:
         self.rows.clear()
         self.evicted.clear()
+        self._evicted_names.clear()
         self._rated.clear()
         self._with_pending.clear()
         self.total_signals = 0
