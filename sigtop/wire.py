@@ -267,8 +267,18 @@ class KernelStats:
     # Fates of queued signals that could not be followed (bpf/sigtop.h STAT_*).
     pending_full: int = 0  # queued with no room in the pending map
     exits_full: int = 0  # an exit's pending signals with no room to tell them
-    taken_unqueued: int = 0  # taken with no record of being queued (queued before sigtop attached)
+    # Taken with no record of being queued: queued before sigtop attached, or a generation the
+    # kernel did not run signal_generate's program for, with no recursion miss either (measured:
+    # about 1 timer signal in 20,000-40,000 under a same-CPU send storm on a busy 2-core box).
+    taken_unqueued: int = 0
     filter_full: int = 0  # processes or threads to follow that found the pid filter full
+
+    @property
+    def signals_uncounted(self) -> int:
+        """Signals known to be in no count: generations the kernel skipped sigtop's program for,
+        and signals taken that sigtop never saw generated (a lower bound: an unseen signal that
+        is never taken cannot be noticed)."""
+        return self.signals_missed + self.taken_unqueued
 
     def add(self, other: KernelStats) -> None:
         for f in fields(self):

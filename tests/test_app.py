@@ -327,11 +327,12 @@ async def test_header_shows_every_loss(batches):
     last.program_misses = {"signal_generate": 5, "sys_enter_kill": 2}
     last.stats.threads_full = 4
     last.stats.pending_full, last.stats.exits_full = 6, 1
+    last.stats.taken_unqueued = 3  # taken, never seen generated: in no count either
     app = SigtopApp(ReplaySource(lossy, speed=0, name="recording.jsonl"))
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         text = header(app)
-        assert "UNCOUNTED 5 signals" in text
+        assert "UNCOUNTED 8 signals" in text
         assert "missed 2 probe runs" in text
         assert "lost 392,860 details" in text
         assert "THREAD MAP FULL: 4 not counted" in text

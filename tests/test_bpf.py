@@ -419,8 +419,9 @@ CLASSIC_SILENT_MAX = 2  # see README "Every count is exact": the no-BTF path's m
 def test_timer_signals_under_a_send_storm_are_counted_or_reported(tracer, measure, spawn):
     """Timer signals come from interrupt context; one that lands while a tracepoint program
     runs on that CPU (here: sigtop's own sys_enter_kill, for a storm pinned to the same CPU)
-    is skipped by the kernel. Every signal is counted, or reported missed; with the raw
-    signal_generate (kernels with BTF) none is missed at all."""
+    is skipped by the kernel. Every signal is counted, or reported in no count (UNCOUNTED):
+    with the raw signal_generate (kernels with BTF) the storm is exact and every timer signal
+    is counted or, taken with no record of its queueing, counted as unseen."""
     sink = spawn()
     sink.ask("ignore SIGUSR2")
     fired_timer = 20_000
@@ -456,24 +457,29 @@ def test_timer_signals_under_a_send_storm_are_counted_or_reported(tracer, measur
     assert all(r.key.sender_pid == 0 for r in timer_rows)
     counted_storm = only_flow(model, runs["storm"], sink.pid).count
     missed = model.program_misses["signal_generate"]
+    unseen = model.stats.taken_unqueued  # taken, never seen generated (needs fates: BTF)
     seen = (
         f"timer {counted_timer}/{fired_timer}, storm {counted_storm}/{runs['sent']},"
-        f" misses {dict(model.program_misses)},"
-        f" timer rows {[(r.key, r.count) for r in timer_rows]}, raw {tracer.raw_generate}"
+        f" misses {dict(model.program_misses)}, unseen {unseen},"
+        f" timer rows {[(r.key, r.count) for r in timer_rows]}, raw {tracer.raw_generate}, stats {model.stats}"
     )
     assert counted_timer <= fired_timer, seen
     assert counted_storm <= runs["sent"], seen
     # Whatever was not counted was reported (missed may also include other processes' signals).
-    # The classic tracepoint only (no BTF): under load, 1 timer signal in 20,000 went neither counted
-    # nor reported in 2-3 runs of 10 (on main before and after stop 27's changes; cause not found,
-    # the kernel's perf layer is suspected). That limit is stated in the README, and bounded here.
+    # The classic tracepoint only (no BTF, so no fates to notice an unseen one): under load, 1 timer
+    # signal in 20,000 went neither counted nor reported in 2-3 runs of 10. That limit is stated in
+    # the README, and bounded here.
     silent = 0 if tracer.raw_generate else CLASSIC_SILENT_MAX
-    assert (fired_timer - counted_timer) + (runs["sent"] - counted_storm) <= missed + silent, seen
-    assert to_json(model)["dropped"]["signals_uncounted"] == missed
+    assert (fired_timer - counted_timer) + (runs["sent"] - counted_storm) <= missed + unseen + silent, seen
+    assert to_json(model)["dropped"]["signals_uncounted"] == missed + unseen
     if tracer.raw_generate:
-        # signal_generate fires under siglock, IRQs off: a raw program (guarded only
-        # against itself) cannot be interrupted by another signal_generate.
-        assert (counted_timer, counted_storm, missed) == (fired_timer, runs["sent"], 0), seen
+        # signal_generate fires under siglock, IRQs off: a raw program (guarded only against
+        # itself) cannot be interrupted by another signal_generate, and misses nothing. Yet about
+        # one timer signal in 20,000-40,000 (busy machine, storm on the same CPU) is taken with
+        # no signal_generate run for it and no recursion miss (a counter at the program's entry
+        # agreed; cause in the kernel not found): the delivery side notices each one.
+        assert (counted_storm, missed) == (runs["sent"], 0), seen
+        assert counted_timer + unseen == fired_timer, seen
 
 
 PIDFD_THREAD = os.O_EXCL  # pidfd_open flag: a pidfd of that thread alone (Linux 6.9)

@@ -57,7 +57,7 @@ class SignalMetrics(Collector):
             stats = batch.stats
             self.events_lost += stats.events_lost + stats.events_dropped
             self.program_misses.update(batch.program_misses)
-            self.signals_uncounted += stats.signals_missed
+            self.signals_uncounted += stats.signals_uncounted
             self.map_full.update(
                 {"flows": stats.flows_full, "threads": stats.threads_full, "signalfds": stats.signalfds_full}
             )
@@ -86,7 +86,8 @@ class SignalMetrics(Collector):
                 misses.add_metric([probe], n)
             yield misses
             yield CounterMetricFamily(
-                "sigtop_signals_uncounted", "Signals not counted because the kernel skipped signal_generate",
+                "sigtop_signals_uncounted",
+                "Signals in no count: the kernel skipped signal_generate, or they were taken never seen sent",
                 value=self.signals_uncounted,
             )  # fmt: skip
             full = CounterMetricFamily(

@@ -36,7 +36,7 @@ def to_json(model: SignalModel, flow_filter: FlowFilter | None = None) -> dict[s
             "rows_evicted": model.evicted_rows,
             # Runs of sigtop's programs the kernel skipped, by probe; signal_generate's are signals not counted.
             "program_misses": {probe: n for probe, n in sorted(model.program_misses.items()) if n},
-            "signals_uncounted": model.stats.signals_missed,
+            "signals_uncounted": model.stats.signals_uncounted,
             "detail_events_skipped": model.stats.events_dropped,
             "detail_events_trimmed": model.events_trimmed,
             # Queued signals whose end could not be followed (the pending or exits map was full), and
@@ -98,7 +98,12 @@ def print_tables(model: SignalModel, console: Console, flow_filter: FlowFilter |
         console.print(spec.plain_table(model, flow_filter, title, width))
     dropped = doc["dropped"]
     if dropped["signals_uncounted"]:
-        console.print(Text(f"{dropped['signals_uncounted']} signals NOT counted (the kernel skipped sigtop's probe)"))
+        console.print(
+            Text(
+                f"{dropped['signals_uncounted']} signals NOT counted"
+                " (the kernel skipped sigtop's probe, or they were taken never seen sent)"
+            )
+        )
     if dropped["program_misses"]:
         misses = ", ".join(f"{probe} {n}" for probe, n in dropped["program_misses"].items())
         console.print(Text(f"probe runs skipped by the kernel: {misses}", style="red"))

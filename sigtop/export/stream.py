@@ -66,7 +66,7 @@ class Losses:
     events_lost: int = 0  # the kernel's ring buffer was full (the counts stay exact)
     events_dropped: int = 0  # user space fell behind (merged batches, the decode budget)
     backlog_dropped: int = 0  # lines that did not fit the backlog: the reader was too slow
-    signals_missed: int = 0  # signals the kernel's recursion guard kept sigtop from counting at all
+    signals_missed: int = 0  # signals in no count (KernelStats.signals_uncounted)
 
     def any(self) -> bool:
         return any(self.as_json().values())
@@ -379,7 +379,7 @@ class StreamSink:
             events_lost=batch.stats.events_lost,
             events_dropped=batch.stats.events_dropped + unencoded,
             backlog_dropped=self.writer.put(lines),
-            signals_missed=batch.stats.signals_missed,
+            signals_missed=batch.stats.signals_uncounted,
         )
         if lost.any():
             self.total.add(lost)

@@ -309,8 +309,8 @@ class SigtopApp(App[int]):
             if t.alerts:
                 text.append(f"ALERTS {t.alerts} (a)  ", style="bold white on red")
             # Every loss, kernel or user space: counts are exact unless the first two say otherwise.
-            if stats.signals_missed:
-                text.append(f"UNCOUNTED {stats.signals_missed:,} signals  ", style="bold white on red")
+            if stats.signals_uncounted:
+                text.append(f"UNCOUNTED {stats.signals_uncounted:,} signals  ", style="bold white on red")
             other_misses = stats.program_misses - stats.signals_missed
             if other_misses:
                 text.append(f"missed {other_misses:,} probe runs  ", style="bold red")
