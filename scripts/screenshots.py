@@ -48,6 +48,47 @@ def capture(seconds: float = 4.0) -> None:
     print(f"captured {CAPTURE} ({CAPTURE.stat().st_size // 1024} KiB)")
 
 
+CHILDREN_DATA = ROOT / "tests" / "data" / "children.jsonl"
+SPAWNER = """
+import ctypes, os, subprocess, sys
+ctypes.CDLL(None).prctl(15, b"supervisor")
+sys.stdin.readline()
+for _ in range(30):  # one-off children of one name: 30 SIGCHLD rows, folded into one by the view
+    subprocess.run(["/bin/true"], check=True)
+subprocess.run(["/bin/sleep", "0.2"], check=True)
+os.kill(os.getpid(), 0)
+print("done", flush=True)
+"""
+
+
+def capture_children() -> None:
+    """A supervisor that starts 30 short-lived children of one name, recorded (root): the UI tests'
+    tests/data/children.jsonl."""
+    spawner = subprocess.Popen([sys.executable, "-c", SPAWNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    recorder = subprocess.Popen(
+        [sys.executable, "-m", "sigtop.cli", "record", "-o", str(CHILDREN_DATA), "--force", "--interval", "0.5",
+         "-p", str(spawner.pid), "--follow"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        line = recorder.stderr.readline()
+        if "Tracing" not in line:
+            raise SystemExit(f"recorder did not start: {line.strip()}")
+        spawner.stdin.write("go\n")
+        spawner.stdin.flush()
+        spawner.stdout.readline()
+        spawner.wait(timeout=30)
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(timeout=30)
+    finally:
+        for child in (spawner, recorder):
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    print(f"captured {CHILDREN_DATA} ({CHILDREN_DATA.stat().st_size // 1024} KiB)")
+
+
 async def shoot() -> None:
     from sigtop.recording import read_recording
     from sigtop.sources.replay import ReplaySource
@@ -156,6 +197,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.replay:
         capture()
+        capture_children()
         asyncio.run(shoot_containers())
     asyncio.run(shoot())
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
 import importlib
 import json
@@ -474,7 +475,10 @@ def _need_terminal() -> None:
 def _run_app(source: Source, args: argparse.Namespace, interval: float) -> int:
     from sigtop.ui.app import SigtopApp
 
-    app = SigtopApp(source, flow_filter=_filter(args), refresh_s=interval, watch_exit=True)
+    flt = _filter(args)
+    if source.live:  # --pid and -s are the kernel's (the header's "traced"); the view filters the rest
+        flt = dataclasses.replace(flt, pids=frozenset(), signals=frozenset())
+    app = SigtopApp(source, flow_filter=flt, refresh_s=interval, watch_exit=True)
     try:
         app.run()
     finally:

@@ -40,6 +40,7 @@ class Source(Protocol):
     name: str  # what the header shows: a file name for a recording, "" for live
     live: bool  # True: the kernel, now; False: a recording being replayed
     error: str | None  # set when the source failed after start
+    scope: str  # what the source traces at all ("" everything; live: --pid/-s, fixed for the run)
 
     def attach(self) -> None: ...
     def start(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None: ...

@@ -27,6 +27,7 @@ from hypothesis import settings
 
 HELPER = Path(__file__).parent / "helpers" / "child.py"
 RECORDING = Path(__file__).parent / "data" / "recording.jsonl"
+CHILDREN = Path(__file__).parent / "data" / "children.jsonl"
 NO_BTF = "/nonexistent/btf/vmlinux"  # the no-BTF seam: BTF detection finds nothing there
 ANSWER_S = 30.0  # how long a child may take to answer (a busy 2-core box)
 

@@ -6,14 +6,15 @@ from __future__ import annotations
 import copy
 
 import pytest
-from textual.widgets import DataTable, Static
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Input, Static
 
 from sigtop.filters import FlowFilter
 from sigtop.recording import read_recording
 from sigtop.sources.replay import ReplaySource
 from sigtop.ui.app import SigtopApp
 from sigtop.ui.screens import DetailScreen, HelpScreen
-from tests.conftest import RECORDING, open_fds, own_config
+from tests.conftest import CHILDREN, RECORDING, open_fds, own_config
 from tests.uihelp import detail_shown
 from tests.uihelp import settled as loaded
 
@@ -128,10 +129,37 @@ async def test_filter_by_pid_and_invalid_input(batches):
         error = str(app.query_one("#filter-error", Static).render())
         assert "not a pid" in error
         assert app.flow_filter.pids == {pid}  # the old filter stays
-        await pilot.press("escape")
+        await pilot.press("escape")  # in the box: closes it, back to the filter it opened with
+        assert app.flow_filter.pids == {pid}
+        await pilot.press("escape")  # then: clears it
         assert not app.flow_filter
         await loaded(pilot)
         assert len(visible(app)) == len(app.model.flows)
+
+
+async def test_the_filter_applies_as_you_type_and_stays_on_screen(batches):
+    """At 80x24, with a full table: the box is on screen while typing, the rows follow each key,
+    and an expression that does not parse says why while the last good filter stays."""
+    app = make_app(batches)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        pid = max(app.model.flows.values(), key=lambda r: r.count).key.target_pid
+        await pilot.press("slash", *f"pid:{pid}")
+        await loaded(pilot)
+        box = app.query_one("#filter", Input)
+        assert box.region.height > 0
+        assert box.region.y + box.region.height <= 24
+        assert all(str(pid) in (r[0], r[2]) for r in visible(app))
+        assert len(visible(app)) < len(app.model.flows)
+        await pilot.press("x")
+        await loaded(pilot)
+        error = app.query_one("#filter-error", Static)
+        assert "not a pid" in str(error.render())
+        assert error.region.y < 24
+        assert app.flow_filter.pids == {pid}
+        await pilot.press("backspace", "enter")
+        assert app.flow_filter.pids == {pid}
+        assert app.focused is app.table("flows")
 
 
 async def test_comm_filter_from_the_command_line(batches):
@@ -300,22 +328,132 @@ async def test_cursor_and_scroll_survive_a_reordering_refresh(batches):
         assert table.ordered_rows[0].key.value == cursor
 
 
-async def test_narrow_terminal_hides_low_priority_columns_first(batches):
+def labels_of(app: SigtopApp) -> list[str]:
+    return [str(c.label).split()[0] for c in app.table("flows").columns.values()]
+
+
+async def test_narrow_terminal_keeps_who_what_and_why(batches):
+    """At 80x24 the question stays answerable: both ends with their names, the signal, the count
+    and the reason; names and reasons are cut with an ellipsis before they would go, the header
+    says how many columns are hidden, and the column sorted by is never one of them."""
     app = make_app(batches)
-    async with app.run_test(size=(100, 42)) as pilot:
+    async with app.run_test(size=(80, 24)) as pilot:
         await loaded(pilot)
-        labels = [str(c.label).split()[0] for c in app.table("flows").columns.values()]
-        assert {"SENDER", "TARGET", "SIGNAL", "COUNT", "QUEUED", "PEND", "IGN", "LOST", "REASON"} <= set(labels)
+        labels = labels_of(app)
+        assert labels == ["SENDER", "COMM", "TARGET", "COMM", "SIGNAL", "COUNT", "REASON"]
+        hidden = len(app.table("flows").spec.columns) - len(labels)
+        assert f"+{hidden} columns when wider" in header(app)
+        rows = visible(app)
+        names = {r.target_comm for r in app.model.flows.values()}
+        assert any(r[3].endswith("…") and any(n.startswith(r[3][:-1]) for n in names) for r in rows), rows
+        assert any(r[6].startswith("ignored") for r in rows)
+        for row in rows:  # every row fits the terminal
+            assert sum(len(cell) + 2 for cell in row) <= 80, row
+        await pilot.press("less_than_sign")  # sort by the column left of COUNT: SIGNAL, shown
+        await pilot.press("greater_than_sign", "greater_than_sign")  # right of COUNT: a hidden one
+        await loaded(pilot)
+        sorted_by = app.settings.sort("flows")[0]
+        assert sorted_by not in ("count", "signal")
+        column = app.table("flows").spec.column_names().index(sorted_by)
+        assert column in app.table("flows").visible_columns  # shown, with its marker
+    async with make_app(batches).run_test(size=(100, 42)) as pilot:
+        await loaded(pilot)
+        labels = labels_of(pilot.app)
+        assert {"SENDER", "TARGET", "SIGNAL", "COUNT", "PEND", "REASON"} <= set(labels)
+        assert labels.count("COMM") == 2
         assert "LAST" not in labels  # the least useful go first
-        assert len(labels) < len(app.table("flows").spec.columns)
+        assert len(labels) < len(pilot.app.table("flows").spec.columns)
         await pilot.resize_terminal(260, 42)
         await pilot.pause()
-        labels = [str(c.label).split()[0] for c in app.table("flows").columns.values()]
-        assert len(labels) == len(app.table("flows").spec.columns)  # room again: every column back
+        labels = labels_of(pilot.app)
+        assert len(labels) == len(pilot.app.table("flows").spec.columns)  # room again: every column back
+        assert "columns when wider" not in header(pilot.app)
 
 
 def test_snapshot_main_screen_100_columns(batches, snap_compare):
     assert snap_compare(make_app(batches), terminal_size=(100, 42), run_before=loaded)
+
+
+def test_snapshot_main_screen_80x24(batches, snap_compare):
+    assert snap_compare(make_app(batches), terminal_size=(80, 24), run_before=loaded)
+
+
+def test_snapshot_help_80x24(batches, snap_compare):
+    async def open_help(pilot):
+        await loaded(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    assert snap_compare(make_app(batches), terminal_size=(80, 24), run_before=open_help)
+
+
+@pytest.fixture(scope="module")
+def children():
+    """A supervisor's 30 one-off children of one name (/bin/true), recorded by scripts/screenshots.py."""
+    _, batches = read_recording(CHILDREN)
+    return batches
+
+
+async def test_one_off_children_fold_into_one_row_and_unfold(children):
+    """30 children of one name each send their parent one SIGCHLD: one row "30 procs", counts
+    summed, its drill-down lists the 30; f shows them one row each, f again folds them back."""
+    app = SigtopApp(ReplaySource(copy.deepcopy(children), speed=0, name="children.jsonl"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        rows = visible(app)
+        child_rows = [r for r in app.model.flows.values() if r.key.via == "child" and r.sender_comm == "true"]
+        assert len(child_rows) == 30  # the model keeps every child's row
+        folded = [r for r in rows if r[0] == "30 procs"]
+        assert len(folded) == 1
+        assert folded[0][1] == "true"
+        assert folded[0][4] == "SIGCHLD"
+        assert folded[0][5] == str(sum(r.count for r in child_rows)) == "30"
+        assert len(rows) == len(app.model.flows) - 29
+        app.table("flows").move_cursor(row=rows.index(folded[0]))
+        await pilot.press("enter")
+        await detail_shown(pilot)
+        assert app.screen.query_one(VerticalScroll).scroll_y == 0  # opened at its title
+        senders = app.screen.query_one("#detail-table-0", DataTable)
+        assert senders.row_count == 30
+        assert {str(senders.get_row_at(i)[0]) for i in range(30)} == {str(r.key.sender_pid) for r in child_rows}
+        await pilot.press("escape", "f")
+        await loaded(pilot)
+        rows = visible(app)
+        assert len(rows) == len(app.model.flows)
+        assert sum(1 for r in rows if r[1] == "true") == 30
+        await pilot.press("f")
+        await loaded(pilot)
+        assert [r[0] for r in visible(app)].count("30 procs") == 1
+        await pilot.press("enter")
+        await detail_shown(pilot)
+        await pilot.press("2")  # a table's key in a drill-down: back, and that table
+        await pilot.pause()
+        assert app.screen is app._main
+        assert app.active == "signalfd"
+
+
+async def test_help_fits_small_terminals_and_scrolls(batches):
+    """At 60x20 the help box is inside the screen, opens at its top, and scrolls to its end; it
+    names every key of the app and the header's red words."""
+    app = make_app(batches)
+    async with app.run_test(size=(60, 20)) as pilot:
+        await loaded(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        box = app.screen.query_one("#help")
+        assert box.region.right <= 60
+        assert box.region.bottom <= 20
+        assert box.scroll_y == 0
+        text = str(box.query_one(Static).render())
+        for binding in app.BINDINGS:
+            if binding.key not in ("ctrl+c", "escape"):  # Quit again; Esc: its own line
+                assert (binding.tooltip or binding.description) in text, binding
+        for word in ("ctrl+p", "pgdn", "UNCOUNTED", "traced", "lost n details", "Fold"):
+            assert word in text, word
+        await pilot.press("end")
+        await pilot.pause()
+        assert box.scroll_y == box.max_scroll_y > 0
 
 
 async def test_header_shows_every_loss(batches):

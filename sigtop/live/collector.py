@@ -13,7 +13,7 @@ import ctypes
 import mmap
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sigtop.abi import kernel_abi
@@ -45,6 +45,8 @@ class BpfSource:
 
     def __init__(self, config: TraceConfig | None = None) -> None:
         self.config = config or TraceConfig()
+        self.scope = self.config.describe()
+        self.on_phase: Callable[[str], None] | None = None  # told each step of attach()
         self.bpf: Any = None
         self.attach_s = 0.0
         self.task_storage = False
@@ -75,9 +77,11 @@ class BpfSource:
         if self.bpf is not None:
             return
         started = time.monotonic()
-        loaded = loader.load(self.config)
+        loaded = loader.load(self.config, self.on_phase)
         self.bpf, self.task_storage, self.raw_generate = loaded.bpf, loaded.task_storage, loaded.raw_generate
         try:
+            if self.on_phase is not None:
+                self.on_phase("opening the maps")
             if self.config.pids:
                 self._fill_pid_filter()
             self._open_events()  # rare events (deaths, ...) come in every mode

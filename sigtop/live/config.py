@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from sigtop.names import signame
+
 # The OOM killer's tracepoint: attached where the kernel has it (not every build does).
 OOM_TRACEPOINT = "/sys/kernel/tracing/events/oom/mark_victim"
 
@@ -33,6 +35,13 @@ class TraceConfig:
     inflight_entries: int = 10240  # the LRU fallback of in-flight syscalls, by tid
     pending_entries: int = 16384  # queued signals followed to their end (and realtime queues)
     exit_entries: int = 4096  # exits with signals pending, until user space reads them
+
+    def describe(self) -> str:
+        """What the kernel side traces, as the header shows it ("" for everything)."""
+        parts = [f"pid:{','.join(map(str, self.pids))}{'+children' if self.follow else ''}"] if self.pids else []
+        if self.signals:
+            parts.append("sig:" + ",".join(signame(s).removeprefix("SIG") for s in self.signals))
+        return " ".join(parts)
 
     def ring_pages(self) -> int:
         return self.ringbuf_pages if self.details else self.rare_ringbuf_pages

@@ -11,7 +11,7 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -129,14 +129,17 @@ def _choices(config: TraceConfig) -> list[tuple[bool, bool]]:
     return [(s, r) for s in storage for r in raw]
 
 
-def load(config: TraceConfig) -> LoadedProgram:
+def load(config: TraceConfig, phase: Callable[[str], None] | None = None) -> LoadedProgram:
     """Check the machine, compile, load and attach every probe; CollectorError with one line on failure.
+    `phase` is told each step as it starts (the live view shows it until LIVE).
 
     Task-local storage needs BTF (and a kernel that offers it to tracepoint
     programs, 5.19 and later); else an LRU hash does. A raw signal_generate
     needs the task's layout from BTF; else the classic tracepoint does.
     """
+    say = phase or (lambda _step: None)
     preflight.check_all()
+    say("loading BCC")
     bcc = preflight.import_bcc()
     offsets: dict[str, int] | None = None
     offsets_failure = ""
@@ -150,6 +153,7 @@ def load(config: TraceConfig) -> LoadedProgram:
                 if config.raw_generate:
                     raise CollectorError(f"signal_generate cannot be a raw tracepoint here: {exc}") from None
                 continue
+        say(f"compiling and attaching ({'BTF' if raw else 'no BTF: classic tracepoints'})")
         bpf, error = _compile_and_attach(bcc, config, task_storage, offsets if raw else None)
         if error is None:
             release_compiler_memory()

@@ -13,6 +13,7 @@ class ReplaySource:
     """Plays a recording's batches at their recorded pace (times `speed`; 0: all at once): a Source."""
 
     live = False
+    scope = ""  # a recording holds what its recorder traced
 
     def __init__(self, batches: list[Batch], speed: float = 1.0, name: str = "") -> None:
         self.batches = batches

@@ -75,6 +75,9 @@ class Column:
     # When the terminal is too narrow for every column, the lowest priority
     # goes first: a table keeps who, what and the outcome longest.
     priority: int = 50
+    # A text column that may be cut to this many cells (ending in "…") before a column of lower
+    # priority than it must go: names and reasons stay, shortened, on an 80-column terminal.
+    min_width: int = 0
     # Meaningful only while watching (the last interval's rate, time since):
     # the batch report, printed once at the end, leaves these out.
     live_only: bool = False
@@ -160,6 +163,8 @@ class TableSpec:
     # then gives null and this, never an empty list that would read "none happened".
     unavailable: Callable[[SignalModel], str | None] | None = None
     state: Callable[[], TableState] | None = None  # its rows and fold (None: rows of the model's own parts)
+    # The view's folding of selected rows into fewer (one-off senders into one row each), if any.
+    fold: Callable[[list[tuple[str, Any]]], list[tuple[str, Any]]] | None = None
     metrics: Callable[[ExportOptions], TableMetrics] | None = None  # its part of the exporter, if any
 
     def column(self, name: str) -> Column:
@@ -185,11 +190,15 @@ class TableSpec:
         descending: bool = True,
         limit: int | None = None,
         view: View | None = None,
+        fold: bool = False,
     ) -> list[tuple[str, Any]]:
-        """The selected rows, sorted by a column (ties by key); only the top `limit` (the model keeps the rest)."""
+        """The selected rows (folded, where asked and the table folds), sorted by a column (ties by
+        key); only the top `limit` (the model keeps the rest)."""
         view = view or View(model)
         by = self.column(column or self.default_sort)
         rows = self.selected(model, flt)
+        if fold and self.fold is not None:
+            rows = self.fold(rows)
         rows.sort(key=lambda item: (by.sort_key(item[1], view), item[0]), reverse=descending)
         return rows if limit is None else rows[:limit]
 

@@ -118,6 +118,9 @@ class FlowRow:
     # Whose row it is, for eviction: the sender's real uid; a kernel-raised signal's, its target's
     # (KERNEL_UID while unknown). One user's churn evicts that user's rows, not another's.
     owner_uid: int = KERNEL_UID
+    # A row the view made (fold_children): the rows it sums, one per sender process. () for the
+    # model's own rows.
+    members: tuple[FlowRow, ...] = ()
 
     @property
     def count(self) -> int:
@@ -402,12 +405,16 @@ def select(_model: SignalModel, row: FlowRow, flt: FlowFilter) -> bool:
 def _sender(row: FlowRow) -> str:
     if row.key.via == OVERFLOW:
         return "*"
+    if row.members:
+        return f"{len(row.members)} procs"
     return str(row.key.sender_pid) if row.key.sender_pid else "-"
 
 
 def sender_comm_text(row: FlowRow) -> Text:
     if row.key.via == OVERFLOW:
         return Text("[map full]", style="bold red")
+    if row.members:  # folded one-off senders: their one name
+        return Text(row.sender_comm)
     if not row.key.sender_pid:
         return Text("[kernel]", style="italic")
     if row.sender_comm_now:  # it exec'd: the name it sent under, then its name now
@@ -478,10 +485,11 @@ COLUMNS = (
     Column("sender", "SENDER", by(lambda r: r.key.sender_pid), lambda r, _v: Text(_sender(r), justify="right"),
            True, 100),
     Column("sender_comm", "COMM", by(lambda r: r.sender_comm if r.key.sender_pid else ""),
-           lambda r, _v: sender_comm_text(r), priority=78),
+           lambda r, _v: sender_comm_text(r), priority=89, min_width=8),
     Column("target", "TARGET", by(lambda r: r.key.target_pid), lambda r, _v: Text(target_text(r), justify="right"),
            True, 100),
-    Column("target_comm", "COMM", by(lambda r: r.target_comm), lambda r, _v: Text(r.target_comm), priority=75),
+    Column("target_comm", "COMM", by(lambda r: r.target_comm), lambda r, _v: Text(r.target_comm), priority=89,
+           min_width=8),
     Column("signal", "SIGNAL", by(lambda r: r.key.sig), lambda r, _v: signame(r.key.sig), priority=95),
     Column("via", "VIA", by(lambda r: (r.key.via, r.key.spoofed)), lambda r, _v: _via(r), priority=76),
     Column("count", "COUNT", by(lambda r: r.count), num(lambda r: r.count), True, 90),
@@ -503,7 +511,7 @@ COLUMNS = (
            True, 85),
     Column("failed", "FAILED", by(lambda r: r.failed), lambda r, _v: Text(_failed(r), style="red"), True, 80),
     # Why the signals did not (all) take effect: blocked and pending, ignored, dropped by an init, ...
-    Column("reason", "REASON", reason, lambda r, v: Text(reason(r, v), style="yellow"), priority=81),
+    Column("reason", "REASON", reason, lambda r, v: Text(reason(r, v), style="yellow"), priority=88, min_width=12),
     Column("probes", "PROBES", by(lambda r: r.results[Result.no_signal]), num(lambda r: r.results[Result.no_signal]),
            True, 10),
     # Containers or services of both ends ("" on the host): the first to hide when narrow.
@@ -719,6 +727,8 @@ MAX_DETAIL_EVENTS = 200
 
 
 def detail(model: SignalModel, r: FlowRow) -> Detail:
+    if r.members:
+        return _folded_detail(r)
     k = r.key
     registry = model.registry
     head = Text()
@@ -1008,8 +1018,91 @@ class FlowMetrics(TableMetrics):
             yield signals
 
 
+def _folded_detail(r: FlowRow) -> Detail:
+    """A folded row's drill-down: what it sums, then each sender process (f unfolds them in the table)."""
+    head = Text()
+    head.append("Folded  ", style="bold")
+    head.append(f"{len(r.members)} processes named {r.sender_comm} -> {target_text(r)} {r.target_comm}  ")
+    head.append(f"{signame(r.key.sig)} via {r.key.via}\n")
+    head.append(
+        f"count {r.count}, queued {r.queued}, ignored {r.results[Result.ignored]}; f in the table shows "
+        "them one row each",
+        style="",
+    )
+    senders = tuple(
+        (str(m.key.sender_pid), m.sender_comm, str(m.count), clock(m.first_ts), clock(m.last_ts)) for m in r.members
+    )
+    return Detail(
+        title=f"{len(r.members)} processes {r.sender_comm} -> {r.target_comm} {signame(r.key.sig)}",
+        sections=(head,),
+        tables=(DetailTable("Senders, newest first", ("PID", "COMM", "COUNT", "FIRST", "LAST"), senders),),
+    )
+
+
 def rows(model: SignalModel) -> Any:
     return ((repr(k), r) for k, r in model.flows.items())
+
+
+FOLD_VIA = frozenset({"child"})  # raised on a short-lived process about itself: SIGCHLD on exit or stop
+
+
+def fold_children(selected: list[tuple[str, FlowRow]]) -> list[tuple[str, FlowRow]]:
+    """Rows that differ only by which child sent them (each child's SIGCHLD at its exit: one row
+    per process a parent ever started) as one row per sender name, target and signal, their counts
+    summed; the processes are its `members`, shown by its drill-down. The view's alone: the model,
+    the JSON and the exporter keep every row."""
+    groups: dict[tuple[Any, ...], list[tuple[str, FlowRow]]] = {}
+    kept: list[tuple[str, FlowRow]] = []
+    for key, row in selected:
+        k = row.key
+        if k.via in FOLD_VIA and k.sender_pid and not k.spoofed:
+            groups.setdefault((row.sender_comm, k.target_pid, k.target_gen, k.sig, k.via), []).append((key, row))
+        else:
+            kept.append((key, row))
+    for (comm, target, gen, sig, via), members in groups.items():
+        if len(members) == 1:
+            kept.append(members[0])
+            continue
+        kept.append((f"fold:{comm!r}:{target}:{gen}:{sig}:{via}", _sum_rows([row for _key, row in members])))
+    return kept
+
+
+def _sum_rows(members: list[FlowRow]) -> FlowRow:
+    first = max(members, key=lambda r: r.last_ts)
+    k = first.key
+    folded = FlowRow(
+        key=FlowRowKey(0, k.target_pid, k.sig, k.via, target_gen=k.target_gen),
+        sender_comm=first.sender_comm,
+        target_comm=first.target_comm,
+        syscall=first.syscall,
+        first_ts=min(r.first_ts for r in members),
+        last_ts=first.last_ts,
+        rate=sum(r.rate for r in members),
+        target_container=first.target_container,
+        sender_container=first.sender_container
+        if all(r.sender_container == first.sender_container for r in members)
+        else "",
+        fates=all(r.fates for r in members),
+        owner_uid=first.owner_uid,
+        members=tuple(sorted(members, key=lambda r: (-r.first_ts, r.key.sender_pid))),
+    )
+    for r in members:
+        folded.results = [a + b for a, b in zip(folded.results, r.results, strict=True)]
+        folded.errors.update(r.errors)
+        folded.codes.update(r.codes)
+        folded.taken += r.taken
+        folded.read += r.read
+        folded.discarded += r.discarded
+        folded.untracked += r.untracked
+        folded.pending += r.pending
+        if r.pending_since and (not folded.pending_since or r.pending_since < folded.pending_since):
+            folded.pending_since = r.pending_since
+        if r.latency is not None:
+            if folded.latency is None:
+                folded.latency = LatencyHistogram(list(r.latency.buckets), r.latency.max_ns, r.latency.sum_ns)
+            else:
+                folded.latency.add(r.latency)
+    return folded
 
 
 SPEC = TableSpec(
@@ -1022,6 +1115,7 @@ SPEC = TableSpec(
     select=select,
     to_json=to_json,
     detail=detail,
+    fold=fold_children,
     json_order=json_order,
     state=FlowTable,
     metrics=FlowMetrics,

@@ -80,11 +80,15 @@ class SignalfdTable(TableState):
 
 
 def health_text(problems: dict[int, list[int]]) -> str:
-    """'SIGURG: tid 12, 14' for each signal of a signalfd's mask some thread does not block."""
-    parts = []
+    """'SIGINT SIGURG: tid 12, 14' for the signals of a signalfd's mask some thread does not
+    block, those unblocked by the same threads together."""
+    by_threads: dict[tuple[int, ...], list[int]] = {}
     for sig, tids in sorted(problems.items()):
+        by_threads.setdefault(tuple(tids), []).append(sig)
+    parts = []
+    for tids, sigs in by_threads.items():
         shown = ", ".join(str(t) for t in tids[:3]) + (f" +{len(tids) - 3}" if len(tids) > 3 else "")
-        parts.append(f"{signame(sig)}: tid {shown}")
+        parts.append(f"{' '.join(signame(s) for s in sigs)}: tid {shown}")
     return "; ".join(parts)
 
 
@@ -103,7 +107,8 @@ COLUMNS = (
            priority=50),
     Column("calls", "CALLS", by(lambda r: r.calls), num(lambda r: r.calls), True, 85),
     # Signals of the mask some thread does not block: they go to a handler or the default action.
-    Column("unblocked", "UNBLOCKED", health, lambda r, v: Text(health(r, v), style="bold red"), priority=88),
+    Column("unblocked", "UNBLOCKED", health, lambda r, v: Text(health(r, v), style="bold red"), priority=88,
+           min_width=16),
     Column("last", "LAST CHANGE", by(lambda r: r.last_ts), lambda r, v: Text(age(v.now, r.last_ts), justify="right"),
            True, 20, live_only=True),
 )  # fmt: skip

@@ -79,22 +79,35 @@ class SigtopApp(App[int]):
     DataTable { height: 1fr; }
     .empty { padding: 1 2; color: $text-muted; height: auto; }
     .proc { padding: 1 0 0 0; }
-    #help { width: 90; height: auto; border: round $accent; padding: 1 2; background: $panel; }
+    #help { width: 94; max-width: 100%; height: auto; max-height: 100%; border: round $accent; padding: 0 1;
+            background: $panel; }
     HelpScreen { align: center middle; }
     """
     BINDINGS = [
+        # A tooltip, where there is one, is what the help screen says of the key.
         Binding("q,f10", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
-        Binding("question_mark,f1", "help", "Help"),
-        Binding("slash,f4", "filter", "Filter"),
+        Binding("question_mark,f1", "help", "Help", tooltip="This help"),
+        Binding("slash,f4", "filter", "Filter", tooltip="Filter the view (see below)"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
-        *(Binding(spec.key, f"show_table('{name}')", spec.title) for name, spec in TABLES.items()),
-        Binding("a", "show_table('alerts')", "Alerts", show=False),
-        Binding("less_than_sign", "sort_column(-1)", "Sort <"),
-        Binding("greater_than_sign", "sort_column(1)", "Sort >"),
-        Binding("I", "invert_sort", "Invert"),
-        Binding("space,p", "pause", "Pause"),
-        Binding("c", "clear", "Clear"),
+        # The tabs show the tables' keys' effect; the footer keeps to what fits 80 columns.
+        *(
+            Binding(spec.key, f"show_table('{name}')", spec.title, show=False, tooltip=f"The {spec.title} table")
+            for name, spec in TABLES.items()
+        ),
+        Binding("a", "show_table('alerts')", "Alerts", show=False, tooltip="The Alerts table"),
+        Binding("less_than_sign", "sort_column(-1)", "Sort", tooltip="Sort by the column to the left"),
+        Binding("greater_than_sign", "sort_column(1)", "Sort >", show=False, tooltip="Sort by the column to the right"),
+        Binding("I", "invert_sort", "Invert", tooltip="Invert the sort order"),
+        Binding("space,p", "pause", "Pause", tooltip="Pause the view (counting goes on)"),
+        Binding("c", "clear", "Clear", tooltip="Clear: forget every count so far"),
+        Binding(
+            "f",
+            "fold",
+            "Fold",
+            show=False,
+            tooltip="Fold or unfold one-off senders (each child's SIGCHLD) into one row per name",
+        ),
     ]
 
     snapshot: reactive[Snapshot | None] = reactive(None, always_update=True, init=False)
@@ -110,6 +123,8 @@ class SigtopApp(App[int]):
         self.settings = ViewSettings(flt=flow_filter or FlowFilter())
         self.feed = ModelFeed(self.model, self._publish, tick_s=refresh_s, settings=self.settings, live=source.live)
         self._held: Snapshot | None = None  # the newest snapshot while paused
+        self._filter_before = self.settings.flt  # the filter when the filter box opened
+        self.source_phase: str | None = None  # what attach is doing, shown until the first snapshot
         self.failure: str | None = None  # why the app ended itself, for the CLI to print
         self._terminal: int | None = None
         # Only the CLI's app on a real terminal arms the exit watchdog (never a test's).
@@ -135,7 +150,7 @@ class SigtopApp(App[int]):
         yield Static(id="header")
         with TabbedContent(initial="flows", id="tabs"):
             for name, spec in TABLES.items():
-                with TabPane(spec.title, id=name):
+                with TabPane(f"{spec.key} {spec.title}", id=name):  # the key that shows it
                     yield Static(spec.empty, id=f"empty-{name}", classes="empty")
                     yield SignalTable(spec, id=f"table-{name}")
         with Static(id="filter-bar"):
@@ -171,6 +186,8 @@ class SigtopApp(App[int]):
     def _attach_and_start(self) -> None:
         """Attach (a live source compiles here, while the first screen is already up), then start."""
         loop = self._loop
+        if hasattr(self.source, "on_phase"):  # a live source says each step of its ~1 s attach
+            self.source.on_phase = lambda step: self.call_from_thread(self._phase, step)
         try:
             self.source.attach()
         except SourceError as exc:
@@ -180,6 +197,10 @@ class SigtopApp(App[int]):
         if self.source.live:
             self.feed.set_state("live")
         loop.call_soon_threadsafe(self.source.start, loop, self.feed.put)
+
+    def _phase(self, step: str) -> None:
+        self.source_phase = step.upper()
+        self.render_header()
 
     def on_unmount(self) -> None:
         self.feed.stop()
@@ -234,11 +255,11 @@ class SigtopApp(App[int]):
         if snapshot is None:
             return
         try:
-            self.render_header()
             view = snapshot.table
             table = self.table(view.name)
             table.set_sort(view.sort, view.descending)
             table.show(view.keys, view.cells)
+            self.render_header()  # after the table: it says how many columns did not fit
             empty = self._main.query_one(f"#empty-{view.name}", Static)
             empty.display = not view.keys
             if view.unavailable is not None:
@@ -252,6 +273,10 @@ class SigtopApp(App[int]):
         if snapshot.error is not None or (snapshot.totals.finished and self.source.error):
             # The source is dead: a frozen view saying LIVE would be a lie.
             self.end(snapshot.error or self.source.error or "the source failed")
+
+    @on(SignalTable.ColumnsFitted)
+    def _columns_fitted(self) -> None:
+        self.render_header()
 
     def watch_paused(self, paused: bool) -> None:
         if not paused and self._held is not None:
@@ -296,61 +321,80 @@ class SigtopApp(App[int]):
             self.end("the terminal went away")
 
     def render_header(self) -> None:
+        """One line, most important first (a narrow terminal cuts the end): the state, alerts and
+        every loss, what is traced and shown, then the rates."""
         shown = self.snapshot
         latest = self._held or shown
         text = Text()
         text.append("sigtop ", style="bold")
-        if latest is None:
-            text.append("attaching... " if self.source.live else "loading... ", style="bold yellow")
-        else:
-            t = latest.totals
-            stats = t.stats
-            text.append(f"{t.signals_per_sec:,.0f} sig/s  total {t.total_signals:,}  flows {t.flows:,}  ")
-            if t.alerts:
-                text.append(f"ALERTS {t.alerts} (a)  ", style="bold white on red")
-            # Every loss, kernel or user space: counts are exact unless the first two say otherwise.
-            if stats.signals_uncounted:
-                text.append(f"UNCOUNTED {stats.signals_uncounted:,} signals  ", style="bold white on red")
-            other_misses = stats.program_misses - stats.signals_missed
-            if other_misses:
-                text.append(f"missed {other_misses:,} probe runs  ", style="bold red")
-            # Map pressure: past 75% the kernel's flow map is near full; once full,
-            # new flows are counted (exactly) in the overflow rows, by signal only.
-            if stats.flows_full:
-                text.append(f"FLOW MAP FULL: {stats.flows_full:,} in overflow rows  ", style="bold white on red")
-            elif t.map_fill.get("flows", 0) >= MAP_PRESSURE:
-                text.append(f"flow map {t.map_fill['flows']:.0%}  ", style="bold red")
-            # The threads and signalfd maps have no overflow row: what did not fit went uncounted.
-            for name, full in (("THREAD", stats.threads_full), ("SIGNALFD", stats.signalfds_full)):
-                if full:
-                    text.append(f"{name} MAP FULL: {full:,} not counted  ", style="bold white on red")
-            # Queued signals whose end could not be followed (no room): their rows' fates are short by this.
-            unfollowed = stats.pending_full + stats.exits_full
-            if unfollowed:
-                text.append(f"FATES NOT FOLLOWED: {unfollowed:,}  ", style="bold white on red")
-            if stats.filter_full:
-                text.append(f"FILTER FULL: {stats.filter_full:,} not followed  ", style="bold white on red")
-            if t.evicted_rows:
-                # Rows given up to the cap (the users holding most first): their counts are kept.
-                text.append(f"evicted {t.evicted_rows:,} rows: {t.evicted_top}  ", style="bold yellow")
-            lost = stats.events_lost + stats.events_dropped
-            text.append(f"lost {lost:,} details", style="bold red" if lost else "")
-        text.append(f"  filter {self.flow_filter.describe() or '-'}  ")
         if self.paused:
             text.append("PAUSED", style="bold yellow")
         elif latest is None:
-            text.append("STARTING", style="bold yellow")
+            text.append(self.source_phase or ("ATTACHING" if self.source.live else "LOADING"), style="bold yellow")
         else:
             state = {"live": "LIVE", "replay": "REPLAY", "replay end": "REPLAY END", "failed": "FAILED"}
             style = "bold green" if latest.state in state and latest.state != "failed" else "bold yellow"
-            text.append(state.get(latest.state, latest.state.upper()), style=style)
-        text.append(f"  every {self.refresh_s:g}s")
+            word = state.get(latest.state, latest.state.upper())
+            if latest.state == "attaching" and self.source_phase:
+                word = f"ATTACHING: {self.source_phase}"
+            text.append(word, style=style)
+        text.append("  ")
+        if latest is not None:
+            self._header_alarms(text, latest)
+        if self.source.scope:  # the kernel's filter (--pid, -s): fixed for the run, Esc does not clear it
+            text.append(f"traced {self.source.scope}  ", style="bold")
+        view_filter = self.flow_filter.describe()
+        text.append(f"filter {view_filter or '-'}  ", style="bold cyan" if view_filter else "")
+        if latest is not None:
+            t = latest.totals
+            text.append(f"{t.signals_per_sec:,.0f} sig/s  total {t.total_signals:,}  flows {t.flows:,}  ")
+            lost = t.stats.events_lost + t.stats.events_dropped
+            if lost:
+                text.append(f"lost {lost:,} details  ", style="bold red")
+        text.append(f"every {self.refresh_s:g}s")
         if self.source.name:
             text.append(f"  {printable(self.source.name)}")
+        try:
+            hidden = len(self.table(self.active).spec.columns) - len(self.table(self.active).visible_columns)
+        except (NoMatches, AttributeError):
+            hidden = 0
+        if hidden > 0:
+            text.append(f"  +{hidden} columns when wider (Enter: all of a row)", style="dim")
         try:
             self._main.query_one("#header", Static).update(text)
         except (NoMatches, AttributeError):
             pass
+
+    def _header_alarms(self, text: Text, latest: Snapshot) -> None:
+        """Alerts, and every loss, kernel or user space: counts are exact unless these say otherwise."""
+        t = latest.totals
+        stats = t.stats
+        if t.alerts:
+            text.append(f"ALERTS {t.alerts} (a)  ", style="bold white on red")
+        if stats.signals_uncounted:
+            text.append(f"UNCOUNTED {stats.signals_uncounted:,} signals  ", style="bold white on red")
+        other_misses = stats.program_misses - stats.signals_missed
+        if other_misses:
+            text.append(f"missed {other_misses:,} probe runs  ", style="bold red")
+        # Map pressure: past 75% the kernel's flow map is near full; once full,
+        # new flows are counted (exactly) in the overflow rows, by signal only.
+        if stats.flows_full:
+            text.append(f"FLOW MAP FULL: {stats.flows_full:,} in overflow rows  ", style="bold white on red")
+        elif t.map_fill.get("flows", 0) >= MAP_PRESSURE:
+            text.append(f"flow map {t.map_fill['flows']:.0%}  ", style="bold red")
+        # The threads and signalfd maps have no overflow row: what did not fit went uncounted.
+        for name, full in (("THREAD", stats.threads_full), ("SIGNALFD", stats.signalfds_full)):
+            if full:
+                text.append(f"{name} MAP FULL: {full:,} not counted  ", style="bold white on red")
+        # Queued signals whose end could not be followed (no room): their rows' fates are short by this.
+        unfollowed = stats.pending_full + stats.exits_full
+        if unfollowed:
+            text.append(f"FATES NOT FOLLOWED: {unfollowed:,}  ", style="bold white on red")
+        if stats.filter_full:
+            text.append(f"FILTER FULL: {stats.filter_full:,} not followed  ", style="bold white on red")
+        if t.evicted_rows:
+            # Rows given up to the cap (the users holding most first): their counts are kept.
+            text.append(f"evicted {t.evicted_rows:,} rows: {t.evicted_top}  ", style="bold yellow")
 
     def _show(self, settings: ViewSettings) -> None:
         """Ask the feed for a view (it answers with a snapshot at once)."""
@@ -360,7 +404,9 @@ class SigtopApp(App[int]):
     # ---- actions -----------------------------------------------------------
 
     def action_show_table(self, name: str) -> None:
-        """Show the flows, signalfd, sigreturn, deaths or alerts table."""
+        """Show the flows, signalfd, sigreturn, deaths or alerts table (from a drill-down too: it closes)."""
+        while len(self.screen_stack) > 1 and self.screen is not self._main:
+            self.pop_screen()
         self._main.query_one("#tabs", TabbedContent).active = name
 
     @on(TabbedContent.TabActivated)
@@ -397,33 +443,64 @@ class SigtopApp(App[int]):
         """Freeze the view (counting goes on)."""
         self.paused = not self.paused
 
+    def action_fold(self) -> None:
+        """Fold one-off senders into one row per name, or show them one row each."""
+        self._show(self.settings.folding(not self.settings.fold))
+        self.notify("one-off senders folded by name" if self.settings.fold else "every sender its own row", timeout=2)
+
     def action_clear(self) -> None:
         """Forget all counts so far."""
         self.feed.clear()
 
     def action_help(self) -> None:
         """Show the keys."""
-        seen = [
-            (" ".join(self.get_key_display(Binding(key, "")) for key in binding.key.split(",")), binding.description)
+        every = [
+            (
+                " ".join(self.get_key_display(Binding(key, "")) for key in binding.key.split(",")),
+                binding.tooltip or binding.description,
+            )
             for binding in self.BINDINGS
-            if isinstance(binding, Binding) and binding.show
+            if isinstance(binding, Binding) and binding.key != "ctrl+c" and binding.action != "clear_filter"
         ]
-        seen += [("enter", "Details of the row"), ("esc", "Back / clear filter"), ("click header", "Sort")]
-        self.push_screen(HelpScreen(seen))
+        every += [
+            ("enter", "Details of the row (every field, also of hidden columns)"),
+            ("esc", "Close a screen, or the filter box (back to its filter); else clear the filter"),
+            ("up down pgup pgdn", "Move in the table; home, end: first, last row"),
+            ("click header", "Sort by that column (again: invert)"),
+            ("ctrl+p", "Command palette: every command here, by name"),
+        ]
+        self.push_screen(HelpScreen(every))
 
     def action_filter(self) -> None:
         """Filter by pid, comm, signal or container."""
         bar = self._main.query_one("#filter-bar")
         bar.add_class("visible")
         box = self._main.query_one("#filter", Input)
+        self._filter_before = self.flow_filter  # what Esc goes back to
         box.value = self.flow_filter.describe()
         box.focus()
 
     def action_clear_filter(self) -> None:
-        """Clear the filter."""
+        """Esc: in the filter box, close it and go back to the filter it opened with; else clear
+        the view's filter (the kernel's, from --pid/-s, stays: the header's "traced")."""
+        bar_open = self._main.query_one("#filter-bar").has_class("visible")
         self._close_filter()
-        self._show(self.settings.filtered(FlowFilter()))
+        self._show(self.settings.filtered(self._filter_before if bar_open else FlowFilter()))
         self.render_header()
+
+    @on(Input.Changed, "#filter")
+    def _filter_typed(self, event: Input.Changed) -> None:
+        """Filter as you type; what does not parse says why, inline, and the last good filter stays."""
+        error = self._main.query_one("#filter-error", Static)
+        try:
+            flt = FlowFilter.parse(event.value)
+        except FilterError as exc:
+            error.update(Text(f"invalid filter: {exc} (last good one kept)"))
+            return
+        error.update("")
+        if flt != self.flow_filter:
+            self._show(self.settings.filtered(flt))
+            self.render_header()
 
     def _close_filter(self) -> None:
         self._main.query_one("#filter-bar").remove_class("visible")

@@ -11,6 +11,7 @@ post_message). No Textual here: the feed is tested on its own.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -36,6 +37,7 @@ class ViewSettings:
     sorts: tuple[tuple[str, str, bool], ...] = ()  # (table, column name, descending); the rest: defaults
     flt: FlowFilter = field(default_factory=FlowFilter)
     limit: int = MAX_TABLE_ROWS
+    fold: bool = True  # one-off senders (each child's SIGCHLD) as one row per name (f toggles)
 
     def sort(self, table: str) -> tuple[str, bool]:
         for name, column, descending in self.sorts:
@@ -45,13 +47,16 @@ class ViewSettings:
 
     def sorted_by(self, table: str, column: str, descending: bool) -> ViewSettings:
         others = tuple(s for s in self.sorts if s[0] != table)
-        return ViewSettings(self.table, (*others, (table, column, descending)), self.flt, self.limit)
+        return dataclasses.replace(self, sorts=(*others, (table, column, descending)))
 
     def showing(self, table: str) -> ViewSettings:
-        return ViewSettings(table, self.sorts, self.flt, self.limit)
+        return dataclasses.replace(self, table=table)
 
     def filtered(self, flt: FlowFilter) -> ViewSettings:
-        return ViewSettings(self.table, self.sorts, flt, self.limit)
+        return dataclasses.replace(self, flt=flt)
+
+    def folding(self, fold: bool) -> ViewSettings:
+        return dataclasses.replace(self, fold=fold)
 
 
 @dataclass(frozen=True)
@@ -206,7 +211,10 @@ class ModelFeed:
         if kind == "detail":
             table, key, reply = value
             spec = TABLES[table]
-            row = next((r for k, r in spec.rows(self.model) if k == key), None)
+            rows = spec.rows(self.model)
+            if spec.fold is not None and self.settings.fold:
+                rows = spec.fold(list(rows))
+            row = next((r for k, r in rows if k == key), None)
             reply(spec.detail(self.model, row) if row is not None else None)
             return False
         if kind == "run":
@@ -230,7 +238,7 @@ class ModelFeed:
         if column not in spec.column_names():
             column, descending = spec.default_sort, True
         view = View(model)
-        rows = spec.sorted_rows(model, settings.flt, column, descending, view=view)
+        rows = spec.sorted_rows(model, settings.flt, column, descending, view=view, fold=settings.fold)
         shown = rows[: settings.limit]
         table = TableView(
             name=spec.name,

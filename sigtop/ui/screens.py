@@ -51,21 +51,59 @@ class DetailScreen(Screen[None]):
             if not spec.rows:
                 table.add_row(spec.empty, *[""] * (len(spec.columns) - 1))
         if self.detail.tables:
-            self.query_one("#detail-table-0", DataTable).focus()
+            # Focused for its keys, but opened at the top: the title and the story come first.
+            self.query_one("#detail-table-0", DataTable).focus(scroll_visible=False)
 
 
-FILTER_HELP = """\
-Filter (/ or F4): pid:1234  comm:nginx  sig:TERM  ctr:docker  (bare words: 1234, TERM, nginx)
-  terms of one kind match any; kinds combine with AND. Esc clears.
-Results: QUEUED put on a pending list (the kernel's "delivered"), IGN discarded
-  (ignored), MERGED already pending (lost merge), LOST realtime queue overflow,
-  FAILED the call failed (errno).
-Fates of the queued: TAKEN by a handler or the default action, or read (sigwait,
-  signalfd); PEND still pending (blocked?); DISC discarded when the target exited.
-  P99: generate-to-take latency, every signal timed in the kernel.
-VIA: the syscall, or for kernel-raised signals: fault, child, timer, io, pipe, kernel.
-Sigreturn BALANCE: handler deliveries minus rt_sigreturns; UNMATCHED: returns with
-  no handler frame outstanding (how SROP starts)."""
+# One paragraph per string: the help box wraps them to the terminal's width.
+FILTER_HELP = "\n".join(
+    (
+        (
+            "Filter (/ or F4): pid:1234  comm:nginx  sig:TERM  ctr:docker  (bare words: 1234, TERM, nginx). Terms"
+            " of one kind match any; kinds combine with AND. It filters as you type; Enter keeps it, Esc goes "
+            "back to the one before."
+        ),
+        (
+            'Results: QUEUED put on a pending list (the kernel\'s "delivered"), IGN discarded (ignored), MERGED '
+            "already pending (lost merge), LOST realtime queue overflow, FAILED the call failed (errno)."
+        ),
+        (
+            "Fates of the queued: TAKEN by a handler or the default action, or read (sigwait, signalfd); PEND "
+            "still pending (blocked?); DISC discarded when the target exited. P99: generate-to-take latency, "
+            "every signal timed in the kernel."
+        ),
+        ("VIA: the syscall, or for kernel-raised signals: fault, child, timer, io, pipe, kernel."),
+        (
+            "Sigreturn BALANCE: handler deliveries minus rt_sigreturns; UNMATCHED: returns with no handler frame "
+            "outstanding (how SROP starts)."
+        ),
+        (
+            "Columns that do not fit are hidden, lowest priority first (the header says how many); names and "
+            "reasons are shortened first; Enter shows every field of a row."
+        ),
+    )
+)
+
+HEADER_HELP = "\n".join(
+    (
+        ("The header, most important first:"),
+        (
+            "LIVE / REPLAY / PAUSED (space: the view is frozen, counting goes on); ATTACHING: what the start is "
+            "doing. ALERTS n (a): alerts raised (the Alerts table)."
+        ),
+        (
+            "In red, what sigtop could not count or follow (never silent): UNCOUNTED n signals: in no count (the "
+            "kernel skipped sigtop's signal_generate, or a signal was taken that sigtop never saw sent); missed n"
+            " probe runs: its other programs skipped; FLOW MAP FULL / flow map n%: new flows counted by signal "
+            "only (overflow rows); THREAD / SIGNALFD MAP FULL; FATES NOT FOLLOWED; FILTER FULL; evicted n rows "
+            "(their counts kept, by user); lost n details (drill-down events; the counts stay exact)."
+        ),
+        (
+            "traced ...: the kernel's filter (--pid, -s), fixed for the run. filter ...: the view's. Then signals"
+            " per second, total, flows, and the refresh interval."
+        ),
+    )
+)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -78,7 +116,11 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         text = Text("sigtop keys\n\n", style="bold")
         for keys, description in self.bindings_help:
-            text.append(f"  {keys:<16}", style="bold cyan")
+            text.append(f"  {keys:<18} ", style="bold cyan")
             text.append(f"{description}\n")
-        text.append("\n" + FILTER_HELP)
-        yield Static(text, id="help")
+        text.append("\n" + FILTER_HELP + "\n\n" + HEADER_HELP)
+        with VerticalScroll(id="help"):  # scrolls (up, down) where the terminal is smaller than the help
+            yield Static(text)
+
+    def on_mount(self) -> None:
+        self.query_one("#help", VerticalScroll).focus()

@@ -4,7 +4,8 @@ Each snapshot is reconciled by row key (remove the gone, add the new, update
 only the cells that changed, then reorder) instead of clearing and
 rebuilding, so the cursor stays on its row and the scroll position stays put
 while the numbers move. When the terminal is too narrow for every column,
-the lowest-priority columns are hidden first. The rows come sorted and
+the lowest-priority columns are hidden first, and text columns that may be
+shortened (names, reasons) are cut to fit before anything they outrank goes. The rows come sorted and
 filtered from the model's thread (sigtop.ui.feed); this widget only draws.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 from rich.cells import cell_len
 from rich.text import Text
 from textual import events
+from textual.message import Message
 from textual.widgets import DataTable
 
 from sigtop.tables.base import TableSpec
@@ -53,25 +55,30 @@ def _same(shown: object, new: Text | str) -> bool:
 class SignalTable(DataTable[Any]):
     """One of sigtop's tables (flows, signalfd, sigreturn), as the spec defines it."""
 
+    class ColumnsFitted(Message):
+        """The columns shown changed (a resize, a wider cell): the header says how many are hidden."""
+
     def __init__(self, spec: TableSpec, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.spec = spec
         self.sort_column = spec.column_names().index(spec.default_sort)  # an index into spec.columns
         self.descending = True
         self.visible_columns: list[int] = []  # indices into spec.columns
+        self.cut_widths: dict[int, int] = {}  # shortened columns: index -> cells
         self._cells: dict[str, list[Text | str]] = {}
 
     # ---- columns -------------------------------------------------------------
 
     def on_mount(self) -> None:
-        self._set_columns(list(range(len(self.spec.columns))))
+        self._set_columns(list(range(len(self.spec.columns))), {})
 
-    def _set_columns(self, visible: list[int]) -> None:
+    def _set_columns(self, visible: list[int], cut: dict[int, int]) -> None:
         self.clear(columns=True)
         self.visible_columns = visible
+        self.cut_widths = cut
         for i in visible:
             # room for the sort marker, so that sorting never changes a width
-            self.add_column(self._label(i), key=str(i), width=None)
+            self.add_column(self._label(i), key=str(i), width=cut.get(i))
 
     def _label(self, i: int) -> Text:
         label = self.spec.columns[i].label
@@ -84,26 +91,44 @@ class SignalTable(DataTable[Any]):
             column.label = self._label(i)
         self.refresh()
 
-    def _fit(self, cells: dict[str, list[Text | str]]) -> list[int]:
-        """The columns that fit the width, dropping the lowest priority first."""
+    def _fit(self, cells: dict[str, list[Text | str]]) -> tuple[list[int], dict[int, int]]:
+        """The columns that fit the width, and the widths of those cut to fit: drop the lowest
+        priority first; once the next to go is a shortenable one, cut the shown text columns
+        (down to their min_width) instead, if that fits."""
         everything = list(range(len(self.spec.columns)))
         available = self.size.width - self.styles.scrollbar_size_vertical
         if available <= 0:  # not laid out yet
-            return self.visible_columns or everything
+            return self.visible_columns or everything, self.cut_widths
         pad = 2 * self.cell_padding
+        columns = self.spec.columns
         widths = {}
-        for i, column in enumerate(self.spec.columns):
+        for i, column in enumerate(columns):
             content = max((_width(row[i]) for row in cells.values()), default=0)
             widths[i] = max(content, cell_len(column.label) + SORT_MARKER_WIDTH) + pad
+        least = {i: min(widths[i], max(columns[i].min_width, cell_len(columns[i].label)) + pad) for i in everything}
         shown = set(everything)
-        by_priority = sorted(everything, key=lambda i: (self.spec.columns[i].priority, -i))
+        by_priority = sorted(everything, key=lambda i: (columns[i].priority, -i))
         for i in by_priority:
             if sum(widths[j] for j in shown) <= available:
                 break
-            if self.spec.columns[i].priority >= 100:  # identity columns always stay
+            cut_to_least = sum(least[j] if columns[j].min_width else widths[j] for j in shown)
+            if columns[i].min_width and cut_to_least <= available:
+                break
+            if columns[i].priority >= 100 or i == self.sort_column:  # identity, and what it is sorted by
                 continue
             shown.discard(i)
-        return [i for i in everything if i in shown]
+        visible = [i for i in everything if i in shown]
+        # Cut what is still too much off the shortenable columns, a cell at a time off the one
+        # with the most to spare, so that names and reasons end up about as readable.
+        excess = sum(widths[i] for i in visible) - available
+        now = {i: widths[i] for i in visible if columns[i].min_width}
+        while excess > 0 and now:
+            i = max(now, key=lambda j: (now[j] - least[j], -columns[j].priority))
+            if now[i] <= least[i]:
+                break
+            now[i] -= 1
+            excess -= 1
+        return visible, {i: w - pad for i, w in now.items() if w < widths[i]}
 
     def on_resize(self, _event: events.Resize) -> None:
         if self._cells:
@@ -141,6 +166,16 @@ class SignalTable(DataTable[Any]):
         """Show these rows (every column's cell of each), in this order: reconcile against the screen."""
         self._reconcile({key: list(row) for key, row in zip(keys, cells, strict=True)}, list(keys))
 
+    def _cell(self, row: list[Text | str], i: int, key: str, first: int) -> Text | str:
+        """What column i shows of a row: cut with an ellipsis where the column is cut; the first
+        column's cell carries the row's key."""
+        value = row[i]
+        width = self.cut_widths.get(i)
+        if width is not None and _width(value) > width:
+            value = value.copy() if isinstance(value, Text) else Text(value)
+            value.truncate(width, overflow="ellipsis")
+        return KeyedText(value, key) if i == first else value
+
     def _order_keys(self) -> list[str]:
         return [row.key.value for row in self.ordered_rows]
 
@@ -148,13 +183,13 @@ class SignalTable(DataTable[Any]):
         self._cells = cells
         cursor = self.cursor_key()
         scroll = self.scroll_y
-        visible = self._fit(cells)
-        rebuilt = visible != self.visible_columns
+        visible, cut = self._fit(cells)
+        rebuilt = (visible, cut) != (self.visible_columns, self.cut_widths)
         present = {rk.value for rk in self.rows}
         gone = present - cells.keys()
         with self.app.batch_update():
-            if visible != self.visible_columns:
-                self._set_columns(visible)
+            if rebuilt:
+                self._set_columns(visible, cut)
                 present, gone = set(), set()
                 self._relabel()
             elif present and len(gone) > len(present) * REBUILD_SHARE:
@@ -167,16 +202,16 @@ class SignalTable(DataTable[Any]):
                 row = cells[key]
                 if key in present:
                     for i in self.visible_columns:
-                        value = KeyedText(row[i], key) if i == first else row[i]
+                        value = self._cell(row, i, key, first)
                         if not _same(self.get_cell(key, str(i)), value):
-                            self.update_cell(key, str(i), value, update_width=True)
+                            self.update_cell(key, str(i), value, update_width=i not in self.cut_widths)
                 else:
-                    shown = (KeyedText(row[i], key) if i == first else row[i] for i in self.visible_columns)
-                    self.add_row(*shown, key=key)
+                    self.add_row(*(self._cell(row, i, key, first) for i in self.visible_columns), key=key)
             if self._order_keys() != order:
                 rank = {key: n for n, key in enumerate(order)}
                 self.sort(str(first), key=lambda cell: rank[cell.row_key])
         if rebuilt:  # a column came or went (a wider cell, a resize): the rows were added again
+            self.post_message(self.ColumnsFitted())
             self.scroll_to(y=scroll, animate=False, immediate=True)
         if cursor is not None and cursor in cells:
             index = self.get_row_index(cursor)
