@@ -85,11 +85,12 @@ install_all() {
 
   [ -z "$DESTDIR" ] || mkdir -p "$DESTDIR" # the staging root is the packager's, not in the manifest
   mkdirs "$LIB"
-  # Its own venv, seeing Debian's bcc (python3-bpfcc), at the exact versions of the checkout's tests.
+  # Its own venv, seeing Debian's bcc (python3-bpfcc), at the exact versions of the checkout's tests;
+  # with the serve extra (textual-serve): every command the man page lists runs.
   "$PY" -m venv --system-site-packages "$DESTDIR$LIB"
   record
   "$DESTDIR$LIB/bin/python" -m pip install -q --disable-pip-version-check --no-compile \
-    -c requirements/constraints.txt "$wheel" 2> >(grep -v 'is ignored: it is neither' >&2)
+    -c requirements/constraints.txt "$wheel[serve]" 2> >(grep -v 'is ignored: it is neither' >&2)
   if [ -n "$DESTDIR" ]; then
     # The venv's scripts and config name where they were made; they are to run from $LIB.
     grep -rlIF "$DESTDIR$LIB" "$DESTDIR$LIB/bin" "$DESTDIR$LIB/pyvenv.cfg" | xargs -r sed -i "s|$DESTDIR$LIB|$LIB|g"

@@ -3,9 +3,9 @@
 # headers BCC can compile against, tracefs, and a venv that sees Debian's
 # bcc module. Safe to run again; prints what it did.
 #
-#   scripts/setup.sh run    what running sigtop needs (make run)
+#   scripts/setup.sh run    what running sigtop needs, sigtop serve's textual-serve too (make run)
 #   scripts/setup.sh build  that, and the man page and completion generators (make man, make install)
-#   scripts/setup.sh test   all that, and the test tools (make test, make setup)
+#   scripts/setup.sh test   all that, and the test tools, Chromium and pipx among them (make test, make setup)
 #
 # Python packages come at the exact versions of requirements/constraints.txt.
 set -euo pipefail
@@ -70,6 +70,12 @@ if [ "$MODE" = test ] && { ! command -v man >/dev/null || ! command -v zsh >/dev
   apt_install man-db bash-completion zsh fish
 fi
 
+# 2d. The browser test drives Debian's headless Chromium; the wheel check installs with pipx.
+if [ "$MODE" = test ] && { ! command -v chromium >/dev/null || ! command -v pipx >/dev/null; }; then
+  echo "setup: installing Debian's chromium and pipx (the browser test of sigtop serve, the wheel check)"
+  apt_install chromium pipx
+fi
+
 # 3. tracefs, where the machine has not mounted it.
 if [ ! -d /sys/kernel/tracing/events/signal ] && [ ! -d /sys/kernel/debug/tracing/events/signal ]; then
   echo "setup: mounting tracefs on /sys/kernel/tracing"
@@ -84,7 +90,7 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import bcc' 2>/dev/null; 
 fi
 marker=".venv/.installed-$MODE"
 if [ ! -f "$marker" ] || [ pyproject.toml -nt "$marker" ] || [ requirements/constraints.txt -nt "$marker" ]; then
-  case "$MODE" in run) target='.' ;; build) target='.[build]' ;; test) target='.[build,test]' ;; esac
+  case "$MODE" in run) target='.[serve]' ;; build) target='.[build,serve]' ;; test) target='.[build,serve,test]' ;; esac
   echo "setup: installing $target into .venv (pinned versions)"
   .venv/bin/pip install -q --disable-pip-version-check -c requirements/constraints.txt -e "$target" \
     2> >(grep -v 'is ignored: it is neither' >&2)
