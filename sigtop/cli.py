@@ -82,6 +82,14 @@ _duration = _number(0, 366 * 86400, "a duration (seconds)", high_text="366 days"
 _interval = _number(MIN_INTERVAL_S, MAX_INTERVAL_S, "an interval (seconds)", low_inclusive=True)
 _speed = _number(0, 1000, "a speed", low_inclusive=True)
 _backlog_mb = _number(0, 4096, "a backlog (MB)", high_text="4096")
+SERVE_PORT = 8464
+MAX_VISITORS, REPLAY_VISITORS = 64, 8
+
+
+def _visitors(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_VISITORS:
+        raise argparse.ArgumentTypeError(f"not a number from 1 to {MAX_VISITORS}: {text!r}")
+    return int(text)
 
 
 def _add_from(p: argparse.ArgumentParser) -> None:
@@ -258,6 +266,35 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="X",
         help="playback speed (default 1; 0 loads everything at once)",
     )
+
+    sv = sub.add_parser(
+        "serve",
+        help="serve the view to web browsers (textual-serve): a recording, or with --live the kernel; "
+        "each visitor gets their own sigtop process",
+    )
+    sv.add_argument("file", nargs="?", metavar="FILE", help="the recording (sigtop record) every visitor replays")
+    sv.add_argument(
+        "--live",
+        action="store_true",
+        help="serve the live view instead of a recording (needs root; each visitor runs its own tracer)",
+    )
+    sv.add_argument(
+        "--listen",
+        type=_listen,
+        default=("127.0.0.1", SERVE_PORT),
+        metavar="ADDR:PORT",
+        help=f"where to serve (default 127.0.0.1:{SERVE_PORT}: loopback; no TLS, no login: expose it deliberately)",
+    )
+    sv.add_argument(
+        "--max-visitors",
+        type=_visitors,
+        metavar="N",
+        help=f"at most N visitors at once, each with their own sigtop process (1..{MAX_VISITORS}; default 1 "
+        f"with --live, {REPLAY_VISITORS} for a recording); more are refused with a message",
+    )
+    sv.add_argument("--speed", type=_speed, default=1.0, metavar="X", help="a recording's playback speed (default 1)")
+    sv.add_argument("--session", type=_pid, metavar="PID", help=argparse.SUPPRESS)  # a visitor's process
+    _add_filters(sv)
 
     sub.add_parser("doctor", help="check every prerequisite and say how to fix what fails")
     return parser
@@ -489,6 +526,60 @@ def _run_app(source: Source, args: argparse.Namespace, interval: float) -> int:
     return app.return_code or 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    if args.live and args.file is not None:
+        raise CliError("serve: a recording or --live (the live view), not both")
+    if not args.live and args.file is None:
+        raise CliError("serve: give a recording (sigtop serve FILE), or --live for the live view")
+    try:
+        from sigtop import serve
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("textual_serve", "aiohttp", "aiohttp_jinja2"):
+            raise
+        raise CliError("serve needs textual-serve: pip install 'sigtop[serve]' (make setup installs it)") from None
+    if args.session is not None:  # one visitor's process, started by the server below
+        try:
+            serve.end_with_server(args.session)
+        except serve.ServeError as exc:
+            raise CliError(str(exc)) from None
+        source = _source(args, True, args.delay) if args.live else open_source(args.file, speed=args.speed)
+        return _run_app(source, args, interval=args.delay)
+
+    # What each visitor's process is told: this command's view, options and filters.
+    session = ["-d", repr(args.delay), *(f"--comm={comm}" for comm in args.comm)]
+    session += ["serve", "--session", str(os.getpid())]
+    session += [f"--pid={pid}" for pid in args.pid] + [f"--signal={sig}" for sig in args.signal]
+    session += [f"--container={text}" for text in args.container]
+    if args.live:
+        from sigtop.live import preflight
+
+        preflight.check_all()  # here, once: not in each visitor's browser
+        visitors = args.max_visitors or 1
+        what, refusal = "the live view", "each visitor runs their own root BPF tracer"
+        session += ["--live", *(["--follow"] if args.follow else []), *(["--no-fates"] if args.no_fates else [])]
+    else:
+        notes: list[str] = []
+        open_source(args.file, notes=notes)  # a file that does not replay fails here, not in each browser
+        for note in notes:
+            print(f"sigtop: {printable(note)}", file=sys.stderr)
+        visitors = args.max_visitors or REPLAY_VISITORS
+        what, refusal = f"the replay of {printable(args.file)}", "each visitor runs their own sigtop process"
+        session += [f"--speed={args.speed!r}", "--", os.path.abspath(args.file)]
+    host, port = args.listen
+    if serve.beyond_loopback(host):
+        print(
+            f"sigtop: warning: serve on {host}:{port} is reachable from other machines, with no TLS and no login: "
+            f"anyone who can connect sees {what}",
+            file=sys.stderr,
+        )
+    server = serve.ViewServer(serve.session_command(session), host, port, visitors, what, refusal)
+    try:
+        server.run()
+    except serve.ServeError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
 def cmd_doctor(_args: argparse.Namespace) -> int:
     from sigtop.doctor import run_doctor
 
@@ -501,6 +592,7 @@ COMMANDS = {
     "stream": cmd_stream,
     "exporter": cmd_exporter,
     "replay": cmd_replay,
+    "serve": cmd_serve,
     "doctor": cmd_doctor,
     None: cmd_live,
 }
