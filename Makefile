@@ -12,7 +12,7 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
 export SOURCE_DATE_EPOCH
 
 .PHONY: setup setup-run setup-build run test test-loaded test-fast bench lint format screenshots clean \
-	man completions unit wheel install uninstall
+	man completions unit wheel install uninstall check-wheel
 
 # Everything: what sigtop needs and the test tools (pinned: requirements/constraints.txt).
 setup:
@@ -94,6 +94,10 @@ install: man completions unit wheel
 
 uninstall:
 	@PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) scripts/install.sh uninstall
+
+# CI: the wheel installed as users do (a fresh venv, pipx), each running --version, doctor and batch as root.
+check-wheel: setup
+	$(SUDO) scripts/check-wheel.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info
