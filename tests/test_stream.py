@@ -15,7 +15,7 @@ from sigtop.export.stream import EventStream, StreamSink
 from sigtop.names import EventKind
 from sigtop.recording import read_recording
 from tests.conftest import RECORDING, read_line
-from tests.test_cli import SIGTOP
+from tests.test_cli import SIGTOP, run_unprivileged
 
 # The promise is "within a second"; the margin is for a busy 2-core box scheduling the exit.
 END_PROMISE_S = 1.0
@@ -41,6 +41,24 @@ def test_a_recording_streams_one_line_per_flow_event():
     assert "delivered" not in {d["result"] for d in docs}  # the TUI's word: queued
     assert any(d["target"] and d["target"].get("comm") == "[red]x" for d in docs)  # literal, never markup
     assert all("\x1b" not in line for line in lines)
+
+
+def test_stream_from_a_recording_needs_no_root():
+    """`sigtop stream --from FILE`: the recording's flow events, one line each, as nobody (no BPF);
+    -s filters them as it filters the live stream, and the summary closes the stream."""
+    _head, batches = read_recording(RECORDING)
+    every = run_unprivileged("stream", "--from", str(RECORDING))
+    assert every.returncode == 0, every.stderr
+    docs = [json.loads(line) for line in every.stdout.splitlines()]
+    assert [d["type"] for d in docs] == ["signal"] * flow_events(batches) + ["summary"]
+    assert docs[-1]["flow_events_written"] == flow_events(batches)
+
+    usr2 = run_unprivileged("stream", "--from", str(RECORDING), "-s", "USR2")
+    assert usr2.returncode == 0, usr2.stderr
+    signals = [json.loads(line) for line in usr2.stdout.splitlines()][:-1]
+    assert signals
+    assert {d["signame"] for d in signals} == {"SIGUSR2"}
+    assert len(signals) == sum(d["signame"] == "SIGUSR2" for d in docs)
 
 
 def test_a_full_backlog_is_counted_in_band_and_in_the_summary(tmp_path):
