@@ -64,7 +64,9 @@ print("done", flush=True)
 def capture_children() -> None:
     """A supervisor that starts 30 short-lived children of one name, recorded (root): the UI tests'
     tests/data/children.jsonl."""
-    spawner = subprocess.Popen([sys.executable, "-c", SPAWNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    spawner = subprocess.Popen(
+        [sys.executable, "-c", SPAWNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     recorder = subprocess.Popen(
         [sys.executable, "-m", "sigtop.cli", "record", "-o", str(CHILDREN_DATA), "--force", "--interval", "0.5",
          "-p", str(spawner.pid), "--follow"],

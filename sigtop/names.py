@@ -31,6 +31,17 @@ Syscall = IntEnum("Syscall", _ABI.members("syscall_id", "SC_"))
 # The outcome of one send: the kernel's TRACE_SIGNAL_* (delivered means queued), and
 # no_signal (a sig-0 probe) and failed (see its errno).
 Result = IntEnum("Result", _ABI.members("result_id", "RES_"))
+
+
+def result_word(result: int) -> str:
+    """A result as sigtop's outputs name it: the TUI's QUEUED for the kernel's DELIVERED (put on
+    a pending list, not yet taken); the kernel's names for the rest. The JSON's `results` keep
+    the kernel's names (its fields are never renamed)."""
+    if result == Result.delivered:
+        return "queued"
+    return Result(result).name if result in Result._value2member_map_ else str(result)
+
+
 # Which payload a detail event carries.
 EventKind = IntEnum("EventKind", _ABI.members("event_kind", "EV_"))
 # The per-CPU stats array's slots, in order (the last, STAT_MAX, is their number).

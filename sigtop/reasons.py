@@ -116,7 +116,7 @@ def explain(
         if blocked_all:
             found.append(
                 (
-                    f"blocked, pending {held}",
+                    f"blocked (pending {held})",
                     f"blocked by every thread of the target: {row.pending:,} pending for {held}",
                 )
             )
@@ -170,7 +170,17 @@ def explain(
             ("rt queue full", f"lost ({lost:,}): the target's realtime signal queue was full (RLIMIT_SIGPENDING)")
         )
     merged = row.results[Result.already_pending]
-    if merged:
+    if merged and blocked_all:
+        # The common story behind a merge: the target blocks the signal, one is already pending
+        # (from this sender or another), and every later one is merged into it.
+        found.append(
+            (
+                "blocked (one pending)",
+                f"merged ({merged:,}): every thread of the target blocks {signame(sig)}, one is already "
+                "pending and the rest merge into it; standard signals do not queue",
+            )
+        )
+    elif merged:
         found.append(
             (
                 "merged",

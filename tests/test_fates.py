@@ -21,6 +21,7 @@ import pytest
 
 from sigtop.export.report import to_json
 from sigtop.model import FlowRow, SignalModel
+from sigtop.names import Result
 from tests.conftest import NO_BTF, collect_until, own_config, read_line
 
 pytestmark = pytest.mark.bpf
@@ -264,6 +265,7 @@ def reason_of(model: SignalModel, row: FlowRow):
 def test_an_ignoring_target_and_a_blocking_one_get_their_reason(follow, spawn):
     ignoring = spawn()
     blocking = spawn()
+    second = spawn()  # another sender of SIGTERM to the blocked target: merged into the pending one
     blocking.ask("block SIGTERM")
 
     def work():
@@ -271,10 +273,12 @@ def test_an_ignoring_target_and_a_blocking_one_get_their_reason(follow, spawn):
         for _ in range(3):
             os.kill(ignoring.pid, signal.SIGUSR2)
         os.kill(blocking.pid, signal.SIGTERM)
+        second.ask(f"kill {blocking.pid} SIGTERM 2")
 
     def settled(m: SignalModel) -> bool:
         pending = any(r.key.target_pid == blocking.pid and r.pending for r in m.flows.values())
-        return pending and {ignoring.pid, blocking.pid} <= set(m.registry.dispositions)
+        merged = any(r.key.sender_pid == second.pid and r.count == 2 for r in m.flows.values())
+        return pending and merged and {ignoring.pid, blocking.pid} <= set(m.registry.dispositions)
 
     model = follow(work, settled)
     ignored = reason_of(model, row_to(model, ignoring.pid, signal.SIGUSR2))
@@ -283,10 +287,22 @@ def test_an_ignoring_target_and_a_blocking_one_get_their_reason(follow, spawn):
     assert line.startswith("ignored (3): the target set SIG_IGN for SIGUSR2 at ")
     assert model.registry.disposition_changes[(ignoring.pid, signal.SIGUSR2)][1] == 1  # SIG_IGN
     blocked = reason_of(model, row_to(model, blocking.pid, signal.SIGTERM))
-    assert blocked.short.startswith("blocked, pending ")
+    assert blocked.short.startswith("blocked (pending ")
     assert blocked.lines[0].startswith("blocked by every thread of the target: 1 pending for ")
+    # The second sender's two were merged into that pending one: the reason says why, not just "merged".
+    (merged_row,) = [
+        r for r in model.flows.values() if (r.key.sender_pid, r.key.target_pid) == (second.pid, blocking.pid)
+    ]
+    assert merged_row.results[Result.already_pending] == 2
+    assert merged_row.pending == 0
+    merged = reason_of(model, merged_row)
+    assert merged.short == "blocked (one pending)"
+    assert merged.lines == [
+        "merged (2): every thread of the target blocks SIGTERM, one is already pending and "
+        "the rest merge into it; standard signals do not queue"
+    ]
     doc = to_json(model)
-    flow = next(f for f in doc["flows"] if f["target_pid"] == blocking.pid)
+    flow = next(f for f in doc["flows"] if f["target_pid"] == blocking.pid and f["sender_pid"] == os.getpid())
     assert flow["reason"] == blocked.short
     assert flow["target_disposition"] == {
         "action": "default (terminate)",

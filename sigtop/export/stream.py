@@ -39,7 +39,7 @@ from sigtop.containers import container_of
 from sigtop.events import EventBlock
 from sigtop.filters import FlowFilter
 from sigtop.lru import BoundedLRU
-from sigtop.names import EventKind, Result, errno_name, printable, si_code_name, signame, syscall_name
+from sigtop.names import EventKind, Result, errno_name, printable, result_word, si_code_name, signame, syscall_name
 from sigtop.wire import Batch, ProcInfo, SignalEvent
 
 MAX_IDENTITIES = 20_000  # processes remembered for their identity (least recently seen go first)
@@ -54,9 +54,6 @@ POLL_S = 0.2  # how often the writer looks for a hang-up while it has nothing to
 # After a signal: time to finish encoding and writing before the rest is dropped and
 # counted; with detaching and the summary, the stream ends within a second.
 ENDING_BUDGET_S = 0.4
-# The words the TUI uses (its QUEUED column): the kernel's "delivered" means put on the
-# pending list, not yet taken.
-OUTCOME_WORDS = {int(Result.delivered): "queued"}
 
 
 @dataclasses.dataclass(slots=True)
@@ -116,7 +113,7 @@ class EventStream:
         if e.kind == EventKind.send_done:
             outcome = f"failed {errno_name(-e.ret)}" if failed else "probe"
         elif e.result in Result._value2member_map_:
-            outcome = OUTCOME_WORDS.get(e.result) or Result(e.result).name
+            outcome = result_word(e.result)
         else:
             outcome = str(e.result)
         doc: dict[str, Any] = {

@@ -25,6 +25,7 @@ from sigtop.names import (
     errno_name,
     pidfd_flag_names,
     printable,
+    result_word,
     si_code_name,
     signame,
     syscall_name,
@@ -525,10 +526,11 @@ COLUMNS = (
 
 def fates_json(row: FlowRow, followed: bool) -> dict[str, Any]:
     """What became of the flow's queued signals ("delivered" in results means queued); None where the
-    source did not follow them (no BTF, or a recording made without)."""
+    source did not follow them (no BTF, or a recording made without). `queued` itself is the
+    kernel's result, known either way."""
     if not followed:
-        return dict.fromkeys(
-            ("queued", "taken", "read", "discarded", "pending", "pending_since", "untracked", "latency_ns")
+        return {"queued": row.queued} | dict.fromkeys(
+            ("taken", "read", "discarded", "pending", "pending_since", "untracked", "latency_ns")
         )
     latency = row.latency
     return {
@@ -920,7 +922,7 @@ class FlowMetrics(TableMetrics):
                 self.by_label[(sig, sender, target)] += delta.count
             origin = k.origin()
             if k.result in GENERATED_RESULTS:
-                self.signals[(sig, origin, Result(k.result).name)] += delta.count
+                self.signals[(sig, origin, result_word(k.result))] += delta.count
                 if k.spoofed:
                     self.spoofed[sig] += delta.count
             elif k.result == Result.failed:
