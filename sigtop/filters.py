@@ -2,8 +2,10 @@
 
 `pid:1234 sig:TERM comm:nginx ctr:docker`, or bare words: a number is a pid,
 a signal name is a signal, anything else a comm substring. `ctr:` matches
-either end's container or service label (docker:4f2a..., k8s:..., svc:nginx). Terms of one kind match
-any of their values; kinds combine with AND.
+either end's container or service label (docker:4f2a..., k8s:..., svc:nginx). `is:` picks flows
+by what happened (STATES: is:failed, is:fatal, is:noeffect); the other tables have no such
+state and are not narrowed by it. Terms of one kind match any of their values; kinds combine
+with AND.
 """
 
 from __future__ import annotations
@@ -18,12 +20,21 @@ class FilterError(ValueError):
     """Why a filter text is not valid, in one line."""
 
 
+# What `is:` can ask of a flow (sigtop.tables.flows.in_state says what each means).
+STATES = {
+    "failed": "the send failed (an errno)",
+    "fatal": "a signal whose default action ends the process",
+    "noeffect": "signals that did not (all) take effect: ignored, merged, lost, failed, pending or discarded",
+}
+
+
 @dataclass(frozen=True)
 class FlowFilter:
     pids: frozenset[int] = frozenset()
     comms: tuple[str, ...] = ()
     signals: frozenset[int] = frozenset()
     containers: tuple[str, ...] = ()  # substrings of either end's container label (docker:4f2a, svc:nginx)
+    states: frozenset[str] = frozenset()  # is:failed, is:fatal, is:noeffect (flows only)
 
     @classmethod
     def parse(cls, text: str) -> FlowFilter:
@@ -31,6 +42,7 @@ class FlowFilter:
         comms: list[str] = []
         signals: set[int] = set()
         containers: list[str] = []
+        states: set[str] = set()
         for word in text.split():
             kind, sep, value = word.partition(":")
             if not sep:
@@ -51,23 +63,28 @@ class FlowFilter:
                 comms.append(value)
             elif kind in ("ctr", "container"):
                 containers.append(value)
+            elif kind == "is":
+                if value.lower() not in STATES:
+                    raise FilterError(f"is:{value}: use {', '.join('is:' + s for s in STATES)}")
+                states.add(value.lower())
             elif not kind:
                 try:
                     signals.add(parse_signal(value))
                 except UnknownSignalError:
                     comms.append(value)
             else:
-                raise FilterError(f"unknown filter {kind!r}: use pid:, comm:, sig: or ctr:")
-        return cls(frozenset(pids), tuple(comms), frozenset(signals), tuple(containers))
+                raise FilterError(f"unknown filter {kind!r}: use pid:, comm:, sig:, ctr: or is:")
+        return cls(frozenset(pids), tuple(comms), frozenset(signals), tuple(containers), frozenset(states))
 
     def __bool__(self) -> bool:
-        return bool(self.pids or self.comms or self.signals or self.containers)
+        return bool(self.pids or self.comms or self.signals or self.containers or self.states)
 
     def describe(self) -> str:
         parts = [f"pid:{p}" for p in sorted(self.pids)]
         parts += [f"comm:{c}" for c in self.comms]
         parts += [f"sig:{signame(s)}" for s in sorted(self.signals)]
         parts += [f"ctr:{c}" for c in self.containers]
+        parts += [f"is:{s}" for s in sorted(self.states)]
         return " ".join(parts)
 
     def matches(

@@ -4,6 +4,7 @@ captured by scripts/screenshots.py from scripts/workload.py)."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 from textual.containers import VerticalScroll
@@ -475,3 +476,43 @@ async def test_header_shows_every_loss(batches):
         assert "lost 392,860 details" in text
         assert "THREAD MAP FULL: 4 not counted" in text
         assert "FATES NOT FOLLOWED: 7" in text
+
+
+async def palette(pilot, text: str) -> None:
+    """Run a command from the palette, as typed."""
+    await pilot.press("ctrl+p")
+    await pilot.pause()
+    await pilot.press(*text)
+    await pilot.pause(0.3)
+    await pilot.press("enter")
+    await loaded(pilot)
+
+
+async def test_the_palette_holds_sigtops_commands(batches, tmp_path, monkeypatch):
+    """ctrl+p finds sigtop's commands by name: a filter preset, a sort by any column (also a hidden
+    one), a table; saving the view writes the JSON that batch writes, of what is shown."""
+    monkeypatch.chdir(tmp_path)
+    app = make_app(batches)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot)
+        await palette(pilot, "only failures")
+        assert app.flow_filter.states == {"failed"}
+        assert "filter is:failed" in header(app)
+        failed = [r for r in app.model.flows.values() if r.failed]
+        assert failed
+        assert len(visible(app)) == len(failed)
+        await palette(pilot, "Clear the filter")
+        assert not app.flow_filter
+        await palette(pilot, "sort by P99")
+        assert app.settings.sort("flows") == ("p99", True)
+        await palette(pilot, "save the view as JSON")
+        for _ in range(100):
+            saved = list(tmp_path.glob("sigtop-view-*.json"))
+            if saved:
+                break
+            await pilot.pause(0.05)
+        (path,) = saved
+        doc = json.loads(path.read_text())
+        assert len(doc["flows"]) == len(app.model.flows)
+        await palette(pilot, "show the signalfd table")
+        assert app.active == "signalfd"

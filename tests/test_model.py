@@ -7,10 +7,12 @@ import signal
 from collections import Counter
 from dataclasses import replace
 
+import pytest
+
 from sigtop.codec import batch_from_json, batch_json
 from sigtop.events import EventBlock, EventLayout, pack_records
 from sigtop.export.report import to_json
-from sigtop.filters import FlowFilter
+from sigtop.filters import FilterError, FlowFilter
 from sigtop.model import EVENTS_PER_ROW, SignalModel
 from sigtop.names import EventKind, Result, Syscall
 from sigtop.tables import TABLES
@@ -181,6 +183,35 @@ def test_filter_parse_and_match():
     assert [(r.key.target_pid, r.key.sig) for r in shown] == [(200, 15)]
     assert FlowFilter.parse("nginx").comms == ("nginx",)
     assert FlowFilter.parse("USR1").signals == {10}
+
+
+def test_is_filters_pick_flows_by_what_happened():
+    """is:failed, is:fatal, is:noeffect over the real recording: each row the filter keeps has the
+    property, each it drops has not; a bad state says which there are."""
+    from sigtop.recording import read_recording
+    from sigtop.tables.flows import in_state
+    from tests.conftest import RECORDING
+
+    model = SignalModel()
+    for batch in read_recording(RECORDING)[1]:
+        model.apply(batch)
+    flows = TABLES["flows"]
+    every = [row for _key, row in flows.selected(model, None)]
+    for state, holds in (
+        ("failed", lambda r: r.failed > 0),
+        ("fatal", lambda r: r.key.sig in {*range(1, 17), 24, 25, 26, 27, 29, 30, 31, *range(34, 65)}),  # signal(7)
+        ("noeffect", lambda r: r.count > r.received or r.failed > 0),
+    ):
+        kept = [row for _key, row in flows.selected(model, FlowFilter.parse(f"is:{state}"))]
+        assert kept, state
+        assert all(holds(r) for r in kept), state
+        assert all(not in_state(r, state) for r in every if r not in kept), state
+    assert not any(r.key.sig == 17 for _k, r in flows.selected(model, FlowFilter.parse("is:fatal")))  # SIGCHLD
+    both = [row for _key, row in flows.selected(model, FlowFilter.parse("is:noeffect sig:USR2"))]
+    assert both
+    assert all(r.key.sig == 12 and in_state(r, "noeffect") for r in both)
+    with pytest.raises(FilterError, match="is:failed, is:fatal, is:noeffect"):
+        FlowFilter.parse("is:broken")
 
 
 LAYOUT = EventLayout.for_records(8, 136)  # a ring buffer's records: an 8-byte header, then struct event

@@ -31,7 +31,7 @@ from sigtop.names import (
     syscall_name,
     user_name,
 )
-from sigtop.reasons import explain_row, target_disposition
+from sigtop.reasons import default_action, explain_row, target_disposition
 from sigtop.tables.base import (
     Column,
     Detail,
@@ -390,8 +390,25 @@ def _keyed(
 # ---- selection -------------------------------------------------------------------------------
 
 
+def in_state(row: FlowRow, state: str) -> bool:
+    """What `is:STATE` asks of a flow (filters.STATES)."""
+    r = row.results
+    if state == "failed":
+        return row.failed > 0
+    if state == "fatal":
+        return row.key.sig > 0 and default_action(row.key.sig).startswith("terminate")
+    if state == "noeffect":
+        return bool(
+            r[Result.ignored] or r[Result.already_pending] or r[Result.overflow_fail] or row.failed
+            or (row.fates and (row.pending or row.discarded))
+        )  # fmt: skip
+    return False
+
+
 def select(_model: SignalModel, row: FlowRow, flt: FlowFilter) -> bool:
     key = row.key
+    if flt.states and not all(in_state(row, s) for s in flt.states):
+        return False
     return flt.matches(
         (key.sender_pid, key.target_pid),
         (row.sender_comm, row.sender_comm_now, row.target_comm),

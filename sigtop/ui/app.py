@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import signal
 import sys
 import termios
 import threading
 import time
+from collections.abc import Iterable
 
 from rich.text import Text
 from textual import on
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.reactive import reactive
+from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
 from sigtop.contract import Source, SourceError
@@ -34,6 +37,7 @@ from sigtop.model import SignalModel
 from sigtop.names import printable
 from sigtop.tables import TABLES
 from sigtop.tables.base import Detail
+from sigtop.ui.commands import commands
 from sigtop.ui.feed import ModelFeed, Snapshot, ViewSettings
 from sigtop.ui.screens import DetailScreen, HelpScreen
 from sigtop.ui.table import SignalTable
@@ -155,7 +159,8 @@ class SigtopApp(App[int]):
                     yield SignalTable(spec, id=f"table-{name}")
         with Static(id="filter-bar"):
             yield Input(
-                placeholder="pid:1234 comm:nginx sig:TERM ctr:docker   (Enter applies, Esc clears)", id="filter"
+                placeholder="pid:1234 comm:nginx sig:TERM ctr:docker is:failed   (Enter keeps, Esc goes back)",
+                id="filter",
             )
             yield Static(id="filter-error")
         yield Footer()
@@ -424,6 +429,55 @@ class SigtopApp(App[int]):
         table.set_sort(column, descending)
         self._show(self.settings.sorted_by(self.active, column, descending))
 
+    def sort_by(self, column: str) -> None:
+        """Sort the table shown by this column, largest first (the palette's Sort by ...)."""
+        self.table(self.active).set_sort(column, True)
+        self._show(self.settings.sorted_by(self.active, column, True))
+
+    def apply_filter(self, text: str) -> None:
+        """Filter the view by this text, as typed in the filter box (the palette's presets)."""
+        self._show(self.settings.filtered(FlowFilter.parse(text)))
+        self.render_header()
+
+    def cursor_container(self) -> str:
+        """The container of the flows row under the cursor (the target's, else the sender's), or ""."""
+        snapshot = self.snapshot
+        if snapshot is None or snapshot.table.name != "flows":
+            return ""
+        key = self.table("flows").cursor_key()
+        if key not in snapshot.table.keys:
+            return ""
+        cell = snapshot.table.cells[snapshot.table.keys.index(key)][TABLES["flows"].column_names().index("container")]
+        ends = [end for end in str(getattr(cell, "plain", cell)).split("→") if end and end != "host"]
+        return ends[-1] if ends else ""
+
+    def save_view_svg(self) -> None:
+        """The screen as an SVG in the current directory."""
+        try:
+            path = self.save_screenshot(path=os.getcwd())
+        except OSError as exc:
+            self.notify(f"could not save the screenshot: {exc.strerror or exc}", severity="error")
+            return
+        self.notify(f"saved {path}")
+
+    def save_view_json(self) -> None:
+        """What the filter shows, as sigtop batch --json writes it, in the current directory (built on
+        the model's thread, written there too: a full disk says so, never stalls the keys)."""
+        path = os.path.join(os.getcwd(), time.strftime("sigtop-view-%Y%m%d-%H%M%S.json"))
+        flt = self.flow_filter
+
+        def write(model: SignalModel) -> str:
+            from sigtop.export.report import to_json
+
+            try:
+                with open(path, "x", encoding="utf-8") as out:
+                    json.dump(to_json(model, flt), out, indent=1)
+            except OSError as exc:
+                return f"could not save {path}: {exc.strerror or exc}"
+            return f"saved {path}"
+
+        self.feed.run(write, lambda said: self.call_from_thread(self.notify, said))
+
     def action_invert_sort(self) -> None:
         """Invert the sort order."""
         column, descending = self.settings.sort(self.active)
@@ -447,6 +501,11 @@ class SigtopApp(App[int]):
         """Fold one-off senders into one row per name, or show them one row each."""
         self._show(self.settings.folding(not self.settings.fold))
         self.notify("one-off senders folded by name" if self.settings.fold else "every sender its own row", timeout=2)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's own (keys, theme, quit, ...), then sigtop's (sigtop.ui.commands)."""
+        yield from super().get_system_commands(screen)
+        yield from commands(self)
 
     def action_clear(self) -> None:
         """Forget all counts so far."""

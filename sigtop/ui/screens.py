@@ -59,9 +59,10 @@ class DetailScreen(Screen[None]):
 FILTER_HELP = "\n".join(
     (
         (
-            "Filter (/ or F4): pid:1234  comm:nginx  sig:TERM  ctr:docker  (bare words: 1234, TERM, nginx). Terms"
-            " of one kind match any; kinds combine with AND. It filters as you type; Enter keeps it, Esc goes "
-            "back to the one before."
+            "Filter (/ or F4): pid:1234  comm:nginx  sig:TERM  ctr:docker  (bare words: 1234, TERM, nginx), and "
+            "for flows is:failed  is:fatal  is:noeffect (did not all take effect). Terms of one kind match any; "
+            "kinds combine with AND. It filters as you type; Enter keeps it, Esc goes back to the one before. "
+            "ctrl+p has presets."
         ),
         (
             'Results: QUEUED put on a pending list (the kernel\'s "delivered"), IGN discarded (ignored), MERGED '

@@ -1,0 +1,70 @@
+"""sigtop's commands in Textual's command palette (ctrl+p): every action of the keys, by name,
+and what has no key of its own (sort by any column, filter presets, saving the view).
+
+Each command is a `SystemCommand` the app yields after Textual's own; what a command does is
+one of the app's actions, so the palette and the keys cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from textual.app import SystemCommand
+
+from sigtop.tables import TABLES
+
+if TYPE_CHECKING:
+    from sigtop.ui.app import SigtopApp
+
+# Filter presets: (title, filter text, what it shows). The text is what the filter box would
+# take, so a preset is also a lesson in the filter's syntax (shown in the header after).
+PRESETS = (
+    ("only failures", "is:failed", "sends that failed (EPERM, ESRCH, ...), by errno"),
+    ("only fatal signals", "is:fatal", "signals whose default action ends the process"),
+    ("only what did not take effect", "is:noeffect", "ignored, merged, lost, failed, pending or discarded"),
+)
+
+
+def commands(app: SigtopApp) -> Iterator[SystemCommand]:
+    """The palette's sigtop commands, for the table shown now."""
+    for name, spec in TABLES.items():
+        yield SystemCommand(f"Show the {spec.title} table", f"key {spec.key}", _call(app.action_show_table, name))
+    table = app.active
+    spec = TABLES[table]
+    sorted_by, _descending = app.settings.sort(table)
+    for column in spec.columns:
+        if column.name == sorted_by:
+            continue
+        label = column.label if column.label != "COMM" else f"COMM ({column.name.replace('_', ' ')})"
+        yield SystemCommand(
+            f"Sort by {label}", f"the {spec.title} table, largest first", _call(app.sort_by, column.name), False
+        )
+    yield SystemCommand("Invert the sort order", "key I", app.action_invert_sort)
+    folded = app.settings.fold
+    yield SystemCommand(
+        "Unfold one-off senders" if folded else "Fold one-off senders",
+        "key f: each child's SIGCHLD " + ("one row each" if folded else "one row per name"),
+        app.action_fold,
+    )
+    for title, text, what in PRESETS:
+        yield SystemCommand(f"Filter: {title}", f"{text}: {what}", _call(app.apply_filter, text))
+    container = app.cursor_container()
+    if container:
+        yield SystemCommand(
+            "Filter: only this container", f"ctr:{container}", _call(app.apply_filter, f"ctr:{container}")
+        )
+    if app.flow_filter:
+        yield SystemCommand("Clear the filter", f"now: {app.flow_filter.describe()}", app.action_clear_filter)
+    yield SystemCommand("Resume" if app.paused else "Pause", "key space: the view (counting goes on)", app.action_pause)
+    yield SystemCommand("Clear the counts", "key c: forget every count so far", app.action_clear)
+    yield SystemCommand("Save the view as SVG", "a screenshot, in the current directory", app.save_view_svg)
+    yield SystemCommand(
+        "Save the view as JSON", "what is shown, as sigtop batch --json writes it, in the current directory",
+        app.save_view_json,
+    )  # fmt: skip
+
+
+def _call(function: Callable[..., object], *args: object) -> Callable[[], object]:
+    """A callback with its arguments bound."""
+    return lambda: function(*args)
