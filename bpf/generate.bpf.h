@@ -3,6 +3,24 @@
 
 // ---- every signal the kernel generates ------------------------------------
 
+// Whether a send syscall asked for this target: a timer or other interrupt can raise a signal
+// of the same number and code while the interrupted task is inside its own send. Pids of a
+// child pid namespace's sender are its namespace's, not comparable here: the caller decides.
+static __always_inline bool asked_for(const struct inflight *f, s32 target, u32 target_tgid)
+{
+    switch (f->syscall) {
+    case SC_KILL:
+    case SC_RT_SIGQUEUEINFO:   // a pid (a process, or one of its threads); <= 0: a group, or all
+        return f->arg_pid <= 0 || (u32)f->arg_pid == (u32)target || (u32)f->arg_pid == target_tgid;
+    case SC_TKILL:
+    case SC_TGKILL:
+    case SC_RT_TGSIGQUEUEINFO:   // a thread
+        return (u32)f->arg_tid == (u32)target;
+    default:                      // a pidfd's number names no pid
+        return true;
+    }
+}
+
 // Both ways in (raw and classic tracepoint) end here. target_tgid is the
 // target's process where the kernel said it (raw: always), else 0.
 static __always_inline int on_generate(int sig, int code, s32 target, u32 target_tgid,
@@ -27,6 +45,10 @@ static __always_inline int on_generate(int sig, int code, s32 target, u32 target
     bool by_syscall = f && f->sig == sig && (f->code == code || f->alt_code == code);
     if (by_syscall && f->syscall >= SC_SIGNALFD)
         by_syscall = false;
+    // Not the target the syscall asked for (checked only where pids compare: a host sender):
+    // raised from an interrupt on whatever was running, the kernel's.
+    if (by_syscall && !asked_for(f, target, target_tgid) && !in_child_pid_ns())
+        by_syscall = false;
     u32 sender = by_syscall ? tgid : 0;
     u16 via = by_syscall ? f->syscall : SC_KERNEL;
 #if RAW_GENERATE
@@ -38,6 +60,11 @@ static __always_inline int on_generate(int sig, int code, s32 target, u32 target
         if (flags & PF_EXITING) {
             sender = tgid;
             via = SC_PDEATHSIG;
+        } else if (sig == SIGKILL) {
+            // A SIGKILL with SI_USER and no send syscall, from a live task: cgroup_kill()'s
+            // send_sig(SIGKILL, task, 0), run by the write() of "1" to a cgroup.kill file.
+            sender = tgid;
+            via = SC_CGROUP_KILL;
         }
     }
 #endif

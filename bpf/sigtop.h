@@ -48,6 +48,8 @@ enum syscall_id {
     SC_OVERFLOW = 9,          // not a syscall: the signals the flows map had no room for
     SC_PDEATHSIG = 10,        // not a syscall: a parent's death signal (PR_SET_PDEATHSIG), raised as
                               // the parent exits; the sender is that parent
+    SC_CGROUP_KILL = 11,      // not a syscall: the SIGKILLs of a write to a cgroup's cgroup.kill;
+                              // the sender is the writer
 };
 
 // The outcome of one send (sigtop.names.Result): 0..4 are the kernel's

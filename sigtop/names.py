@@ -26,7 +26,8 @@ _STANDARD = {s.value: s.name for s in signal.Signals if s.name not in ("SIGRTMIN
 _ABI = kernel_abi()
 # How a signal was sent: a syscall, raised by the kernel, or two of ours: `overflow`
 # (signals the kernel's flow map had no room for, counted by signal and result) and
-# `pdeathsig` (a parent's death signal, PR_SET_PDEATHSIG; the sender is that parent).
+# `pdeathsig` (a parent's death signal, PR_SET_PDEATHSIG; the sender is that parent), and
+# `cgroup.kill` (the SIGKILLs a write to a cgroup's cgroup.kill raises; the sender is the writer).
 Syscall = IntEnum("Syscall", _ABI.members("syscall_id", "SC_"))
 # The outcome of one send: the kernel's TRACE_SIGNAL_* (delivered means queued), and
 # no_signal (a sig-0 probe) and failed (see its errno).
@@ -47,7 +48,9 @@ EventKind = IntEnum("EventKind", _ABI.members("event_kind", "EV_"))
 # The per-CPU stats array's slots, in order (the last, STAT_MAX, is their number).
 STAT_NAMES = tuple(name for name in _ABI.members("stat_id", "STAT_") if name != "max")
 
-SEND_SYSCALLS = tuple(s for s in Syscall if s not in (Syscall.kernel, Syscall.overflow, Syscall.pdeathsig))
+NOT_SYSCALLS = (Syscall.kernel, Syscall.overflow, Syscall.pdeathsig, Syscall.cgroup_kill)
+SEND_SYSCALLS = tuple(s for s in Syscall if s not in NOT_SYSCALLS)
+VIA_NAMES = {Syscall.cgroup_kill: "cgroup.kill"}  # where the enum's name is not the word shown
 CODE_OTHER = _ABI.constants["CODE_OTHER"]  # a caller-chosen si_code the kernel does not define
 SIG_INVALID = _ABI.constants["SIG_INVALID"]  # the key of sends that asked for no signal at all
 
@@ -61,7 +64,9 @@ def known_code(code: int) -> int:
 
 def syscall_name(number: int) -> str:
     """kill, tgkill, ... or `syscall#9` for an id a newer sigtop wrote."""
-    return Syscall(number).name if number in Syscall._value2member_map_ else f"syscall#{number}"
+    if number not in Syscall._value2member_map_:
+        return f"syscall#{number}"
+    return VIA_NAMES.get(Syscall(number), Syscall(number).name)
 
 
 GENERATED_RESULTS = (

@@ -482,6 +482,74 @@ def test_timer_signals_under_a_send_storm_are_counted_or_reported(tracer, measur
         assert counted_timer + unseen == fired_timer, seen
 
 
+SELF_QUEUE_STORM = """
+import ctypes, os, signal, sys
+os.sched_setaffinity(0, {0})
+signal.signal(signal.SIGALRM, signal.SIG_IGN)
+stop, sent = False, 0
+def on_term(_s, _f):
+    global stop
+    stop = True
+signal.signal(signal.SIGTERM, on_term)
+info = (ctypes.c_int * 32)(signal.SIGALRM, 0, 0x80)  # si_signo, si_errno, si_code SI_KERNEL: to itself, allowed
+libc, me = ctypes.CDLL(None, use_errno=True), os.getpid()
+print("go", flush=True)
+while not stop:
+    if libc.syscall(129, me, signal.SIGALRM, info) == 0:  # rt_sigqueueinfo
+        sent += 1
+print(sent, flush=True)
+"""
+
+
+def test_a_timer_signal_raised_inside_anothers_send_is_the_kernels(tracer, measure):
+    """SIGALRM timers fire on the CPU where two processes loop on rt_sigqueueinfo(SIGALRM,
+    SI_KERNEL) to themselves: the timer's signals are raised from interrupt context while one of
+    them is inside its send, with the signal and si_code it asked for, but not the target it
+    asked for. Each is the kernel's timer signal to the timer's process; each send is its
+    sender's to itself; every count exact (#18.1)."""
+    fired = 2_000
+    storms: list[subprocess.Popen] = []
+    runs: dict[str, int] = {}
+
+    def work():
+        timer = subprocess.Popen(
+            [sys.executable, "-c", TIMER_CHILD, str(fired), "0.0002"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, process_group=0,
+        )  # fmt: skip
+        try:
+            for _ in range(2):
+                storms.append(
+                    subprocess.Popen([sys.executable, "-c", SELF_QUEUE_STORM], stdout=subprocess.PIPE, text=True)
+                )
+            for storm in storms:
+                assert storm.stdout.readline().strip() == "go"
+            timer.stdin.write("go\n")
+            timer.stdin.flush()
+            assert int(timer.stdout.readline()) == fired
+            for storm in storms:
+                storm.send_signal(signal.SIGTERM)  # ours
+                runs[str(storm.pid)] = int(storm.stdout.readline())
+            runs["timer"] = timer.pid
+        finally:
+            for child in (timer, *storms):
+                child.kill()  # ours; already gone unless the test failed
+                child.wait()
+
+    model = measure(work)
+    timer_pid = runs.pop("timer")
+    to_timer = [r for r in model.flows.values() if r.key.target_pid == timer_pid and r.key.sig == signal.SIGALRM]
+    seen = f"to the timer {[(r.key, r.count) for r in to_timer]}, sent {runs}, stats {model.stats}"
+    assert {(r.key.sender_pid, r.key.via) for r in to_timer} == {(0, "timer")}, seen
+    unseen = model.stats.taken_unqueued if tracer.raw_generate else 0
+    silent = 0 if tracer.raw_generate else CLASSIC_SILENT_MAX
+    counted = sum(r.count for r in to_timer)
+    assert fired - silent - model.program_misses["signal_generate"] <= counted + unseen <= fired, seen
+    for pid, sent in runs.items():
+        own = [r for r in model.flows.values() if r.key.sender_pid == int(pid) and r.key.sig == signal.SIGALRM]
+        assert [(r.key.target_pid, r.key.via) for r in own] == [(int(pid), "rt_sigqueueinfo")], seen
+        assert own[0].count == sent, seen
+
+
 PIDFD_THREAD = os.O_EXCL  # pidfd_open flag: a pidfd of that thread alone (Linux 6.9)
 PIDFD_SIGNAL_THREAD = 1
 PIDFD_SELF_THREAD = -10000

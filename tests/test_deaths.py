@@ -187,6 +187,66 @@ def test_a_parents_death_signal_names_the_parent(tracer, measure):
     assert (row.key.via, row.key.sender_pid, row.count) == ("pdeathsig", parent.pid, 1)
 
 
+def v2_cgroup_root() -> Path | None:
+    """The cgroup v2 hierarchy (unified, or the whole /sys/fs/cgroup), where cgroup.kill lives."""
+    for root in (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup")):
+        if (root / "cgroup.controllers").exists():
+            return root
+    return None
+
+
+def test_a_cgroup_kill_names_its_writer(tracer, measure):
+    """Writing 1 to a cgroup's cgroup.kill SIGKILLs its members from the writer's write(), with
+    SI_USER: each kill is the writer's (VIA cgroup.kill), in the flows and in the deaths, never
+    "[kernel]" with a user's si_code (#18.4)."""
+    root = v2_cgroup_root()
+    if root is None:
+        if REQUIRE_BPF:
+            pytest.fail("no cgroup v2 hierarchy here")
+        pytest.skip("no cgroup v2 hierarchy here")
+    group = root / f"sigtop-test-kill-{os.getpid()}"
+    group.mkdir()
+    members: list[subprocess.Popen] = []
+    writer = None
+    try:
+        for _ in range(3):
+            members.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+            (group / "cgroup.procs").write_text(str(members[-1].pid))
+        code = f"import sys; sys.stdin.readline(); open({str(group / 'cgroup.kill')!r}, 'w').write('1')"
+        writer = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, text=True)
+
+        def work():
+            writer.stdin.write("\n")
+            writer.stdin.flush()
+            assert writer.wait(timeout=10) == 0
+            for member in members:
+                assert member.wait(timeout=10) == -signal.SIGKILL
+
+        model = measure(work)
+    finally:
+        for child in (*members, writer):
+            if child is not None and child.poll() is None:
+                child.kill()  # ours
+                child.wait()
+        group.rmdir()
+    kills = [
+        r for r in model.flows.values() if r.key.sig == signal.SIGKILL and r.key.target_pid in {m.pid for m in members}
+    ]
+    assert sorted(r.key.target_pid for r in kills) == sorted(m.pid for m in members)
+    assert all(r.count == 1 for r in kills)
+    if not tracer.raw_generate:  # no BTF: the writer's task flags cannot be read, so the kernel's
+        assert {(r.key.sender_pid, r.key.via) for r in kills} == {(0, "kernel")}
+        seen_here(tracer, model)
+        return
+    assert {(r.key.sender_pid, r.key.via) for r in kills} == {(writer.pid, "cgroup.kill")}
+    for member in members:
+        death = death_of(model, member.pid)
+        assert (death.sig, death.cause_kind, death.sender_pid) == (signal.SIGKILL, "cgroup-kill", writer.pid)
+        assert death.cause == f"{writer.pid} python wrote 1 to its cgroup's cgroup.kill"
+    flows = [f for f in to_json(model)["flows"] if f["sig"] == signal.SIGKILL and f["sender_pid"] == writer.pid]
+    assert {(f["syscall"], f["origin"]) for f in flows} == {("cgroup.kill", "cgroup.kill")}
+
+
 def memory_cgroup() -> tuple[Path, str] | None:
     """A cgroup directory where memory limits can be set (v1 memory, or v2 with memory delegated), and the file."""
     v1 = Path("/sys/fs/cgroup/memory")

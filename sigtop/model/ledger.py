@@ -44,6 +44,11 @@ class DeathLedger:
         if sig == signal.SIGKILL and oom is not None and 0 <= e.ts - oom[0] < OOM_TO_DEATH_S:
             cause, kind = f"the OOM killer (anon-rss {oom[1] / 1024:.0f} MiB when chosen)", "oom"
             rows = []
+        elif rows and rows[0].key.via == "cgroup.kill":
+            writer = rows[0].key.sender_pid
+            cause = f"{writer} {rows[0].sender_comm} wrote 1 to its cgroup's cgroup.kill"
+            kind, sender = "cgroup-kill", writer
+            rows = []
         elif rows and rows[0].key.via == "pdeathsig":
             parent = rows[0].key.sender_pid
             cause = f"its parent {parent} {rows[0].sender_comm} exited (PR_SET_PDEATHSIG)"

@@ -711,6 +711,8 @@ def syscall_args(e: SignalEvent) -> str:
         return "kernel"
     if sc == Syscall.pdeathsig:
         return "its parent exited (PR_SET_PDEATHSIG)"
+    if sc == Syscall.cgroup_kill:
+        return "a write of 1 to the target's cgroup.kill"
     if sc in (Syscall.kill, Syscall.rt_sigqueueinfo):
         args = f"{e.arg_pid}, {signame(e.sig)}"
     elif sc == Syscall.tkill:
