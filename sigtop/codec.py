@@ -236,7 +236,7 @@ PROC_INFO: Schema = {
 }  # fmt: skip
 DISPOSITION: Schema = {
     "pid": S32, "caught": U64_FIELD, "ignored": U64_FIELD, "pending": U64_FIELD, "threads": OTHER(_pairs),
-    "ts": FLOAT(),
+    "ts": FLOAT(), "exited": OTHER(_bool),
 }  # fmt: skip
 PENDING_FLOW: Schema = {"key": OTHER(lambda v, w: _build(FlowKey, FLOW_KEY, v, w)), "count": C, "since": FLOAT()}
 KERNEL_STATS: Schema = {f.name: C for f in fields(KernelStats)}

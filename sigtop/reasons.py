@@ -137,7 +137,15 @@ def explain(
     if ignored:
         init = namespace_init(proc, k.target_pid)
         now_is = disposition_of(target, sig)
-        if init and sig not in UNCATCHABLE and (now_is.startswith("default") or not now_is):
+        if target is not None and target.exited:
+            found.append(
+                (
+                    "target had exited",
+                    f"ignored ({ignored:,}): the target had exited and was not yet reaped by its parent (a zombie); "
+                    "the kernel ignores every signal to a process that is exiting",
+                )
+            )
+        elif init and sig not in UNCATCHABLE and (now_is.startswith("default") or not now_is):
             found.append(
                 (
                     "ns init: dropped" if "namespace" in init else "init: dropped",

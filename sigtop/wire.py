@@ -139,6 +139,9 @@ class Disposition:
     # while every thread blocks it; a signalfd gets it only where its thread blocks it.
     threads: list[tuple[int, int]] = field(default_factory=list)
     ts: float = 0.0  # when /proc said so (the target may have exited since)
+    # It had exited, not yet reaped (a zombie: /proc's State Z or X): the kernel ignores every
+    # signal sent to it, whatever its masks said when it lived.
+    exited: bool = False
 
     def blocked_by_all(self) -> int:
         mask = -1

@@ -14,8 +14,10 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -260,6 +262,32 @@ def reason_of(model: SignalModel, row: FlowRow):
     from sigtop.reasons import explain_row
 
     return explain_row(model.registry, row, time.time())
+
+
+def test_signals_to_a_zombie_say_the_target_had_exited(follow):
+    """A process that exited and is not yet reaped (our child, not waited for) has every signal
+    ignored by the kernel: the reason says it had exited, not that its disposition ignored it (#18.6)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.01)
+
+        def work():
+            for _ in range(3):
+                os.kill(child.pid, signal.SIGUSR1)  # ours: a zombie, not reaped until the test ends
+
+        def settled(m: SignalModel) -> bool:
+            rows = [r for r in m.flows.values() if r.key.target_pid == child.pid and r.key.sig == signal.SIGUSR1]
+            return bool(rows) and rows[0].results[Result.ignored] == 3 and child.pid in m.registry.dispositions
+
+        model = follow(work, settled)
+    finally:
+        child.wait()
+    reason = reason_of(model, row_to(model, child.pid, signal.SIGUSR1))
+    assert reason.short == "target had exited"
+    assert reason.lines[0].startswith("ignored (3): the target had exited and was not yet reaped by its parent")
 
 
 def test_an_ignoring_target_and_a_blocking_one_get_their_reason(follow, spawn):

@@ -303,10 +303,12 @@ def _masks(text: str) -> dict[str, int]:
 def read_disposition(pid: int, clock: SourceClock = DEFAULT) -> Disposition | None:
     """How a process treats each signal now: SigCgt, SigIgn, pending, and each thread's SigBlk."""
     try:
-        main = _masks((PROC / str(pid) / "status").read_text(errors="replace"))
+        status = (PROC / str(pid) / "status").read_text(errors="replace")
+        main = _masks(status)
         tids = sorted(int(t) for t in os.listdir(PROC / str(pid) / "task"))[:MAX_THREAD_MASKS]
     except (OSError, ValueError):
         return None
+    state = next((line.split()[1:2] for line in status.splitlines() if line.startswith("State:")), [])
     threads = []
     pending = main.get("ShdPnd", 0)
     for tid in tids:
@@ -316,7 +318,8 @@ def read_disposition(pid: int, clock: SourceClock = DEFAULT) -> Disposition | No
             continue  # ended meanwhile
         threads.append((tid, masks.get("SigBlk", 0)))
         pending |= masks.get("SigPnd", 0)
-    return Disposition(pid, main.get("SigCgt", 0), main.get("SigIgn", 0), pending, threads, clock.now())
+    exited = state in (["Z"], ["X"])
+    return Disposition(pid, main.get("SigCgt", 0), main.get("SigIgn", 0), pending, threads, clock.now(), exited)
 
 
 def dispositions(batch: Batch, also: Iterable[int] = (), clock: SourceClock = DEFAULT) -> list[Disposition]:
