@@ -139,7 +139,12 @@ static __always_inline int send_exit(long ret)
     key.err = ret < 0 ? (s32)-ret : 0;
     flow_add(&key, ts, 0, 0);
 
-    struct event *e = event_begin(EV_SEND_DONE, ts, tgid, tid);
+    // The pids a failed send asked for are only in its event: sent in every mode (failures
+    // are rare, and a flood of them loses events, counted, never counts), so that "which
+    // pids did it try?" has an answer in plain batch too. Probes and refusals name theirs.
+    bool asked_only_here = ret < 0 && key.target_pid == 0 && key.target_tgid == 0;
+    struct event *e = asked_only_here ? event_begin_any(EV_SEND_DONE, ts, tgid, tid)
+                                      : event_begin(EV_SEND_DONE, ts, tgid, tid);
     if (!e)
         return 0;
     struct send_payload *p = &e->u.send;

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 from sigtop.export.report import to_json
 from sigtop.model import EVENTS_PER_ROW, FlowRow, SignalModel
 from sigtop.names import EventKind, Result, Syscall
-from tests.conftest import MODES, as_nobody, collect_until, read_line
+from tests.conftest import MODES, as_nobody, collect_until, own_config, read_line
 
 pytestmark = pytest.mark.bpf
 
@@ -207,6 +208,37 @@ def test_failed_send_counts_errno_and_keeps_the_asked_pid_in_its_events(measure)
     assert [e.arg_pid for e in row.events] == [missing, missing + 1, missing + 2]
     (doc,) = [f for f in to_json(model)["flows"] if f["sender_pid"] == os.getpid() and f["errors"]]
     assert doc["asked_pids"] == [missing + 2, missing + 1, missing]
+
+
+def test_in_plain_batch_a_failed_send_names_its_pids_and_every_flow_its_users(bpf_ready):
+    """Without detail events (plain `sigtop batch`), a failed send's asked pids still come (its
+    event is sent in every mode), and every flow names its ends' users (#18.7, #18.9)."""
+    from sigtop.live.collector import BpfSource
+
+    missing = int(open("/proc/sys/kernel/pid_max").read()) + 22345  # no process can have it
+    child = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.stdin.readline()"], stdin=subprocess.PIPE)
+    source = BpfSource(own_config(child.pid, details=False))
+    source.attach()
+    try:
+        source.read_events()
+        source.collect()
+        for i in range(3):
+            with pytest.raises(ProcessLookupError):
+                os.kill(missing + i, signal.SIGTERM)
+        os.kill(child.pid, 0)
+        os.kill(child.pid, signal.SIGCONT)  # ours; continues nothing, counted
+        model = collect_until(source, None)
+    finally:
+        source.detach()
+        child.kill()
+        child.wait()
+    flows = to_json(model)["flows"]
+    (failed,) = [f for f in flows if f["sender_pid"] == os.getpid() and f["errors"]]
+    assert failed["asked_pids"] == [missing + 2, missing + 1, missing]
+    (cont,) = [f for f in flows if f["sender_pid"] == os.getpid() and f["signame"] == "SIGCONT"]
+    me = {"uid": os.getuid(), "name": pwd.getpwuid(os.getuid()).pw_name}
+    assert (cont["sender_user"], cont["target_user"], cont["sender_comm_now"]) == (me, me, None)
+    assert model.stats.events_lost == 0
 
 
 def test_a_refused_send_keeps_its_real_target(measure, spawn):

@@ -583,6 +583,12 @@ def container_json(cgroup: str) -> dict[str, str] | None:
     return doc
 
 
+def _user_json(proc: Any) -> dict[str, Any] | None:
+    if proc is None or proc.uid < 0:
+        return None
+    return {"uid": proc.uid, "name": proc.user or None}
+
+
 def asked_pids(row: FlowRow) -> list[int]:
     """The distinct pids a failed flow's sends asked for, newest first, from its detail events."""
     seen: dict[int, None] = {}
@@ -622,9 +628,15 @@ def to_json(model: SignalModel, row: FlowRow) -> dict[str, Any]:
     data["target_disposition"] = target_disposition(registry, row)
     if row.failed and key.target_pid == 0 and key.pidfd < 0:
         # Failed sends are counted per errno, not per pid asked for (a made-up pid is free);
-        # the pids asked for are in the detail events (none in batch mode).
+        # the pids asked for are in their events, which the kernel sends in every mode (at most
+        # MAX_ASKED_PIDS, newest first).
         data["target_pid"] = None
         data["asked_pids"] = asked_pids(row)
+    # Who they are: each end's real user (uid and name, as /proc said; null for the kernel or a
+    # process already gone), and the sender's name now where it exec'd since (the TUI's sh→sleep).
+    data["sender_user"] = _user_json(sender) if key.sender_pid else None
+    data["target_user"] = _user_json(target) if key.target_pid > 0 else None
+    data["sender_comm_now"] = row.sender_comm_now or None
     # A process is its pid and its start time: a later process given the same pid is another row.
     data["sender_started"] = round(sender.started, 2) if sender and key.sender_pid and sender.started else None
     data["target_started"] = round(target.started, 2) if target and key.target_pid > 0 and target.started else None
