@@ -17,6 +17,8 @@ import os
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 from sigtop import version
 from sigtop.filters import FilterError, FlowFilter
@@ -159,10 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
         "-d",
         "--delay",
         type=_interval,
-        default=1.0,
+        default=None,
         metavar="S",
-        help=f"refresh interval in seconds, {MIN_INTERVAL_S:g} to {MAX_INTERVAL_S:g} (default 1)",
+        help=f"refresh interval in seconds, {MIN_INTERVAL_S:g} to {MAX_INTERVAL_S:g} "
+        "(default: the settings file's interval, else 1)",
     )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the live view's settings from FILE only (default: /etc/sigtop/config.toml, then "
+        "$XDG_CONFIG_HOME/sigtop/config.toml; under sudo the invoking user's)",
+    )
+    parser.add_argument("--no-config", action="store_true", help="read no settings file: the defaults")
     parser.add_argument(
         "-c", "--comm", action="append", default=[], metavar="TEXT", help="show only processes whose name contains TEXT"
     )
@@ -297,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_filters(sv)
 
     sub.add_parser("doctor", help="check every prerequisite and say how to fix what fails")
+    cf = sub.add_parser("config", help="the live view's settings file: where it is, what is in force")
+    cf.add_argument("--show", action="store_true", help="print the settings in force and which file set each")
+    cf.add_argument("--path", action="store_true", help="print the file 'Save these settings' writes")
     return parser
 
 
@@ -477,7 +490,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"sigtop: {printable(note)}", file=sys.stderr)
     _need_terminal()
-    return _run_app(source, args, interval=args.delay)
+    return _run_app(source, args)
 
 
 def cmd_live(args: argparse.Namespace) -> int:
@@ -485,8 +498,9 @@ def cmd_live(args: argparse.Namespace) -> int:
     from sigtop.live import preflight
 
     preflight.check_all()  # not root, no tracefs, no headers: one line, before the screen is taken over
+    interval = _interval_of(args, _settings(args)[0])  # a bad settings file: one line, before attaching
     # The compile runs inside the app, behind its first screen.
-    return _run_app(_source(args, details=True, interval=args.delay), args, interval=args.delay)
+    return _run_app(_source(args, details=True, interval=interval), args, interval=interval)
 
 
 def attach_while_loading(source: Source, *modules: str) -> None:
@@ -509,13 +523,39 @@ def _need_terminal() -> None:
         raise CliError("the live view needs a terminal: use `sigtop batch` or `sigtop record` without one")
 
 
-def _run_app(source: Source, args: argparse.Namespace, interval: float) -> int:
+def _settings(args: argparse.Namespace) -> tuple[Any, Path | None]:
+    """The settings file's view settings (sigtop.config), and where saving writes."""
+    from sigtop import config
+
+    paths = config.files(args.config, args.no_config)
+    try:
+        return config.load(paths, explicit=args.config is not None), Path(args.config) if args.config else None
+    except config.ConfigError as exc:
+        raise CliError(f"{exc} (--no-config starts with the defaults)") from None
+
+
+def _interval_of(args: argparse.Namespace, settings: Any) -> float:
+    if args.delay is not None:
+        return args.delay
+    return settings.interval if settings.interval is not None else 1.0
+
+
+def _run_app(source: Source, args: argparse.Namespace, interval: float | None = None) -> int:
     from sigtop.ui.app import SigtopApp
 
+    settings, settings_path = _settings(args)
+    if interval is None:
+        interval = _interval_of(args, settings)
     flt = _filter(args)
     if source.live:  # --pid and -s are the kernel's (the header's "traced"); the view filters the rest
         flt = dataclasses.replace(flt, pids=frozenset(), signals=frozenset())
-    app = SigtopApp(source, flow_filter=flt, refresh_s=interval, watch_exit=True)
+    app = SigtopApp(
+        source, flow_filter=flt, refresh_s=interval, watch_exit=True, config=settings, config_file=settings_path
+    )
+    if settings.theme and settings.theme not in app.available_themes:
+        where = settings.sources.get("theme", "the settings file")
+        themes = ", ".join(sorted(app.available_themes))
+        raise CliError(f"{where}: theme: no theme {settings.theme!r} (one of {themes}; --no-config: the defaults)")
     try:
         app.run()
     finally:
@@ -542,11 +582,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             serve.end_with_server(args.session)
         except serve.ServeError as exc:
             raise CliError(str(exc)) from None
-        source = _source(args, True, args.delay) if args.live else open_source(args.file, speed=args.speed)
-        return _run_app(source, args, interval=args.delay)
+        interval = _interval_of(args, _settings(args)[0])
+        source = _source(args, True, interval) if args.live else open_source(args.file, speed=args.speed)
+        return _run_app(source, args, interval=interval)
 
     # What each visitor's process is told: this command's view, options and filters.
-    session = ["-d", repr(args.delay), *(f"--comm={comm}" for comm in args.comm)]
+    session = [*(["-d", repr(args.delay)] if args.delay is not None else []), *(f"--comm={comm}" for comm in args.comm)]
+    session += [f"--config={args.config}"] if args.config else ["--no-config"] if args.no_config else []
     session += ["serve", "--session", str(os.getpid())]
     session += [f"--pid={pid}" for pid in args.pid] + [f"--signal={sig}" for sig in args.signal]
     session += [f"--container={text}" for text in args.container]
@@ -580,6 +622,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from sigtop import config
+
+    if args.path:
+        print(args.config or config.user_file())
+        return 0
+    settings, _path = _settings(args)
+    print(config.show(settings, config.files(args.config, args.no_config)))
+    return 0
+
+
 def cmd_doctor(_args: argparse.Namespace) -> int:
     from sigtop.doctor import run_doctor
 
@@ -594,6 +647,7 @@ COMMANDS = {
     "replay": cmd_replay,
     "serve": cmd_serve,
     "doctor": cmd_doctor,
+    "config": cmd_config,
     None: cmd_live,
 }
 

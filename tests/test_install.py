@@ -19,7 +19,7 @@ from sigtop.tables import TABLES
 
 pytestmark = pytest.mark.install
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = ("batch", "record", "stream", "exporter", "replay", "serve", "doctor")
+COMMANDS = ("batch", "record", "stream", "exporter", "replay", "serve", "doctor", "config")
 
 
 def run(*args: str | Path, **kw) -> subprocess.CompletedProcess[str]:

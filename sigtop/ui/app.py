@@ -20,6 +20,7 @@ import termios
 import threading
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from rich.text import Text
 from textual import on
@@ -31,6 +32,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
+from sigtop.config import ViewConfig
 from sigtop.contract import Source, SourceError
 from sigtop.filters import FilterError, FlowFilter
 from sigtop.model import SignalModel
@@ -118,13 +120,29 @@ class SigtopApp(App[int]):
     paused: reactive[bool] = reactive(False, init=False)
 
     def __init__(
-        self, source: Source, flow_filter: FlowFilter | None = None, refresh_s: float = 1.0, watch_exit: bool = False
+        self,
+        source: Source,
+        flow_filter: FlowFilter | None = None,
+        refresh_s: float = 1.0,
+        watch_exit: bool = False,
+        config: ViewConfig | None = None,
+        config_file: Path | None = None,
     ) -> None:
         super().__init__()
         self.source = source
         self.model = SignalModel()
         self.refresh_s = refresh_s
-        self.settings = ViewSettings(flt=flow_filter or FlowFilter())
+        # The settings file's (sigtop.config), where the command line says nothing else.
+        self.config = config or ViewConfig()
+        self.config_file = config_file  # where "Save these settings" writes (None: the user's file)
+        if self.config.theme:
+            self.theme = self.config.theme
+        self.settings = ViewSettings(
+            table=self.config.table,
+            sorts=tuple((t, c, d) for t, (c, d) in self.config.sort.items()),
+            flt=flow_filter if flow_filter else self.config.flow_filter(),
+            fold=self.config.fold,
+        )
         self.feed = ModelFeed(self.model, self._publish, tick_s=refresh_s, settings=self.settings, live=source.live)
         self._held: Snapshot | None = None  # the newest snapshot while paused
         self._filter_before = self.settings.flt  # the filter when the filter box opened
@@ -152,11 +170,11 @@ class SigtopApp(App[int]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="header")
-        with TabbedContent(initial="flows", id="tabs"):
+        with TabbedContent(initial=self.settings.table, id="tabs"):
             for name, spec in TABLES.items():
                 with TabPane(f"{spec.key} {spec.title}", id=name):  # the key that shows it
                     yield Static(spec.empty, id=f"empty-{name}", classes="empty")
-                    yield SignalTable(spec, id=f"table-{name}")
+                    yield SignalTable(spec, id=f"table-{name}", hidden=self.config.hide.get(name, ()))
         with Static(id="filter-bar"):
             yield Input(
                 placeholder="pid:1234 comm:nginx sig:TERM ctr:docker is:failed   (Enter keeps, Esc goes back)",
@@ -182,7 +200,7 @@ class SigtopApp(App[int]):
         if self._terminal is not None:
             self.set_interval(TERMINAL_CHECK_S, self._check_terminal)
         self.render_header()
-        self.table("flows").focus()
+        self.table(self.settings.table).focus()
         # Everything built so far (modules, the widget tree) lives as long as
         # the app: out of the collector's sight, a full collection in a storm
         # walks only what the storm made (tens of ms instead of ~100).
@@ -360,7 +378,8 @@ class SigtopApp(App[int]):
         if self.source.name:
             text.append(f"  {printable(self.source.name)}")
         try:
-            hidden = len(self.table(self.active).spec.columns) - len(self.table(self.active).visible_columns)
+            shown = self.table(self.active)
+            hidden = len(shown.spec.columns) - len(shown.hidden) - len(shown.visible_columns)
         except (NoMatches, AttributeError):
             hidden = 0
         if hidden > 0:
@@ -477,6 +496,31 @@ class SigtopApp(App[int]):
             return f"saved {path}"
 
         self.feed.run(write, lambda said: self.call_from_thread(self.notify, said))
+
+    def save_settings(self) -> None:
+        """The view's settings now (theme, table, sorts, folding, filter; the file's hidden columns,
+        interval and presets kept) to the settings file: --config's, else the user's."""
+        from sigtop import config as settings_file
+
+        kept = self.config
+        now = settings_file.ViewConfig(
+            theme=self.theme,
+            table=self.active,
+            sort={t: (c, d) for t, c, d in self.settings.sorts},
+            fold=self.settings.fold,
+            hide=kept.hide,
+            interval=kept.interval,
+            filter=self.flow_filter.describe(),
+            presets=kept.presets,
+        )
+        path = self.config_file or settings_file.user_file()
+        try:
+            settings_file.save(now, path)
+        except OSError as exc:
+            self.notify(f"could not save {path}: {exc.strerror or exc}", severity="error")
+            return
+        self.config = now
+        self.notify(f"saved to {path}")
 
     def action_invert_sort(self) -> None:
         """Invert the sort order."""

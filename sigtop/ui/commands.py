@@ -49,6 +49,8 @@ def commands(app: SigtopApp) -> Iterator[SystemCommand]:
     )
     for title, text, what in PRESETS:
         yield SystemCommand(f"Filter: {title}", f"{text}: {what}", _call(app.apply_filter, text))
+    for preset in app.config.presets:  # the settings file's own
+        yield SystemCommand(f"Filter: {preset.name}", preset.filter, _call(app.apply_filter, preset.filter))
     container = app.cursor_container()
     if container:
         yield SystemCommand(
@@ -58,6 +60,10 @@ def commands(app: SigtopApp) -> Iterator[SystemCommand]:
         yield SystemCommand("Clear the filter", f"now: {app.flow_filter.describe()}", app.action_clear_filter)
     yield SystemCommand("Resume" if app.paused else "Pause", "key space: the view (counting goes on)", app.action_pause)
     yield SystemCommand("Clear the counts", "key c: forget every count so far", app.action_clear)
+    yield SystemCommand(
+        "Save these settings", "theme, table, sorts, folding and filter, to the settings file, for the next start",
+        app.save_settings,
+    )  # fmt: skip
     yield SystemCommand("Save the view as SVG", "a screenshot, in the current directory", app.save_view_svg)
     yield SystemCommand(
         "Save the view as JSON", "what is shown, as sigtop batch --json writes it, in the current directory",

@@ -58,9 +58,11 @@ class SignalTable(DataTable[Any]):
     class ColumnsFitted(Message):
         """The columns shown changed (a resize, a wider cell): the header says how many are hidden."""
 
-    def __init__(self, spec: TableSpec, **kwargs: Any) -> None:
+    def __init__(self, spec: TableSpec, hidden: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.spec = spec
+        # Columns the settings file hides (sigtop.config), never shown at any width.
+        self.hidden = {spec.column_names().index(name) for name in hidden}
         self.sort_column = spec.column_names().index(spec.default_sort)  # an index into spec.columns
         self.descending = True
         self.visible_columns: list[int] = []  # indices into spec.columns
@@ -70,7 +72,7 @@ class SignalTable(DataTable[Any]):
     # ---- columns -------------------------------------------------------------
 
     def on_mount(self) -> None:
-        self._set_columns(list(range(len(self.spec.columns))), {})
+        self._set_columns([i for i in range(len(self.spec.columns)) if i not in self.hidden], {})
 
     def _set_columns(self, visible: list[int], cut: dict[int, int]) -> None:
         self.clear(columns=True)
@@ -95,7 +97,7 @@ class SignalTable(DataTable[Any]):
         """The columns that fit the width, and the widths of those cut to fit: drop the lowest
         priority first; once the next to go is a shortenable one, cut the shown text columns
         (down to their min_width) instead, if that fits."""
-        everything = list(range(len(self.spec.columns)))
+        everything = [i for i in range(len(self.spec.columns)) if i not in self.hidden]
         available = self.size.width - self.styles.scrollbar_size_vertical
         if available <= 0:  # not laid out yet
             return self.visible_columns or everything, self.cut_widths
