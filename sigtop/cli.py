@@ -489,8 +489,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     source = open_source(args.file, speed=args.speed, notes=notes)
     for note in notes:
         print(f"sigtop: {printable(note)}", file=sys.stderr)
+    said = len(notes)
     _need_terminal()
-    return _run_app(source, args)
+    try:
+        return _run_app(source, args)
+    finally:
+        for note in notes[said:]:  # a streamed recording's, found as it played (a cut last line)
+            print(f"sigtop: {printable(note)}", file=sys.stderr)
 
 
 def cmd_live(args: argparse.Namespace) -> int:

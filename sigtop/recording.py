@@ -157,24 +157,73 @@ def read_recording(path: str | Path, notes: list[str] | None = None) -> tuple[di
     A last line cut off (a crash mid-write) is left out, and said in
     `notes`: everything before it is whole and replays.
     """
-    batches = []
-    try:
-        with Path(path).open(encoding="utf-8") as f:
-            first = f.readline()
+    with RecordingReader(path) as reader:
+        batches = list(reader.batches(notes))
+        return reader.head, batches
+
+
+class RecordingReader:
+    """A recording read as it is played: its header at once (a file that is no recording fails
+    here), then one batch at a time, so the first screen of any recording comes within a second
+    and memory is the view's, never the file's. RecordingError names the line at fault."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+        try:
+            self._file = Path(path).open(encoding="utf-8")  # noqa: SIM115 - closed by close() or the with
+        except OSError as exc:
+            raise RecordingError(f"cannot read recording {path}: {exc.strerror or exc}") from None
+        try:
+            first = self._readline()
             if not first:
                 raise RecordingError(f"{path}: empty file, not a sigtop recording")
-            head = _header(path, first)
-            for number, line in enumerate(f, start=2):
-                if not line.strip():
-                    continue
-                if not line.endswith("\n"):
-                    if notes is not None:
-                        notes.append(f"{path}:{number}: the last line was cut off; replaying {len(batches)} batches")
-                    break
-                batches.append(_batch(path, number, line))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecordingError(f"cannot read recording {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    return head, batches
+            self.head = _header(path, first)
+        except BaseException:
+            self._file.close()
+            raise
+        self.number = 1  # the line read last
+        self.count = 0  # batches given so far
+
+    def _readline(self) -> str:
+        try:
+            return self._file.readline()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or exc
+            raise RecordingError(f"cannot read recording {self.path}: {why}") from None
+
+    def batches(
+        self, notes: list[str] | None = None, limit: int | None = None, max_chars: int | None = None
+    ) -> Iterator[Batch]:
+        """The next batches (at most `limit`, and no more once `max_chars` of lines are read), in
+        order, until the end of the file."""
+        given = chars = 0
+        while (limit is None or given < limit) and (max_chars is None or chars < max_chars):
+            line = self._readline()
+            if not line:
+                return
+            self.number += 1
+            if not line.strip():
+                continue
+            if not line.endswith("\n"):
+                if notes is not None:
+                    notes.append(
+                        f"{self.path}:{self.number}: the last line was cut off; replaying {self.count} batches"
+                    )
+                return
+            batch = _batch(self.path, self.number, line)
+            given += 1
+            chars += len(line)
+            self.count += 1
+            yield batch
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> RecordingReader:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 def _header(path: str | Path, line: str) -> dict[str, Any]:

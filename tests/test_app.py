@@ -516,3 +516,31 @@ async def test_the_palette_holds_sigtops_commands(batches, tmp_path, monkeypatch
         assert len(doc["flows"]) == len(app.model.flows)
         await palette(pilot, "show the signalfd table")
         assert app.active == "signalfd"
+
+
+async def test_a_streamed_recording_shows_the_same_rows_and_a_bad_line_ends_it(batches, tmp_path):
+    """The app over a recording read as it plays (large ones are): the same rows as read whole;
+    one with a corrupt line shows what came before, then ends with that line named."""
+    whole = make_app(batches)
+    async with whole.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        expected = sorted(map(tuple, visible(whole)))
+    app = SigtopApp(ReplaySource.stream(str(RECORDING)))
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(400):
+            await loaded(pilot)
+            if app.model.finished:
+                break
+            await pilot.pause(0.01)
+        await loaded(pilot)
+        assert sorted(map(tuple, visible(app))) == expected
+    lines = RECORDING.read_text().splitlines(keepends=True)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("".join(lines[:3]) + "{not json\n" + "".join(lines[3:]))
+    app = SigtopApp(ReplaySource.stream(str(broken)))
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(400):
+            await pilot.pause(0.01)
+            if app.failure:
+                break
+    assert app.failure.startswith(f"{broken}:4: corrupt line")

@@ -3,6 +3,7 @@ read defensively (every value checked at the boundary, a cut last line left out)
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -12,6 +13,7 @@ import sys
 import pytest
 
 from sigtop.codec import batch_json
+from sigtop.model import SignalModel
 from sigtop.recording import RecordingError, RecordingFullError, RecordingWriter, open_output, read_recording
 from tests.conftest import RECORDING
 from tests.test_cli import assert_one_line_error, run
@@ -268,3 +270,42 @@ def test_a_disk_that_takes_nothing_fails_before_attaching_and_leaves_no_file(tin
         f"sigtop: cannot record to {path}: no space (or quota) left; nothing traced"
     ]
     assert not path.exists()
+
+
+async def _play_all(source) -> list:
+    got: list = []
+    loop = asyncio.get_running_loop()
+    source.start(loop, got.append)
+    for _ in range(2000):
+        if got and got[-1].final:
+            break
+        await asyncio.sleep(0.005)
+    source.stop()
+    return got
+
+
+def test_a_streamed_recording_plays_the_same_batches_as_one_read_whole(tmp_path):
+    """Played as read (a large recording's way: its first screen at once, memory bounded by the
+    view), the real recording gives the same batches, and a model the same counts; a corrupt line
+    ends it with that line named, after every batch before it."""
+    from sigtop.sources.replay import ReplaySource
+
+    _head, whole = read_recording(RECORDING)
+    streamed = asyncio.run(_play_all(ReplaySource.stream(str(RECORDING))))
+    assert [batch_json(b) for b in streamed[: len(whole)]] == [batch_json(b) for b in whole]
+    assert streamed[-1].final
+    a, b = SignalModel(), SignalModel()
+    for batch in whole:
+        a.apply(batch)
+    for batch in streamed:
+        b.apply(batch)
+    assert (a.total_signals, len(a.flows)) == (b.total_signals, len(b.flows))
+
+    lines = RECORDING.read_text().splitlines(keepends=True)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("".join(lines[:3]) + '{"ts": "nope"}\n' + "".join(lines[3:]))
+    source = ReplaySource.stream(str(broken))
+    played = asyncio.run(_play_all(source))
+    assert len(played) == 3  # the two batches before the bad line, then the end
+    assert played[-1].final
+    assert source.error.startswith(f"{broken}:4: ")

@@ -54,6 +54,7 @@ TERMINAL_CHECK_S = 0.5
 EXIT_GRACE_S = 0.3  # with the terminal gone there is nothing left to restore
 EXIT_GRACE_WITH_TERMINAL_S = 10.0
 MAP_PRESSURE = 0.75
+MAX_FEED_BACKLOG = 2  # batches a streamed replay may have waiting for the model's thread
 
 
 class SnapshotReady(Message):
@@ -209,6 +210,8 @@ class SigtopApp(App[int]):
     def _attach_and_start(self) -> None:
         """Attach (a live source compiles here, while the first screen is already up), then start."""
         loop = self._loop
+        if hasattr(self.source, "room"):  # a streamed recording: never more than a few batches ahead
+            self.source.room = lambda: self.feed.backlog() < MAX_FEED_BACKLOG
         if hasattr(self.source, "on_phase"):  # a live source says each step of its ~1 s attach
             self.source.on_phase = lambda step: self.call_from_thread(self._phase, step)
         try:

@@ -146,6 +146,10 @@ class ModelFeed:
         """A row's drill-down, handed to `reply` (None: the row is gone)."""
         self._inbox.put(("detail", (table, key, reply)))
 
+    def backlog(self) -> int:
+        """Items waiting for the model's thread (a streamed replay waits while there are many)."""
+        return self._inbox.qsize()
+
     def fail(self, error: str) -> None:
         """The source failed (one line)."""
         self.idle.clear()
@@ -181,6 +185,8 @@ class ModelFeed:
                 if item[0] == "stop":
                     return
                 now_due = self._handle(item) or now_due
+                if time.monotonic() >= next_tick:
+                    break  # a tick is due: publish now, the rest waits (a storm never hides the view)
                 try:
                     item = self._inbox.get_nowait()
                 except queue.Empty:
