@@ -99,7 +99,7 @@ async def shoot() -> None:
     _, batches = read_recording(CAPTURE)
     views = [
         ("flows", []),
-        ("sorted-by-signal", [">", ">", ">", ">", ">", ">", ">", ">", ">", ">"]),  # SIGNAL column
+        ("sorted-by-signal", ["ctrl+p", *"sort by SIGNAL", "pause", "enter"]),  # the palette
         ("filtered-by-pid", None),
         ("flow-detail", ["enter"]),
         ("signalfd", ["2"]),
@@ -124,6 +124,9 @@ async def shoot() -> None:
                 await pilot.press("slash", *f"pid:{top.key.target_pid}", "enter")
             else:
                 for key in keys:
+                    if key == "pause":  # the palette's search runs on its own
+                        await pilot.pause(0.5)
+                        continue
                     await pilot.press(key)
                     await app.settled()
                     if key == "enter":  # a drill-down: built on the model's thread
