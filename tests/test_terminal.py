@@ -154,3 +154,32 @@ def test_a_terminal_lost_while_attaching_or_quitting_still_ends_it(bpf_ready):
                 pytest.fail(f"sigtop kept running with its terminal lost while {when}")
         finally:
             reap(proc, master)
+
+
+@pytest.mark.bpf
+async def test_an_attach_failure_is_shown_in_the_app_with_its_fix(bpf_ready):
+    """The live view's attach fails (a raw signal_generate asked for where BTF detection finds
+    none): the screen says why and how to find the fix, and any key ends it with status 1."""
+    from sigtop.live.collector import BpfSource
+    from sigtop.live.config import TraceConfig
+    from sigtop.ui.app import SigtopApp
+    from sigtop.ui.screens import FailureScreen
+    from tests.conftest import NO_BTF
+
+    before = open_fds("bpf-prog")
+    app = SigtopApp(BpfSource(TraceConfig(raw_generate=True, vmlinux=NO_BTF)))
+    async with app.run_test(size=(80, 24)) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, FailureScreen):
+                break
+        assert isinstance(app.screen, FailureScreen)
+        await pilot.pause()
+        text = str(app.screen.query_one("#failure").render())
+        assert "signal_generate cannot be a raw tracepoint here" in text
+        assert "sigtop doctor" in text
+        await pilot.press("x")
+        await pilot.pause()
+    assert app.return_code == 1
+    assert app.failure.startswith("signal_generate cannot be a raw tracepoint here")
+    assert open_fds("bpf-prog") == before

@@ -41,7 +41,7 @@ from sigtop.tables import TABLES
 from sigtop.tables.base import Detail
 from sigtop.ui.commands import commands
 from sigtop.ui.feed import ModelFeed, Snapshot, ViewSettings
-from sigtop.ui.screens import DetailScreen, HelpScreen
+from sigtop.ui.screens import DetailScreen, FailureScreen, HelpScreen
 from sigtop.ui.table import SignalTable
 
 TERMINAL_CHECK_S = 0.5
@@ -54,6 +54,7 @@ TERMINAL_CHECK_S = 0.5
 EXIT_GRACE_S = 0.3  # with the terminal gone there is nothing left to restore
 EXIT_GRACE_WITH_TERMINAL_S = 10.0
 MAP_PRESSURE = 0.75
+FAILURE_SHOWN_S = 60.0  # an attach failure stays on screen this long at most (nobody may be watching)
 MAX_FEED_BACKLOG = 2  # batches a streamed replay may have waiting for the model's thread
 
 
@@ -89,6 +90,8 @@ class SigtopApp(App[int]):
     #help { width: 94; max-width: 100%; height: auto; max-height: 100%; border: round $accent; padding: 0 1;
             background: $panel; }
     HelpScreen { align: center middle; }
+    FailureScreen { align: center middle; }
+    #failure { width: 80; max-width: 100%; height: auto; border: round $error; padding: 1 2; background: $panel; }
     """
     BINDINGS = [
         # A tooltip, where there is one, is what the help screen says of the key.
@@ -217,8 +220,8 @@ class SigtopApp(App[int]):
         try:
             self.source.attach()
         except SourceError as exc:
+            self.call_from_thread(self._failed_to_start, str(exc))  # first: the failed snapshot must not end it
             self.feed.fail(str(exc))
-            self.call_from_thread(self.end, str(exc))
             return
         if self.source.live:
             self.feed.set_state("live")
@@ -296,6 +299,8 @@ class SigtopApp(App[int]):
                 empty.update(TABLES[view.name].empty)
         except NoMatches:  # a snapshot arriving while the app shuts down
             return
+        if self.failure is not None:
+            return  # ending already (an attach failure's screen is up)
         if snapshot.error is not None or (snapshot.totals.finished and self.source.error):
             # The source is dead: a frozen view saying LIVE would be a lie.
             self.end(snapshot.error or self.source.error or "the source failed")
@@ -325,6 +330,12 @@ class SigtopApp(App[int]):
     def _drawn(self, seq: int) -> bool:
         shown = self._held if self.paused and self._held is not None else self.snapshot
         return seq == 0 or (shown is not None and shown.seq >= seq)
+
+    def _failed_to_start(self, failure: str) -> None:
+        """Attach failed: say why on screen, with the fix, until a key (or a minute) ends it."""
+        self.failure = failure
+        self.push_screen(FailureScreen(failure))
+        self.set_timer(FAILURE_SHOWN_S, lambda: self.exit(return_code=1))
 
     def end(self, failure: str) -> None:
         """Exit with a one-line reason and a non-zero status (the CLI prints it once the terminal is restored)."""

@@ -107,6 +107,25 @@ HEADER_HELP = "\n".join(
 )
 
 
+class FailureScreen(ModalScreen[None]):
+    """Why the view could not start (attach failed), and how to fix it; any key ends sigtop
+    (status 1, the line also on stderr once the terminal is back)."""
+
+    def __init__(self, failure: str) -> None:
+        super().__init__()
+        self.why = failure
+
+    def compose(self) -> ComposeResult:
+        text = Text("sigtop could not start\n\n", style="bold red")
+        text.append(self.why + "\n\n")
+        text.append("`sigtop doctor` checks every prerequisite and says how to fix what fails.\n\n", style="bold")
+        text.append("Press any key to exit.", style="dim")
+        yield Static(text, id="failure")
+
+    def on_key(self, _event: object) -> None:
+        self.app.exit(return_code=1)
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark,f1", "app.pop_screen", "Close")]
 
