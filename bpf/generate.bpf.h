@@ -15,6 +15,7 @@ static __always_inline bool asked_for(const struct inflight *f, s32 target, u32 
     case SC_TKILL:
     case SC_TGKILL:
     case SC_RT_TGSIGQUEUEINFO:   // a thread
+    case SC_PTRACE:
         return (u32)f->arg_tid == (u32)target;
     default:                      // a pidfd's number names no pid
         return true;
@@ -43,7 +44,7 @@ static __always_inline int on_generate(int sig, int code, s32 target, u32 target
         tid = (u32)id;
     }
     bool by_syscall = f && f->sig == sig && (f->code == code || f->alt_code == code);
-    if (by_syscall && f->syscall >= SC_SIGNALFD)
+    if (by_syscall && f->syscall >= SC_SIGNALFD && f->syscall != SC_PTRACE)
         by_syscall = false;
     // Not the target the syscall asked for (checked only where pids compare: a host sender):
     // raised from an interrupt on whatever was running, the kernel's.

@@ -22,7 +22,7 @@ static __always_inline int send_enter(u16 syscall, s32 pid, s32 tid, int sig,
     // pidfd, PIDFD_SIGNAL_THREAD, PIDFD_SELF_THREAD), SI_TKILL; the sigqueue
     // family, the caller's own (read below). With flags 0 a pidfd's kind
     // decides, which its number does not show: either code matches.
-    f->code = (syscall == SC_TKILL || syscall == SC_TGKILL) ? SI_TKILL : SI_USER;
+    f->code = (syscall == SC_TKILL || syscall == SC_TGKILL) ? SI_TKILL : syscall == SC_PTRACE ? SI_KERNEL : SI_USER;
     f->alt_code = f->code;
     if (syscall == SC_PIDFD_SEND_SIGNAL) {
         if (flags == PIDFD_SIGNAL_THREAD)
@@ -166,9 +166,20 @@ static __always_inline int send_exit(long ret)
     return 0;
 }
 
+// PTRACE_ATTACH stops its tracee with a SIGSTOP the kernel raises inside the tracer's call
+// (send_sig_info(SIGSTOP, SEND_SIG_PRIV, task)): the tracer's, to that thread. Only that
+// request is kept; every other ptrace call (a debugger makes many) returns at once.
+TRACEPOINT_PROBE(syscalls, sys_enter_ptrace)
+{
+    if (args->request != 16)   // PTRACE_ATTACH (uapi linux/ptrace.h)
+        return 0;
+    return send_enter(SC_PTRACE, (s32)args->pid, (s32)args->pid, SIGSTOP, 0, 0);
+}
+
 TRACEPOINT_PROBE(syscalls, sys_exit_kill) { return send_exit(args->ret); }
 TRACEPOINT_PROBE(syscalls, sys_exit_tkill) { return send_exit(args->ret); }
 TRACEPOINT_PROBE(syscalls, sys_exit_tgkill) { return send_exit(args->ret); }
 TRACEPOINT_PROBE(syscalls, sys_exit_rt_sigqueueinfo) { return send_exit(args->ret); }
 TRACEPOINT_PROBE(syscalls, sys_exit_rt_tgsigqueueinfo) { return send_exit(args->ret); }
 TRACEPOINT_PROBE(syscalls, sys_exit_pidfd_send_signal) { return send_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_ptrace) { return send_exit(args->ret); }

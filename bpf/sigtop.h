@@ -50,6 +50,7 @@ enum syscall_id {
                               // the parent exits; the sender is that parent
     SC_CGROUP_KILL = 11,      // not a syscall: the SIGKILLs of a write to a cgroup's cgroup.kill;
                               // the sender is the writer
+    SC_PTRACE = 12,           // PTRACE_ATTACH's SIGSTOP (SI_KERNEL, raised inside the tracer's call)
 };
 
 // The outcome of one send (sigtop.names.Result): 0..4 are the kernel's

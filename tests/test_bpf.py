@@ -878,3 +878,40 @@ def test_exec_inside_a_handler_leaves_no_frame_to_forge(measure, sigframes):
     row = model.sigreturns[runs[0]]
     assert (row.handler_deliveries, row.sigreturns, row.unmatched) == (1, 1, 1)
     assert [a.kind for a in model.alerts if a.pid == runs[0]] == ["srop"]
+
+
+TRACER = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+PTRACE_ATTACH, PTRACE_DETACH = 16, 17
+pid = int(sys.argv[1])
+sys.stdin.readline()
+assert libc.ptrace(PTRACE_ATTACH, pid, None, None) == 0, ctypes.get_errno()
+os.waitpid(pid, os.WUNTRACED | 0x40000000)  # __WALL: the attach's stop
+assert libc.ptrace(PTRACE_DETACH, pid, None, None) == 0, ctypes.get_errno()
+print("detached", flush=True)
+"""
+
+
+def test_a_ptrace_attach_stop_is_the_tracers(tracer, measure):
+    """PTRACE_ATTACH stops the tracee with a SIGSTOP the kernel raises (SI_KERNEL) inside the
+    tracer's ptrace(): the tracer's, VIA ptrace, never "[kernel]" (#18.3)."""
+    tracee = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    runner = subprocess.Popen(
+        [sys.executable, "-c", TRACER, str(tracee.pid)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+
+        def work():
+            runner.stdin.write("go\n")
+            runner.stdin.flush()
+            assert read_line(runner.stdout).strip() == "detached"
+            assert runner.wait(timeout=10) == 0
+
+        model = measure(work)
+    finally:
+        for child in (runner, tracee):
+            child.kill()  # ours
+            child.wait()
+    stops = [r for r in model.flows.values() if r.key.target_pid == tracee.pid and r.key.sig == signal.SIGSTOP]
+    assert [(r.key.sender_pid, r.key.via, r.count) for r in stops] == [(runner.pid, "ptrace", 1)]
