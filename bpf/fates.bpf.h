@@ -187,7 +187,9 @@ static __always_inline void fate_taken(u32 tid, u32 tgid, int sig, int code, boo
 {
     struct pending_val p;
     if (!fate_dequeue(tid, tgid, sig, code, &p)) {
-        if (sig != SIGKILL)   // a dying process's other threads take a SIGKILL never queued
+        // A dying process's other threads take a SIGKILL never queued; a sigwait that user
+        // space settled as read before the call returned was counted there.
+        if (sig != SIGKILL && !read)
             stat_add(STAT_TAKEN_UNQUEUED);
         return;
     }

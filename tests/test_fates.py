@@ -470,3 +470,23 @@ def test_without_btf_fates_say_they_are_not_followed(bpf_ready, spawn):
     doc = next(f for f in to_json(model)["flows"] if f["target_pid"] == child.pid)
     assert [doc[k] for k in ("taken", "read", "discarded", "pending", "latency_ns")] == [None] * 5
     assert TABLES["flows"].column("pending").cell(row, View(model)).plain == "-"
+
+
+def test_a_healthy_signalfd_readers_signals_are_never_left_pending(fates_tracer, spawn):
+    """A reader that blocks SIGURG and reads each from its signalfd at once: at the first
+    collection after the reads every one is read, none pending (before: pending until the
+    collection after, so a steady reader always showed PEND 1, "blocked, pending 0s")."""
+    reader = spawn()
+    reader.ask("block SIGURG")
+    fd = int(reader.ask("signalfd4 -1 0 SIGURG"))
+    fates_tracer.read_events()
+    fates_tracer.collect()
+    for _ in range(5):
+        reader.proc.stdin.write(f"readfd {fd}\n".encode())
+        reader.proc.stdin.flush()
+        os.kill(reader.pid, signal.SIGURG)
+        assert read_line(reader.proc.stdout).strip() == str(int(signal.SIGURG))
+    model = collect_until(fates_tracer, None)  # one collection
+    row = row_to(model, reader.pid, signal.SIGURG)
+    assert fates(row) == {"queued": 5, "taken": 0, "read": 5, "discarded": 0, "pending": 0, "untracked": 0}
+    assert model.stats.taken_unqueued == 0

@@ -11,9 +11,12 @@ here, once per interval:
   the signal that killed the process; off it means it had left unseen
   (a signalfd read, a flush) and counts as read;
 * a record whose owner is alive but whose signal /proc no longer shows
-  pending (SigPnd / ShdPnd) left unseen too: read, once seen so at two
-  collections in a row (a delivery in flight between the dequeue and its
-  tracepoint must not be mistaken for one);
+  pending (SigPnd / ShdPnd) left unseen too: read, once /proc says so twice,
+  CONFIRM_S apart, in the same collection or the next (a sigwait between its
+  dequeue and its syscall's return must not be mistaken for one: the kernel
+  side counts that one, and a record already settled here is not "unqueued"
+  to it). A healthy signalfd reader's signals are read at the collection
+  after the read, never shown pending;
 * whatever else is still pending, and since when, by flow: state, each batch.
 """
 
@@ -34,6 +37,7 @@ from sigtop.wire import FlowDelta, FlowKey, PendingFlow
 MAX_STATUS_READS = 2_000
 SIGNAL_MASK = 0x7F  # the killing signal in an exit code
 SWEEP_S = 10.0  # how often taken records (kept for reuse) are checked for owners that are gone
+CONFIRM_S = 0.002  # a record off its list at one /proc read is read if still so this much later
 _GONE = "gone"  # _StatusMasks.pending: the owner has exited (or its id is another task's now)
 
 
@@ -66,6 +70,8 @@ class FateSettler:
         still: Counter[bytes] = Counter()
         oldest: dict[bytes, int] = {}
         suspects: set[tuple[bytes, int]] = set()
+        # This collection's new suspects, to confirm before it ends: (record key, its value, owner).
+        fresh: list[tuple[Any, Any]] = []
         live_owners: set[int] = set()
         sweep = time.monotonic() >= self._next_sweep
         if sweep:
@@ -105,6 +111,8 @@ class FateSettler:
                         fate = 1
                     else:
                         suspects.add(ident)
+                        if pending_now is False:
+                            fresh.append((k, v))
                 else:
                     live_owners.add(owner)
             if fate is not None and not self._remove(k):
@@ -116,6 +124,13 @@ class FateSettler:
             else:
                 still[raw_flow] += 1
                 oldest[raw_flow] = min(oldest.get(raw_flow, v.ts), v.ts)
+        for k, v, raw_flow in self._confirm(fresh):
+            suspects.discard((bytes(k), v.ts))
+            fates.setdefault(raw_flow, [0, 0, 0])[1] += 1
+            still[raw_flow] -= 1
+            if not still[raw_flow]:
+                del still[raw_flow]
+                oldest.pop(raw_flow, None)
         self._suspects = suspects
         self._next_status = masks.next_start
         for raw_key, _mask, ts, _code in exits.values():
@@ -129,6 +144,28 @@ class FateSettler:
             pending=[PendingFlow(flow_keys[raw], n, self._wall(oldest[raw])) for raw, n in still.items()],
             keep=set(still),
         )
+
+    def _confirm(self, fresh: list[tuple[Any, Any]]) -> list[tuple[Any, Any, bytes]]:
+        """Of the records /proc showed off their list, those still off it CONFIRM_S later and
+        still not taken by the kernel: read (a signalfd read, a flush), taken off the map here."""
+        if not fresh:
+            return []
+        time.sleep(CONFIRM_S)
+        again = _StatusMasks(0)
+        read = []
+        for k, v in fresh:
+            if again.pending(k.owner, k.shared, k.sig, v.ts) is not False:
+                continue  # back on the list, gone, or not known: the next collection decides
+            last = lookup_and_delete(self.pending.map_fd, bytes(k), self._value_size)
+            if last is None:
+                continue
+            value = self.pending.Leaf.from_buffer_copy(last)
+            if value.ts == v.ts:
+                read.append((k, v, bytes(v.flow)))
+            elif value.ts:  # a new signal queued under that key meanwhile: it stays
+                self.pending[k] = value
+            # else the kernel took it meanwhile, and counted it; its kept record goes
+        return read
 
     def _wall(self, ktime_ns: int) -> float:
         return self.mono_to_wall + ktime_ns / 1e9
