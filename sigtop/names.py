@@ -188,7 +188,7 @@ def si_code_name(sig: int, code: int) -> str:
 
 
 def kernel_origin(sig: int, code: int) -> str:
-    """Class of a kernel-raised signal: fault, child, timer, io or kernel."""
+    """Class of a kernel-raised signal: fault, child, timer, io, pipe, rlimit or kernel."""
     if code > 0 and code != 0x80:
         if sig in FAULT_SIGNALS:
             return "fault"
@@ -204,6 +204,8 @@ def kernel_origin(sig: int, code: int) -> str:
         return "timer"
     if sig == signal.SIGPIPE:
         return "pipe"
+    if sig in (signal.SIGXFSZ, signal.SIGXCPU):  # RLIMIT_FSIZE's send_sig (SI_USER), RLIMIT_CPU's
+        return "rlimit"
     return "kernel"
 
 

@@ -915,3 +915,37 @@ def test_a_ptrace_attach_stop_is_the_tracers(tracer, measure):
             child.wait()
     stops = [r for r in model.flows.values() if r.key.target_pid == tracee.pid and r.key.sig == signal.SIGSTOP]
     assert [(r.key.sender_pid, r.key.via, r.count) for r in stops] == [(runner.pid, "ptrace", 1)]
+
+
+FSIZE_CHILD = """
+import os, resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (16, 16))
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+os.write(fd, b"x" * 16)
+for _ in range(3):
+    try:
+        os.write(fd, b"past the limit")
+    except OSError as exc:
+        assert exc.errno == 27, exc  # EFBIG
+print("done", flush=True)
+"""
+
+
+def test_a_file_size_limit_signal_says_rlimit(tracer, measure, tmp_path):
+    """A write past RLIMIT_FSIZE makes the kernel send SIGXFSZ (SI_USER, from no send syscall):
+    a kernel-raised signal of the class rlimit, not a '[kernel] VIA kernel' with a user's code (#18.10)."""
+    target = tmp_path / "limited"
+    child = subprocess.Popen([sys.executable, "-c", FSIZE_CHILD, str(target)], stdout=subprocess.PIPE, text=True)
+
+    def work():
+        assert read_line(child.stdout).strip() == "done"
+        assert child.wait(timeout=10) == 0
+
+    try:
+        model = measure(work)
+    finally:
+        child.kill()  # ours; already gone unless the test failed
+        child.wait()
+    rows = [r for r in model.flows.values() if r.key.target_pid == child.pid and r.key.sig == signal.SIGXFSZ]
+    assert [(r.key.sender_pid, r.key.via, r.count, r.results[Result.ignored]) for r in rows] == [(0, "rlimit", 3, 3)]
