@@ -73,7 +73,10 @@ FILTER_HELP = "\n".join(
             "still pending (blocked?); DISC discarded when the target exited. P99: generate-to-take latency, "
             "every signal timed in the kernel."
         ),
-        ("VIA: the syscall, or for kernel-raised signals: fault, child, timer, io, pipe, rlimit, kernel; cgroup.kill, pdeathsig and ptrace name their sender."),
+        (
+            "VIA: the syscall, or for kernel-raised signals: fault, child, timer, io, pipe, rlimit, kernel; "
+            "cgroup.kill, pdeathsig and ptrace name their sender."
+        ),
         (
             "Sigreturn BALANCE: handler deliveries minus rt_sigreturns; UNMATCHED: returns with no handler frame "
             "outstanding (how SROP starts)."
