@@ -383,8 +383,13 @@ async def browse(devtools_port: int, url: str) -> None:
             # A key typed in the page reaches the app: 2 opens the Signalfd table.
             await cdp.evaluate("window.__sigtopTerminals[0].focus()")
             await cdp.press("2", "Digit2")
+            # Its columns come first, its rows with the next snapshot (a busy box: a moment later).
             signalfd = await cdp.screen_until("MASK", "the Signalfd table after pressing 2")
-            assert "sfd-daemon" in signalfd
+            deadline = time.monotonic() + SCREEN_S
+            while "sfd-daemon" not in signalfd.split("MASK", 1)[-1]:  # a row under its header
+                assert time.monotonic() < deadline, f"the Signalfd table showed no rows:\n{signalfd}"
+                await asyncio.sleep(0.2)
+                signalfd = await cdp.screen_until("MASK", "the Signalfd table after pressing 2")
 
 
 @pytest.mark.browser
