@@ -317,6 +317,12 @@ def _source(args: argparse.Namespace, details: bool, interval: float) -> Source:
     """The command's source: the kernel, or the recording given with --from (read at once)."""
     if args.follow and not args.pid:
         raise CliError("--follow follows the processes of --pid PID: give a pid")
+    if getattr(args, "from_file", None) is None:
+        missing = [pid for pid in args.pid if not os.path.exists(f"/proc/{pid}")]
+        if missing:  # the kernel would trace nothing, silently, for as long as it ran
+            raise CliError(
+                f"no process {missing[0]} (--pid): nothing to trace; without --pid sigtop traces every process"
+            )
     notes: list[str] = []
     source = open_source(
         getattr(args, "from_file", None),

@@ -47,6 +47,8 @@ def assert_one_line_error(result: subprocess.CompletedProcess, needle: str) -> N
         (["batch", "--signal", "99"], "out of range"),
         (["batch", "--duration", "0"], "must be more than 0"),
         (["replay", "/nonexistent/rec.jsonl"], "cannot read recording"),
+        (["batch", "--pid", "4294967295", "--duration", "1"], "no process 4294967295 (--pid)"),
+        (["stream", "--pid", "999999999"], "no process 999999999 (--pid)"),
     ],
 )
 def test_bad_input_is_one_line(args, needle):
