@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections import Counter
 
 import pytest
 from textual.containers import VerticalScroll
@@ -544,3 +545,42 @@ async def test_a_streamed_recording_shows_the_same_rows_and_a_bad_line_ends_it(b
             if app.failure:
                 break
     assert app.failure.startswith(f"{broken}:4: corrupt line")
+
+
+async def test_g_groups_the_flows_by_sender_name_target_and_signal(batches):
+    """g sums the flows by sender name, then by target, then by signal, then shows every row
+    again; each group's count is its rows' sum, and the header says what it is grouped by."""
+    app = make_app(batches)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        flows = list(app.model.flows.values())
+        count = column_index(app, "COUNT")
+        by_sender = Counter()
+        by_signal = Counter()
+        for r in flows:
+            by_sender[r.sender_comm if r.key.sender_pid else "[kernel]"] += r.count
+            by_signal[r.key.sig] += r.count
+        await pilot.press("g")
+        await loaded(pilot)
+        assert "grouped by sender" in header(app)
+        rows = visible(app)
+        assert len(rows) == len(by_sender)
+        assert sorted(int(r[count].replace(",", "")) for r in rows) == sorted(by_sender.values())
+        await pilot.press("g")
+        await loaded(pilot)
+        assert "grouped by target" in header(app)
+        assert len(visible(app)) == len({(r.key.target_pid, r.key.target_gen, r.key.ns_of, r.key.pidfd) for r in flows})
+        await pilot.press("g")
+        await loaded(pilot)
+        rows = visible(app)
+        assert len(rows) == len(by_signal)
+        assert sorted(int(r[count].replace(",", "")) for r in rows) == sorted(by_signal.values())
+        app.table("flows").move_cursor(row=0)
+        await pilot.press("enter")
+        await detail_shown(pilot)
+        members = app.screen.query_one("#detail-table-0", DataTable)
+        assert members.row_count == sum(1 for r in flows if r.key.sig == max(by_signal, key=by_signal.__getitem__))
+        await pilot.press("escape", "g")
+        await loaded(pilot)
+        assert "grouped" not in header(app)
+        assert len(visible(app)) == len(flows)

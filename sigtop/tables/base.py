@@ -165,6 +165,9 @@ class TableSpec:
     state: Callable[[], TableState] | None = None  # its rows and fold (None: rows of the model's own parts)
     # The view's folding of selected rows into fewer (one-off senders into one row each), if any.
     fold: Callable[[list[tuple[str, Any]]], list[tuple[str, Any]]] | None = None
+    # The view's groupings of selected rows (name -> rows summed by it), if any: g cycles them.
+    group: Callable[[list[tuple[str, Any]], str], list[tuple[str, Any]]] | None = None
+    groupings: tuple[str, ...] = ()
     metrics: Callable[[ExportOptions], TableMetrics] | None = None  # its part of the exporter, if any
 
     def column(self, name: str) -> Column:
@@ -191,16 +194,23 @@ class TableSpec:
         limit: int | None = None,
         view: View | None = None,
         fold: bool = False,
+        group: str = "",
     ) -> list[tuple[str, Any]]:
         """The selected rows (folded, where asked and the table folds), sorted by a column (ties by
         key); only the top `limit` (the model keeps the rest)."""
         view = view or View(model)
         by = self.column(column or self.default_sort)
-        rows = self.selected(model, flt)
-        if fold and self.fold is not None:
-            rows = self.fold(rows)
+        rows = self.view_rows(self.selected(model, flt), fold, group)
         rows.sort(key=lambda item: (by.sort_key(item[1], view), item[0]), reverse=descending)
         return rows if limit is None else rows[:limit]
+
+    def view_rows(self, rows: list[tuple[str, Any]], fold: bool, group: str) -> list[tuple[str, Any]]:
+        """Rows as the view shows them: grouped (where asked and the table groups so), else folded."""
+        if group and self.group is not None and group in self.groupings:
+            return self.group(rows, group)
+        if fold and self.fold is not None:
+            return self.fold(rows)
+        return rows
 
     def json_rows(self, model: SignalModel, flt: FlowFilter | None) -> list[dict[str, Any]]:
         rows = [row for _key, row in self.selected(model, flt)]

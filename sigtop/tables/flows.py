@@ -424,15 +424,17 @@ def _sender(row: FlowRow) -> str:
     if row.key.via == OVERFLOW:
         return "*"
     if row.members:
-        return f"{len(row.members)} procs"
+        senders = {m.key.sender_pid for m in row.members}
+        return str(next(iter(senders)) or "-") if len(senders) == 1 else f"{len(senders)} procs"
     return str(row.key.sender_pid) if row.key.sender_pid else "-"
 
 
 def sender_comm_text(row: FlowRow) -> Text:
     if row.key.via == OVERFLOW:
         return Text("[map full]", style="bold red")
-    if row.members:  # folded one-off senders: their one name
-        return Text(row.sender_comm)
+    if row.members:  # folded or grouped: their one name, or how many
+        names = {m.sender_comm if m.key.sender_pid else "[kernel]" for m in row.members}
+        return Text(next(iter(names))) if len(names) == 1 else Text(f"{len(names)} names", style="italic")
     if not row.key.sender_pid:
         return Text("[kernel]", style="italic")
     if row.sender_comm_now:  # it exec'd: the name it sent under, then its name now
@@ -442,6 +444,8 @@ def sender_comm_text(row: FlowRow) -> Text:
 
 def target_text(row: FlowRow) -> str:
     k = row.key
+    if row.members and len({(m.key.target_pid, m.key.target_gen) for m in row.members}) > 1:
+        return f"{len({m.key.target_pid for m in row.members})} procs"
     if k.via == OVERFLOW:
         return "*"
     if k.target_pid == 0:  # failed sends to made-up pids, counted together (the drill-down lists them)
@@ -455,7 +459,21 @@ def target_text(row: FlowRow) -> str:
     return str(k.target_pid)
 
 
+def _signal_text(row: FlowRow) -> str:
+    if row.members and len({m.key.sig for m in row.members}) > 1:
+        return f"{len({m.key.sig for m in row.members})} sigs"
+    return signame(row.key.sig)
+
+
+def target_comm_text(row: FlowRow) -> Text:
+    if row.members and len({m.target_comm for m in row.members}) > 1:
+        return Text(f"{len({m.target_comm for m in row.members})} names", style="italic")
+    return Text(row.target_comm)
+
+
 def _via(row: FlowRow) -> Text:
+    if row.members and len({m.key.via for m in row.members}) > 1:
+        return Text(f"{len({m.key.via for m in row.members})} ways", style="italic")
     if row.key.spoofed:  # a forged si_pid/si_uid: never hidden behind the syscall's name
         return Text(f"{row.key.via} SPOOFED", style="bold red")
     return Text(row.key.via)
@@ -506,9 +524,9 @@ COLUMNS = (
            lambda r, _v: sender_comm_text(r), priority=89, min_width=8),
     Column("target", "TARGET", by(lambda r: r.key.target_pid), lambda r, _v: Text(target_text(r), justify="right"),
            True, 100),
-    Column("target_comm", "COMM", by(lambda r: r.target_comm), lambda r, _v: Text(r.target_comm), priority=89,
+    Column("target_comm", "COMM", by(lambda r: r.target_comm), lambda r, _v: target_comm_text(r), priority=89,
            min_width=8),
-    Column("signal", "SIGNAL", by(lambda r: r.key.sig), lambda r, _v: signame(r.key.sig), priority=95),
+    Column("signal", "SIGNAL", by(lambda r: r.key.sig), lambda r, _v: _signal_text(r), priority=95),
     Column("via", "VIA", by(lambda r: (r.key.via, r.key.spoofed)), lambda r, _v: _via(r), priority=76),
     Column("count", "COUNT", by(lambda r: r.count), num(lambda r: r.count), True, 90),
     Column("rate", "RATE/s", by(lambda r: r.rate), num(lambda r: r.rate), True, 30, live_only=True),
@@ -1052,23 +1070,30 @@ class FlowMetrics(TableMetrics):
 
 
 def _folded_detail(r: FlowRow) -> Detail:
-    """A folded row's drill-down: what it sums, then each sender process (f unfolds them in the table)."""
+    """A folded or grouped row's drill-down: what it sums, then each row it holds (f or g in the
+    table shows them one row each)."""
     head = Text()
-    head.append("Folded  ", style="bold")
-    head.append(f"{len(r.members)} processes named {r.sender_comm} -> {target_text(r)} {r.target_comm}  ")
-    head.append(f"{signame(r.key.sig)} via {r.key.via}\n")
+    head.append("Folded  " if all(m.key.via in FOLD_VIA for m in r.members) else "Group  ", style="bold")
+    head.append(f"{len(r.members)} rows: {_sender(r)} {sender_comm_text(r).plain} -> {target_text(r)} ")
+    head.append(f"{target_comm_text(r).plain}  {_signal_text(r)} via {_via(r).plain}\n")
     head.append(
-        f"count {r.count}, queued {r.queued}, ignored {r.results[Result.ignored]}; f in the table shows "
-        "them one row each",
-        style="",
+        f"count {r.count}, queued {r.queued}, ignored {r.results[Result.ignored]}, merged "
+        f"{r.results[Result.already_pending]}, failed {r.failed}; f (folded) or g (grouped) in the table "
+        "shows them one row each",
     )
-    senders = tuple(
-        (str(m.key.sender_pid), m.sender_comm, str(m.count), clock(m.first_ts), clock(m.last_ts)) for m in r.members
-    )
+    rows = tuple(
+        (str(m.key.sender_pid or "-"), m.sender_comm if m.key.sender_pid else "[kernel]", target_text(m),
+         m.target_comm, signame(m.key.sig), m.key.via, str(m.count), clock(m.last_ts))
+        for m in r.members
+    )  # fmt: skip
     return Detail(
-        title=f"{len(r.members)} processes {r.sender_comm} -> {r.target_comm} {signame(r.key.sig)}",
+        title=f"{len(r.members)} rows {sender_comm_text(r).plain} -> {target_comm_text(r).plain} {_signal_text(r)}",
         sections=(head,),
-        tables=(DetailTable("Senders, newest first", ("PID", "COMM", "COUNT", "FIRST", "LAST"), senders),),
+        tables=(
+            DetailTable(
+                "Rows, newest first", ("SENDER", "COMM", "TARGET", "COMM", "SIGNAL", "VIA", "COUNT", "LAST"), rows
+            ),
+        ),
     )
 
 
@@ -1100,11 +1125,44 @@ def fold_children(selected: list[tuple[str, FlowRow]]) -> list[tuple[str, FlowRo
     return kept
 
 
+# The view's groupings (g cycles them): rows summed by sender name, by target, or by signal.
+GROUPINGS: dict[str, Any] = {
+    "sender": lambda r: (r.sender_comm if r.key.sender_pid else "[kernel]",),
+    "target": lambda r: (r.key.target_pid, r.key.target_gen, r.key.ns_of, r.key.pidfd),
+    "signal": lambda r: (r.key.sig,),
+}
+
+
+def group_rows(selected: list[tuple[str, FlowRow]], by: str) -> list[tuple[str, FlowRow]]:
+    """Every row summed into one per sender name, target or signal (htop's and k9s's habit); a
+    group of one is that row. The members are in the group row's drill-down."""
+    keyer = GROUPINGS[by]
+    groups: dict[tuple[Any, ...], list[tuple[str, FlowRow]]] = {}
+    for key, row in selected:
+        groups.setdefault(keyer(row), []).append((key, row))
+    out = []
+    for value, members in groups.items():
+        if len(members) == 1:
+            out.append(members[0])
+        else:
+            out.append((f"group:{by}:{value!r}", _sum_rows([row for _key, row in members])))
+    return out
+
+
 def _sum_rows(members: list[FlowRow]) -> FlowRow:
     first = max(members, key=lambda r: r.last_ts)
     k = first.key
+    one = {(m.key.target_pid, m.key.target_gen) for m in members}
+    senders = {m.key.sender_pid for m in members}
     folded = FlowRow(
-        key=FlowRowKey(0, k.target_pid, k.sig, k.via, target_gen=k.target_gen),
+        # One target's reasons where all go to one; none from another's disposition where they do not.
+        key=FlowRowKey(
+            next(iter(senders)) if len(senders) == 1 else 0,
+            k.target_pid if len(one) == 1 else 0,
+            k.sig,
+            k.via,
+            target_gen=k.target_gen if len(one) == 1 else 0,
+        ),
         sender_comm=first.sender_comm,
         target_comm=first.target_comm,
         syscall=first.syscall,
@@ -1149,6 +1207,8 @@ SPEC = TableSpec(
     to_json=to_json,
     detail=detail,
     fold=fold_children,
+    group=group_rows,
+    groupings=tuple(GROUPINGS),
     json_order=json_order,
     state=FlowTable,
     metrics=FlowMetrics,

@@ -118,6 +118,13 @@ class SigtopApp(App[int]):
             show=False,
             tooltip="Fold or unfold one-off senders (each child's SIGCHLD) into one row per name",
         ),
+        Binding(
+            "g",
+            "group",
+            "Group",
+            show=False,
+            tooltip="Group the flows by sender name, then by target, then by signal, then not",
+        ),
     ]
 
     snapshot: reactive[Snapshot | None] = reactive(None, always_update=True, init=False)
@@ -380,6 +387,8 @@ class SigtopApp(App[int]):
             self._header_alarms(text, latest)
         if self.source.scope:  # the kernel's filter (--pid, -s): fixed for the run, Esc does not clear it
             text.append(f"traced {self.source.scope}  ", style="bold")
+        if self.settings.group:
+            text.append(f"grouped by {self.settings.group} (g)  ", style="bold magenta")
         view_filter = self.flow_filter.describe()
         text.append(f"filter {view_filter or '-'}  ", style="bold cyan" if view_filter else "")
         if latest is not None:
@@ -564,6 +573,16 @@ class SigtopApp(App[int]):
         """Textual's own (keys, theme, quit, ...), then sigtop's (sigtop.ui.commands)."""
         yield from super().get_system_commands(screen)
         yield from commands(self)
+
+    def action_group(self) -> None:
+        """Sum the flows by sender name, then by target, then by signal, then show them all again."""
+        order = ("", *TABLES["flows"].groupings)
+        self.group_by(order[(order.index(self.settings.group) + 1) % len(order)])
+
+    def group_by(self, group: str) -> None:
+        self._show(self.settings.grouped(group))
+        self.render_header()
+        self.notify(f"flows grouped by {group}" if group else "flows not grouped", timeout=2)
 
     def action_clear(self) -> None:
         """Forget all counts so far."""

@@ -47,6 +47,10 @@ def commands(app: SigtopApp) -> Iterator[SystemCommand]:
         "key f: each child's SIGCHLD " + ("one row each" if folded else "one row per name"),
         app.action_fold,
     )
+    for by in ("", *TABLES["flows"].groupings):
+        if by != app.settings.group:
+            title = f"Group the flows by {by}" if by else "Ungroup the flows"
+            yield SystemCommand(title, "key g cycles: sender name, target, signal, none", _call(app.group_by, by))
     for title, text, what in PRESETS:
         yield SystemCommand(f"Filter: {title}", f"{text}: {what}", _call(app.apply_filter, text))
     for preset in app.config.presets:  # the settings file's own

@@ -38,6 +38,7 @@ class ViewSettings:
     flt: FlowFilter = field(default_factory=FlowFilter)
     limit: int = MAX_TABLE_ROWS
     fold: bool = True  # one-off senders (each child's SIGCHLD) as one row per name (f toggles)
+    group: str = ""  # rows summed by sender name, target or signal ("" none; g cycles)
 
     def sort(self, table: str) -> tuple[str, bool]:
         for name, column, descending in self.sorts:
@@ -57,6 +58,9 @@ class ViewSettings:
 
     def folding(self, fold: bool) -> ViewSettings:
         return dataclasses.replace(self, fold=fold)
+
+    def grouped(self, group: str) -> ViewSettings:
+        return dataclasses.replace(self, group=group)
 
 
 @dataclass(frozen=True)
@@ -217,9 +221,7 @@ class ModelFeed:
         if kind == "detail":
             table, key, reply = value
             spec = TABLES[table]
-            rows = spec.rows(self.model)
-            if spec.fold is not None and self.settings.fold:
-                rows = spec.fold(list(rows))
+            rows = spec.view_rows(list(spec.rows(self.model)), self.settings.fold, self.settings.group)
             row = next((r for k, r in rows if k == key), None)
             reply(spec.detail(self.model, row) if row is not None else None)
             return False
@@ -244,7 +246,9 @@ class ModelFeed:
         if column not in spec.column_names():
             column, descending = spec.default_sort, True
         view = View(model)
-        rows = spec.sorted_rows(model, settings.flt, column, descending, view=view, fold=settings.fold)
+        rows = spec.sorted_rows(
+            model, settings.flt, column, descending, view=view, fold=settings.fold, group=settings.group
+        )
         shown = rows[: settings.limit]
         table = TableView(
             name=spec.name,
