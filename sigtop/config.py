@@ -50,6 +50,7 @@ class ViewConfig:
     table: str = "flows"
     sort: dict[str, tuple[str, bool]] = field(default_factory=dict)  # table -> (column, descending)
     fold: bool = True
+    group: str = ""  # the flows summed by "sender", "target" or "signal" ("" not grouped)
     hide: dict[str, tuple[str, ...]] = field(default_factory=dict)  # table -> columns never shown
     interval: float | None = None  # seconds (None: the command line's, default 1)
     filter: str = ""  # the view filter to start with
@@ -154,6 +155,10 @@ def apply(config: ViewConfig, data: dict[str, Any], path: Path) -> None:
             if not isinstance(value, bool):
                 raise bad(key, "true or false")
             config.fold = value
+        elif key == "group":
+            if value not in ("", *TABLES["flows"].groupings):
+                raise bad(key, f'one of "", {", ".join(repr(g) for g in TABLES["flows"].groupings)}'.replace("'", '"'))
+            config.group = value
         elif key == "hide":
             config.hide = {**config.hide, **_hidden(value, functools.partial(bad, key))}
         elif key == "interval":
@@ -243,6 +248,8 @@ def render(config: ViewConfig) -> str:
         pairs = ", ".join(f"{t} = {_toml_string(('' if d else '-') + c)}" for t, (c, d) in sorted(config.sort.items()))
         lines.append(f"sort = {{ {pairs} }}")
     lines.append(f"fold = {'true' if config.fold else 'false'}")
+    if config.group:
+        lines.append(f"group = {_toml_string(config.group)}")
     if config.hide:
         pairs = ", ".join(f"{t} = [{', '.join(map(_toml_string, cs))}]" for t, cs in sorted(config.hide.items()))
         lines.append(f"hide = {{ {pairs} }}")

@@ -22,6 +22,7 @@ theme = "nord"
 table = "signalfd"
 sort = { flows = "signal", signalfd = "-pid" }
 fold = false
+group = "signal"
 hide = { flows = ["rate", "last", "via"] }
 interval = 2.5
 filter = "comm:nginx"
@@ -39,6 +40,7 @@ def test_a_file_is_read_whole_and_renders_back_the_same(tmp_path):
     path = write(tmp_path, GOOD)
     got = config.load([path], explicit=True)
     assert (got.theme, got.table, got.fold, got.interval, got.filter) == ("nord", "signalfd", False, 2.5, "comm:nginx")
+    assert got.group == "signal"
     assert got.sort == {"flows": ("signal", True), "signalfd": ("pid", False)}
     assert got.hide == {"flows": ("rate", "last", "via")}
     assert got.presets == (config.Preset("my daemon", "comm:stuck is:noeffect"),)
@@ -65,6 +67,7 @@ def test_later_files_override_earlier_ones_key_by_key(tmp_path):
         ("interval = nan\n", ":1: interval: a number of seconds"),
         ("interval = 1e9\n", ":1: interval: 1000000000.0 is outside 0.1 to 60 seconds"),
         ('fold = "yes"\n', ":1: fold: true or false"),
+        ('group = "pid"\n', ':1: group: one of "", "sender", "target", "signal"'),
         ('filter = "pid:abc"\n', ":1: filter: 'abc' is not a pid"),
         ('hide = { flows = ["sender"] }\n', "says whose the row is: it cannot be hidden"),
         ("\n\ncolour = 1\n", ":3: colour: unknown setting"),
@@ -149,6 +152,7 @@ async def test_the_app_starts_as_the_file_says_and_saves_what_it_shows(batches, 
         assert app.settings.sort("flows") == ("signal", True)
         assert app.flow_filter.describe() == "comm:nginx"
         assert app.settings.fold is False
+        assert app.settings.group == "signal"
         await pilot.press("1")
         await settled(pilot)
         labels = [str(c.label).split()[0] for c in app.table("flows").columns.values()]

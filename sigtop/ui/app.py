@@ -153,6 +153,7 @@ class SigtopApp(App[int]):
             sorts=tuple((t, c, d) for t, (c, d) in self.config.sort.items()),
             flt=flow_filter if flow_filter else self.config.flow_filter(),
             fold=self.config.fold,
+            group=self.config.group,
         )
         self.feed = ModelFeed(self.model, self._publish, tick_s=refresh_s, settings=self.settings, live=source.live)
         self._held: Snapshot | None = None  # the newest snapshot while paused
@@ -531,6 +532,7 @@ class SigtopApp(App[int]):
             table=self.active,
             sort={t: (c, d) for t, c, d in self.settings.sorts},
             fold=self.settings.fold,
+            group=self.settings.group,
             hide=kept.hide,
             interval=kept.interval,
             filter=self.flow_filter.describe(),
