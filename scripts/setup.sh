@@ -76,6 +76,12 @@ if [ "$MODE" = test ] && { ! command -v chromium >/dev/null || ! command -v pipx
   apt_install chromium pipx
 fi
 
+# 2e. One UI test drives the app in a real terminal: tmux's.
+if [ "$MODE" = test ] && ! command -v tmux >/dev/null; then
+  echo "setup: installing tmux (a UI test runs the app in a real terminal)"
+  apt_install tmux
+fi
+
 # 3. tracefs, where the machine has not mounted it.
 if [ ! -d /sys/kernel/tracing/events/signal ] && [ ! -d /sys/kernel/debug/tracing/events/signal ]; then
   echo "setup: mounting tracefs on /sys/kernel/tracing"

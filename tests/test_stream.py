@@ -17,9 +17,11 @@ from sigtop.recording import read_recording
 from tests.conftest import RECORDING, read_line
 from tests.test_cli import SIGTOP, run_unprivileged
 
-# The promise is "within a second"; the margin is for a busy 2-core box scheduling the exit.
+# The promise is "within a second" (0.57 s measured on a quiet box); what a test proves is that it
+# ends at all while the reader stalls (the bug was forever, blocked in write), so the bound leaves
+# room for CI's loaded pass, where two CPU-bound loops share both cores: 0.57-1.98 s measured there.
 END_PROMISE_S = 1.0
-END_LIMIT_S = END_PROMISE_S * 1.5
+END_LIMIT_S = END_PROMISE_S * 3
 
 
 def flow_events(batches) -> int:

@@ -8,6 +8,7 @@ import select
 import signal
 import subprocess
 import time
+from shutil import which as shutil_which
 
 import pytest
 
@@ -183,3 +184,49 @@ async def test_an_attach_failure_is_shown_in_the_app_with_its_fix(bpf_ready):
     assert app.return_code == 1
     assert app.failure.startswith("signal_generate cannot be a raw tracepoint here")
     assert open_fds("bpf-prog") == before
+
+
+def tmux(socket: str, *args: str) -> str:
+    return subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True, timeout=10, check=True).stdout
+
+
+def screen_until(socket: str, wanted, what: str, timeout_s: float = 15.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    screen = ""
+    while time.monotonic() < deadline:
+        screen = tmux(socket, "capture-pane", "-p", "-t", "sigtop")
+        if wanted(screen):
+            return screen
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not on the screen within {timeout_s} s:\n{screen}")
+
+
+def test_in_a_real_terminal_the_filter_shows_what_is_typed_and_the_rows_follow():
+    """tmux at 80x24, the recording replayed: / opens the filter box on screen, pid:N typed shows
+    in it and in the header, and the rows become that pid's (#21)."""
+    if not shutil_which("tmux"):
+        pytest.fail("tmux is needed (scripts/setup.sh test installs it)")
+    socket = f"sigtop-test-{os.getpid()}"  # a tmux server of this test's own
+    command = " ".join([*SIGTOP, "--no-config", "replay", "--speed", "0", str(RECORDING)])
+    try:
+        tmux(socket, "new-session", "-d", "-s", "sigtop", "-x", "80", "-y", "24", command)
+        first = screen_until(socket, lambda s: "SENDER" in s and "REPLAY END" in s, "the flows table")
+        assert len(first.splitlines()[0]) <= 80
+        tmux(socket, "send-keys", "-t", "sigtop", "/")
+        screen_until(socket, lambda s: "▔▔" in s, "the filter box")
+        tmux(socket, "send-keys", "-t", "sigtop", "-l", "pid:26534")
+        screen = screen_until(socket, lambda s: "filter pid:26534" in s.splitlines()[0], "the filter in the header")
+        lines = screen.splitlines()
+        assert any(line.strip().strip("▊▎").strip() == "pid:26534" for line in lines[-5:]), screen  # in the box
+        table = [line for line in lines[4:] if line.strip() and line.lstrip()[0].isdigit()]
+        assert table, screen
+        assert all("26534" in line for line in table), screen
+        tmux(socket, "send-keys", "-t", "sigtop", "Enter")
+        screen_until(socket, lambda s: "▔▔" not in s, "the filter box closed")  # q now goes to the table
+        tmux(socket, "send-keys", "-t", "sigtop", "q")
+        deadline = time.monotonic() + 10
+        while "sigtop" in subprocess.run(["tmux", "-L", socket, "ls"], capture_output=True, text=True).stdout:
+            assert time.monotonic() < deadline, "q did not end sigtop"
+            time.sleep(0.1)
+    finally:
+        subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True, timeout=10)
