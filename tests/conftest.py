@@ -14,6 +14,7 @@ failing with what they saw when it does not come.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import subprocess
@@ -151,6 +152,18 @@ def bpf_ready() -> None:
         if REQUIRE_BPF:
             pytest.fail(f"BPF tests cannot run, and SIGTOP_REQUIRE_BPF=1: {reason}")
         pytest.skip(f"BPF tests need root and BCC: {reason}")
+
+
+@contextlib.contextmanager
+def killed_after(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """The body runs with a process this test started; however it ends, the process is not left
+    running (killed and reaped: ours)."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def open_fds(kind: str) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import as_nobody
+from tests.conftest import as_nobody, killed_after
 
 SIGTOP = [sys.executable, "-m", "sigtop.cli"]
 
@@ -86,7 +86,7 @@ def test_batch_json_on_real_signals(bpf_ready, spawn):
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
+    with killed_after(tracer):
         assert tracer.stderr.readline().strip() == "Tracing signals... Hit Ctrl-C to end."
         for _ in range(12):
             os.kill(child.pid, signal.SIGUSR1)
@@ -97,10 +97,6 @@ def test_batch_json_on_real_signals(bpf_ready, spawn):
         time.sleep(0.3)
         tracer.send_signal(signal.SIGINT)  # our own child
         out, err = tracer.communicate(timeout=30)
-    finally:
-        if tracer.poll() is None:
-            tracer.kill()
-            tracer.wait()
     assert tracer.returncode == 0, err
     doc = json.loads(out)
     flows = {(f["sender_pid"], f["target_pid"], f["signame"]): f for f in doc["flows"]}
@@ -157,17 +153,13 @@ def test_batch_prints_its_results_on_sighup(bpf_ready, spawn):
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
+    with killed_after(tracer):
         assert tracer.stderr.readline().startswith("Tracing")
         for _ in range(9):
             os.kill(child.pid, signal.SIGUSR2)
         time.sleep(0.3)
         tracer.send_signal(signal.SIGHUP)  # our own child: its terminal closed
         out, err = tracer.communicate(timeout=30)
-    finally:
-        if tracer.poll() is None:
-            tracer.kill()
-            tracer.wait()
     assert tracer.returncode == 0, err
     (flow,) = json.loads(out)["flows"]
     assert (flow["target_pid"], flow["count"]) == (child.pid, 9)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import read_line
+from tests.conftest import killed_after, read_line
 from tests.test_cli import SIGTOP
 
 HOUR = 3600.0
@@ -80,7 +80,7 @@ def test_a_clock_step_during_a_trace_splits_no_flow_and_moves_no_time(bpf_ready,
         env=shifted_env(clockshift, shift),
     )
     sent = 0
-    try:
+    with killed_after(tracer):
         assert read_line(tracer.stderr, timeout_s=30).strip() == "Tracing signals... Hit Ctrl-C to end."
         for step in ("0", str(HOUR), "0.5", "0"):
             shift.write_text(step)
@@ -92,10 +92,6 @@ def test_a_clock_step_during_a_trace_splits_no_flow_and_moves_no_time(bpf_ready,
         ended = time.time()
         tracer.send_signal(signal.SIGINT)  # our own child
         out, err = tracer.communicate(timeout=30)
-    finally:
-        if tracer.poll() is None:
-            tracer.kill()
-            tracer.wait()
     assert tracer.returncode == 0, err
     doc = json.loads(out)
     rows = [f for f in doc["flows"] if f["target_pid"] == child.pid and f["signame"] == "SIGUSR1"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sigtop.export.report import to_json
-from tests.conftest import REQUIRE_BPF, read_line
+from tests.conftest import REQUIRE_BPF, killed_after, read_line
 
 pytestmark = pytest.mark.bpf
 
@@ -113,13 +113,9 @@ def test_until_exit_says_who_killed_it(bpf_ready, spawn):
 
     victim, killer = spawn(), spawn()
     tracer = run_until_exit(victim.pid)
-    try:
+    with killed_after(tracer):
         assert killer.ask(f"kill {victim.pid} SIGKILL 1") == "ok"
         out, err = tracer.communicate(timeout=30)  # ends by itself once the victim is gone
-    finally:
-        if tracer.poll() is None:
-            tracer.kill()
-            tracer.wait()
     assert tracer.returncode == 3, err  # a signal killed it
     ended = json.loads(out)["exit"]
     assert (ended["ended"], ended["signame"], ended["sender_pid"]) == ("killed", "SIGKILL", killer.pid)
@@ -131,14 +127,10 @@ def test_until_exit_of_a_normal_exit(bpf_ready, spawn):
 
     child = spawn()
     tracer = run_until_exit(child.pid)
-    try:
+    with killed_after(tracer):
         child.proc.stdin.write(b"exit\n")
         child.proc.stdin.flush()
         out, err = tracer.communicate(timeout=30)
-    finally:
-        if tracer.poll() is None:
-            tracer.kill()
-            tracer.wait()
     assert tracer.returncode == 0, err
     assert json.loads(out)["exit"] == {"pid": child.pid, "ended": "exited"}
 

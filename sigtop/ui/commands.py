@@ -7,7 +7,8 @@ one of the app's actions, so the palette and the keys cannot disagree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import functools
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from textual.app import SystemCommand
@@ -29,7 +30,9 @@ PRESETS = (
 def commands(app: SigtopApp) -> Iterator[SystemCommand]:
     """The palette's sigtop commands, for the table shown now."""
     for name, spec in TABLES.items():
-        yield SystemCommand(f"Show the {spec.title} table", f"key {spec.key}", _call(app.action_show_table, name))
+        yield SystemCommand(
+            f"Show the {spec.title} table", f"key {spec.key}", functools.partial(app.action_show_table, name)
+        )
     table = app.active
     spec = TABLES[table]
     sorted_by, _descending = app.settings.sort(table)
@@ -38,7 +41,10 @@ def commands(app: SigtopApp) -> Iterator[SystemCommand]:
             continue
         label = column.label if column.label != "COMM" else f"COMM ({column.name.replace('_', ' ')})"
         yield SystemCommand(
-            f"Sort by {label}", f"the {spec.title} table, largest first", _call(app.sort_by, column.name), False
+            f"Sort by {label}",
+            f"the {spec.title} table, largest first",
+            functools.partial(app.sort_by, column.name),
+            False,
         )
     yield SystemCommand("Invert the sort order", "key I", app.action_invert_sort)
     folded = app.settings.fold
@@ -50,15 +56,17 @@ def commands(app: SigtopApp) -> Iterator[SystemCommand]:
     for by in ("", *TABLES["flows"].groupings):
         if by != app.settings.group:
             title = f"Group the flows by {by}" if by else "Ungroup the flows"
-            yield SystemCommand(title, "key g cycles: sender name, target, signal, none", _call(app.group_by, by))
+            yield SystemCommand(
+                title, "key g cycles: sender name, target, signal, none", functools.partial(app.group_by, by)
+            )
     for title, text, what in PRESETS:
-        yield SystemCommand(f"Filter: {title}", f"{text}: {what}", _call(app.apply_filter, text))
+        yield SystemCommand(f"Filter: {title}", f"{text}: {what}", functools.partial(app.apply_filter, text))
     for preset in app.config.presets:  # the settings file's own
-        yield SystemCommand(f"Filter: {preset.name}", preset.filter, _call(app.apply_filter, preset.filter))
+        yield SystemCommand(f"Filter: {preset.name}", preset.filter, functools.partial(app.apply_filter, preset.filter))
     container = app.cursor_container()
     if container:
         yield SystemCommand(
-            "Filter: only this container", f"ctr:{container}", _call(app.apply_filter, f"ctr:{container}")
+            "Filter: only this container", f"ctr:{container}", functools.partial(app.apply_filter, f"ctr:{container}")
         )
     if app.flow_filter:
         yield SystemCommand("Clear the filter", f"now: {app.flow_filter.describe()}", app.action_clear_filter)
@@ -73,8 +81,3 @@ def commands(app: SigtopApp) -> Iterator[SystemCommand]:
         "Save the view as JSON", "what is shown, as sigtop batch --json writes it, in the current directory",
         app.save_view_json,
     )  # fmt: skip
-
-
-def _call(function: Callable[..., object], *args: object) -> Callable[[], object]:
-    """A callback with its arguments bound."""
-    return lambda: function(*args)
