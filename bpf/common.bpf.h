@@ -128,6 +128,18 @@ BPF_TABLE("lru_hash", u32, u32, thread_owner, THREAD_ENTRIES);
 // struct event (sigtop.live.layout checks it against the header at attach).
 BPF_ARRAY(event_layout, struct event, 1);
 
+// sigtop's own process, whose signals are not counted: set by user space at attach, not
+// compiled in, so that one compiled program serves every sigtop run (0: none excluded).
+BPF_ARRAY(excluded_tgid, u32, 1);
+
+static __always_inline u32 self_tgid(void)
+{
+    int zero = 0;
+    u32 *tgid = excluded_tgid.lookup(&zero);
+    return tgid ? *tgid : 0;
+}
+#define SELF_TGID self_tgid()
+
 static __always_inline void stat_add(int id)
 {
     u64 *v = stats.lookup(&id);

@@ -92,9 +92,8 @@ static __always_inline int on_generate(int sig, int code, s32 target, u32 target
     // Generated, counted or not: its syscall's exit must not take it for a sig-0 probe.
     if (by_syscall)
         f->generated++;
-    if (sender == SELF_TGID && SELF_TGID)
-        return 0;
-    if (target_tgid == SELF_TGID && SELF_TGID)
+    u32 self = SELF_TGID;
+    if (self && (sender == self || target_tgid == self))
         return 0;
     if (!pid_wanted(sender, (u32)target, target_tgid))
         return 0;

@@ -17,7 +17,7 @@
 //     full the event is dropped and stats[STAT_EVENTS_LOST] says so.
 //
 // The structs and enums shared with Python are in sigtop.h (the kernel ABI).
-// Compile-time switches (cflags): SELF_TGID (excluded), DETAILS (emit detail
+// Compile-time switches (cflags): DETAILS (emit detail
 // events), FILTER_PIDS (only pids in pid_filter), SIG_MASK (bit n-1 = sig n),
 // TASK_STORAGE (keep in-flight syscalls in task-local storage, needs BTF),
 // and the map sizes sigtop.h requires.
@@ -41,9 +41,6 @@ typedef struct siginfo siginfo_t;
 
 #include "sigtop.h"
 
-#ifndef SELF_TGID
-#define SELF_TGID 0
-#endif
 #ifndef DETAILS
 #define DETAILS 1
 #endif

@@ -71,13 +71,29 @@ def _memory() -> str | None:
     return f"ok: cgroup {headroom[1]} allows {headroom[0] >> 20} MB more"
 
 
+def _compiled() -> str | None:
+    from sigtop.live import cache
+
+    where = cache.directory()
+    if where is None:
+        return "ok: none kept (SIGTOP_CACHE_DIR is empty): every start compiles, about a second"
+    try:
+        kept = len(list(where.glob("*.json")))
+    except OSError as exc:
+        return f"ok: {where} cannot be read ({exc.strerror}): every start compiles"
+    if not kept:
+        return f"ok: none kept yet in {where}: the first start of each configuration compiles, later ones load it"
+    return f"ok: {kept} kept in {where}: a configuration traced before loads in tens of ms"
+
+
 CHECKS: list[Check] = [
     ("root or CAP_BPF+CAP_PERFMON", _root, "run as root: sudo sigtop"),
     ("BPF", _bpf, "a kernel with CONFIG_BPF_SYSCALL=y"),
     ("tracepoints", _tracefs, "mount -t tracefs tracefs /sys/kernel/tracing (make setup does it)"),
     ("kernel headers", _headers, "make setup (installs Debian's nearest linux-headers and links them)"),
-    ("memory for the compile", _memory, "raise the cgroup's MemoryMax (systemd: MemoryMax= in the unit)"),
+    ("memory for a compile", _memory, "raise the cgroup's MemoryMax (systemd: MemoryMax= in the unit)"),
     ("bcc (python3-bpfcc)", _bcc, "apt-get install python3-bpfcc, and use a venv with --system-site-packages"),
+    ("compiled programs", _compiled, ""),
 ]
 
 

@@ -14,11 +14,14 @@ failing with what they saw when it does not come.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import select
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +39,11 @@ ANSWER_S = 30.0  # how long a child may take to answer (a busy 2-core box)
 os.environ["TZ"] = "UTC"
 time.tzset()
 REQUIRE_BPF = os.environ.get("SIGTOP_REQUIRE_BPF") == "1"
+# Compiled programs kept for this run only (each configuration compiles once, in the first test
+# that traces with it, and every later one loads it): never the machine's /var/cache/sigtop.
+COMPILED_CACHE = tempfile.mkdtemp(prefix="sigtop-test-compiled-")
+os.environ["SIGTOP_CACHE_DIR"] = COMPILED_CACHE
+atexit.register(shutil.rmtree, COMPILED_CACHE, ignore_errors=True)
 # The same examples on every run: a failure is reproduced by running again.
 settings.register_profile("sigtop", derandomize=True, deadline=None, print_blob=True)
 settings.load_profile("sigtop")

@@ -154,7 +154,7 @@ def test_each_kind_decodes_from_its_own_payload():
 
 def test_map_sizes_come_from_the_trace_configuration():
     required = set(re.findall(r"#ifndef (\w+)\n#error", HEADER))
-    flags = TraceConfig().cflags(self_tgid=1)
+    flags = TraceConfig().cflags()
     defined = {f.removeprefix("-D").split("=")[0] for f in flags if f.startswith("-D")}
     assert required == set(TraceConfig().map_sizes())
     assert required <= defined

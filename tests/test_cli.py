@@ -210,26 +210,40 @@ def test_version_is_the_package_metadata():
 
 
 @pytest.mark.bpf
-def test_a_memory_limit_too_tight_for_the_compile_is_said_not_oom_killed(bpf_ready, tmp_path):
-    """Inside a cgroup limited to 80 MB, the compile would be OOM-killed with nothing printed:
-    sigtop says so on one line and exits 2 (cgroup v2's memory.max, or v1's memory controller)."""
+def test_a_cgroup_of_80_mb_is_refused_a_compile_in_one_line_and_runs_a_kept_program(bpf_ready, tmp_path):
+    """Inside a cgroup limited to 80 MB, a compile would be OOM-killed with nothing printed: sigtop
+    says so on one line and exits 2 (cgroup v2's memory.max, or v1's memory controller). Once a
+    start outside it has compiled the program, the same command runs inside it and counts."""
     v1 = Path("/sys/fs/cgroup/memory")
     if v1.is_dir() and (v1 / "memory.limit_in_bytes").exists():
         group, limit_file = v1 / f"sigtop-test-{os.getpid()}", "memory.limit_in_bytes"
     else:
         group, limit_file = Path(f"/sys/fs/cgroup/sigtop-test-{os.getpid()}"), "memory.max"
+    env = {**os.environ, "SIGTOP_CACHE_DIR": str(tmp_path / "compiled")}  # nothing compiled yet
+    batch = [*SIGTOP, "batch", "--duration", "1", "--json"]
     group.mkdir()
     try:
         (group / limit_file).write_text(str(80 << 20))
-        result = subprocess.run(
-            ["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$@"', "sh", *SIGTOP, "batch", "--duration", "1"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 2, result.stderr
-        assert "needs about 200 MB" in result.stderr
-        assert "Traceback" not in result.stderr
+
+        def inside() -> subprocess.CompletedProcess:
+            return subprocess.run(
+                ["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$@"', "sh", *batch],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=env,
+            )
+
+        refused = inside()
+        assert refused.returncode == 2, refused.stderr
+        assert "needs about 200 MB" in refused.stderr
+        assert len(refused.stderr.splitlines()) == 1
+        assert "Traceback" not in refused.stderr
+        compiled = subprocess.run(batch, capture_output=True, text=True, timeout=120, env=env)
+        assert compiled.returncode == 0, compiled.stderr
+        kept = inside()
+        assert kept.returncode == 0, kept.stderr
+        assert "flows" in json.loads(kept.stdout)
     finally:
         deadline = time.monotonic() + 10
         while True:  # the child has exited; its cgroup empties a moment later

@@ -51,6 +51,7 @@ class BpfSource:
         self.attach_s = 0.0
         self.task_storage = False
         self.raw_generate = False
+        self.compiled = False  # compiled for this attach (else loaded as an earlier start kept it)
         self.error: str | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -79,6 +80,7 @@ class BpfSource:
         started = time.monotonic()
         loaded = loader.load(self.config, self.on_phase)
         self.bpf, self.task_storage, self.raw_generate = loaded.bpf, loaded.task_storage, loaded.raw_generate
+        self.compiled = loaded.compiled
         try:
             if self.on_phase is not None:
                 self.on_phase("opening the maps")

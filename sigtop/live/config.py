@@ -24,6 +24,7 @@ class TraceConfig:
     task_storage: bool | None = None  # in-flight syscalls in task storage; None: where BTF exists
     raw_generate: bool | None = None  # signal_generate as a raw tracepoint; None: where BTF allows
     follow_fates: bool = True  # follow each queued signal to its end (needs the raw signal_generate)
+    reuse_compiled: bool = True  # load the program an earlier start compiled, where one did (sigtop.live.cache)
     # Where the kernel's BTF is read from. The tests point it at nothing to run the no-BTF
     # fallback for real on a kernel that has BTF (the detection, not a forced choice).
     vmlinux: str = "/sys/kernel/btf/vmlinux"
@@ -59,12 +60,12 @@ class TraceConfig:
             "RINGBUF_PAGES": self.ring_pages(),
         }
 
-    def cflags(
-        self, self_tgid: int, task_storage: bool = False, task_offsets: dict[str, int] | None = None
-    ) -> list[str]:
-        """The program's -D flags; task_offsets (from the kernel's BTF) make signal_generate a raw tracepoint."""
+    def cflags(self, task_storage: bool = False, task_offsets: dict[str, int] | None = None) -> list[str]:
+        """The program's -D flags; task_offsets (from the kernel's BTF) make signal_generate a raw tracepoint.
+
+        Nothing that differs from one run to the next is here (sigtop's own pid is set in a map
+        at attach): the same configuration on the same kernel compiles to the same program, once."""
         flags = [
-            f"-DSELF_TGID={self_tgid if self.exclude_self else 0}",
             f"-DTASK_STORAGE={int(task_storage)}",
             f"-DRAW_GENERATE={int(task_offsets is not None)}",
             f"-DFOLLOW_FATES={int(self.follow_fates)}",

@@ -1,12 +1,12 @@
-"""Compile, load and attach bpf/sigtop.bpf.c with BCC; detach it again.
+"""Load and attach bpf/sigtop.bpf.c, compiled once per kernel and configuration; detach it again.
 
-BCC compiles the C at every start (about a second here); the compiler's
-memory is given back once the programs are loaded.
+BCC compiles the C (about a second here) in a child (sigtop.live.build) the
+first time a kernel and configuration are traced; the compiled program is
+kept (sigtop.live.cache) and every later start only loads it (tens of ms).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import subprocess
@@ -18,14 +18,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sigtop.live import btf, preflight
+from sigtop.live import btf, build, cache, objects, preflight
 from sigtop.live.config import TraceConfig
 from sigtop.live.preflight import CollectorError
 
 PROGRAM = "sigtop.bpf.c"
 ABI_HEADER = "sigtop.h"
-MADV_PAGEOUT = 21  # Linux 5.4+: reclaim these pages (clean file pages are simply dropped)
-COMPILER_LIBRARIES = ("libLLVM", "libclang")
 
 
 INCLUDE = re.compile(r'^#include "(\w+\.bpf\.h)"[^\n]*$', re.M)
@@ -58,16 +56,16 @@ def abi_header_text() -> str:
 
 
 @contextmanager
-def _include_dir() -> Iterator[Path]:
+def include_dir() -> Iterator[Path]:
     """A real directory holding sigtop.h, for the compiler's -I (package data may be zipped)."""
     with resources.as_file(resources.files("sigtop.bpf").joinpath(ABI_HEADER)) as header:
         yield Path(header).parent
 
 
-class _StderrCapture:
+class StderrCapture:
     """Capture fd 2 around BCC's compile, which prints clang's output straight to it."""
 
-    def __enter__(self) -> _StderrCapture:
+    def __enter__(self) -> StderrCapture:
         self.file = tempfile.TemporaryFile(mode="w+b")
         self.saved = os.dup(2)
         os.dup2(self.file.fileno(), 2)
@@ -83,9 +81,10 @@ class _StderrCapture:
 
 @dataclass
 class LoadedProgram:
-    bpf: Any  # bcc.BPF, every probe attached
+    bpf: objects.LoadedObjects  # every probe attached
     task_storage: bool  # in-flight syscalls in task storage (else the LRU hash)
     raw_generate: bool  # signal_generate as a raw tracepoint (else the classic one)
+    compiled: bool  # compiled for this start (else a program kept from an earlier one)
 
 
 # The raw tracepoint's arguments as the program reads them (bpf/sigtop.bpf.c).
@@ -130,8 +129,9 @@ def _choices(config: TraceConfig) -> list[tuple[bool, bool]]:
 
 
 def load(config: TraceConfig, phase: Callable[[str], None] | None = None) -> LoadedProgram:
-    """Check the machine, compile, load and attach every probe; CollectorError with one line on failure.
-    `phase` is told each step as it starts (the live view shows it until LIVE).
+    """Check the machine, load (compiling first where no earlier start left the program) and
+    attach every probe; CollectorError with one line on failure. `phase` is told each step as
+    it starts (the live view shows it until LIVE).
 
     Task-local storage needs BTF (and a kernel that offers it to tracepoint
     programs, 5.19 and later); else an LRU hash does. A raw signal_generate
@@ -139,8 +139,8 @@ def load(config: TraceConfig, phase: Callable[[str], None] | None = None) -> Loa
     """
     say = phase or (lambda _step: None)
     preflight.check_all()
-    say("loading BCC")
-    bcc = preflight.import_bcc()
+    source = bpf_source_text()
+    self_tgid = os.getpid() if config.exclude_self else 0
     offsets: dict[str, int] | None = None
     offsets_failure = ""
     failure = "nothing to try"
@@ -153,34 +153,32 @@ def load(config: TraceConfig, phase: Callable[[str], None] | None = None) -> Loa
                 if config.raw_generate:
                     raise CollectorError(f"signal_generate cannot be a raw tracepoint here: {exc}") from None
                 continue
-        say(f"compiling and attaching ({'BTF' if raw else 'no BTF: classic tracepoints'})")
-        bpf, error = _compile_and_attach(bcc, config, task_storage, offsets if raw else None)
-        if error is None:
-            release_compiler_memory()
-            return LoadedProgram(bpf, task_storage, raw)
-        failure = error
+        cflags = config.cflags(task_storage=task_storage, task_offsets=offsets if raw else None)
+        name = cache.key(source, cflags)
+        kept = cache.get(name) if config.reuse_compiled else None
+        for candidate in (kept, None) if kept is not None else (None,):
+            what = "BTF" if raw else "no BTF: classic tracepoints"
+            program = candidate
+            if program is None:
+                say(f"compiling ({what}; the first start on this kernel and configuration)")
+                preflight.check_compiling()  # headers, BCC, memory: a failure here is final
+                try:
+                    program = build.compile_in_child(source, cflags)
+                except CollectorError as exc:
+                    failure = str(exc)
+                    break
+            say(f"loading and attaching ({what})")
+            try:
+                loaded = objects.load(program, source, self_tgid)
+            except objects.LoadError as exc:
+                failure = str(exc)
+                if program is kept:
+                    cache.drop(name)  # kept by an earlier start, refused now: compile it afresh
+                continue
+            if program is not kept:
+                cache.put(name, program)
+            return LoadedProgram(loaded, task_storage, raw, compiled=program is not kept)
     raise CollectorError(f"could not load the BPF program: {failure or offsets_failure}")
-
-
-def _compile_and_attach(
-    bcc: Any, config: TraceConfig, task_storage: bool, task_offsets: dict[str, int] | None
-) -> tuple[Any, str | None]:
-    """The attached program, or None and the first error line."""
-    cflags = config.cflags(os.getpid(), task_storage=task_storage, task_offsets=task_offsets)
-    # Built in two steps so that a load failing half-way through (some
-    # probes already attached) can be detached before the next try.
-    bpf = bcc.BPF.__new__(bcc.BPF)
-    failure: Exception | None = None
-    with _include_dir() as include, _StderrCapture() as captured:
-        try:
-            bpf.__init__(text=bpf_source_text().encode(), cflags=[*cflags, f"-I{include}"])
-        except Exception as exc:  # BCC raises bare Exception on compile/load/attach
-            failure = exc
-            bpf.cleanup()
-    if failure is not None:
-        errors = [line for line in captured.text.splitlines() if "error" in line]
-        return None, errors[0].strip() if errors else str(failure)
-    return bpf, None
 
 
 _holders: list[subprocess.Popen[bytes]] = []  # children releasing probes, reaped as they end
@@ -226,32 +224,3 @@ def detach(bpf: Any) -> None:
             holder.stdin.close()  # its exit releases the probes; it is reaped by whoever outlives it
             _holders.append(holder)
             _holders[:] = [h for h in _holders if h.poll() is None]
-
-
-def release_compiler_memory() -> None:
-    """Give back what BCC's compiler used, once the programs are loaded.
-
-    The compile is sigtop's peak: glibc keeps the heap it freed, and the
-    pages of LLVM's and clang's code it ran (~80 MB) stay resident though
-    nothing runs them again. malloc_trim returns the heap; MADV_PAGEOUT
-    drops those read-only code pages (re-read from the page cache if ever
-    touched again). Writable mappings are left alone.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.malloc_trim(0)
-        libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-        with open("/proc/self/maps") as maps:
-            for line in maps:
-                fields = line.split()
-                if len(fields) < 6 or "w" in fields[1] or not any(lib in fields[5] for lib in COMPILER_LIBRARIES):
-                    continue
-                start, end = (int(x, 16) for x in fields[0].split("-"))
-                libc.madvise(start, end - start, MADV_PAGEOUT)  # EINVAL on old kernels: nothing lost
-    except (OSError, AttributeError):
-        pass
-
-
-def bcc_event_class(bpf: Any, table_name: bytes) -> type:
-    """BCC's ctypes view of the struct a ring buffer carries (built from the C by BCC itself)."""
-    return preflight.import_bcc().table._get_event_class(bpf[table_name])

@@ -6,6 +6,7 @@ them one by one, attach runs them in order before compiling anything.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 from pathlib import Path
@@ -99,18 +100,27 @@ def has_btf(vmlinux: str = "/sys/kernel/btf/vmlinux") -> bool:
     return Path(vmlinux).exists()
 
 
+BCC_MISSING = (
+    "BCC's Python module is missing: install Debian's python3-bpfcc (make setup);"
+    " the PyPI package 'bcc' is an unrelated project"
+)
+
+
 def import_bcc() -> Any:
     try:
         import bcc
     except ImportError:
-        raise CollectorError(
-            "BCC's Python module is missing: install Debian's python3-bpfcc (make setup);"
-            " the PyPI package 'bcc' is an unrelated project"
-        ) from None
+        raise CollectorError(BCC_MISSING) from None
     return bcc
 
 
-# What compiling and loading the program takes at its peak (bench: peak RSS 150-160 MB), with room.
+def check_bcc() -> None:
+    """That BCC is there, without loading it (and LLVM with it) into this process."""
+    if importlib.util.find_spec("bcc") is None:
+        raise CollectorError(BCC_MISSING)
+
+
+# What compiling takes at its peak (the compiling child: about 150 MB RSS), with room.
 COMPILE_PEAK_BYTES = 200 << 20
 
 
@@ -155,22 +165,28 @@ def check_memory() -> None:
     if headroom is not None and headroom[0] < COMPILE_PEAK_BYTES:
         left, cgroup = headroom
         raise CollectorError(
-            f"cgroup {cgroup} allows {left >> 20} MB more memory; compiling and loading the BPF program needs "
-            f"about {COMPILE_PEAK_BYTES >> 20} MB: raise its memory limit (systemd: MemoryMax=)"
+            f"cgroup {cgroup} allows {left >> 20} MB more memory; compiling the BPF program needs "
+            f"about {COMPILE_PEAK_BYTES >> 20} MB, once per kernel and configuration: raise its memory limit"
+            " (systemd: MemoryMax=), or start sigtop once outside it (later starts only load the program)"
         )
 
 
 def check_all() -> Path:
-    """Every check attach needs, in order; tracefs's root when all pass."""
+    """Every check loading and attaching needs, in order; tracefs's root when all pass."""
     check_privileges()
-    check_memory()
     root = ensure_tracefs()
     missing = missing_tracepoints(root)
     if missing:
         raise CollectorError(f"this kernel lacks tracepoint {missing[0]} (and {len(missing) - 1} more)")
+    return root
+
+
+def check_compiling() -> None:
+    """What compiling needs besides (only the first start on a kernel and configuration compiles)."""
+    check_memory()
+    check_bcc()
     if not has_kernel_headers():
         raise CollectorError(
             f"no kernel headers for {os.uname().release}: run `make setup` "
             "(it links Debian's nearest headers) or install linux-headers"
         )
-    return root
