@@ -459,7 +459,8 @@ async def test_help_fits_small_terminals_and_scrolls(batches):
 
 
 async def test_header_shows_every_loss(batches):
-    """Kernel-lost and user-space-skipped details both count as lost; skipped probe runs show in red."""
+    """Details the kernel lost are lost, in red; those sigtop's own decode budget skipped are said as
+    sampling (a choice, with every count whole); skipped probe runs show in red."""
     lossy = copy.deepcopy(batches)
     last = lossy[-1]
     last.stats.events_lost, last.stats.events_dropped = 3, 392_857
@@ -474,7 +475,10 @@ async def test_header_shows_every_loss(batches):
         text = header(app)
         assert "UNCOUNTED 8 signals" in text
         assert "missed 2 probe runs" in text
-        assert "lost 392,860 details" in text
+        assert "lost 3 details" in text
+        kept = app.model.events_received
+        assert kept > 0
+        assert f"details sampled 1 in {round((kept + 392_857) / kept):,}" in text
         assert "THREAD MAP FULL: 4 not counted" in text
         assert "FATES NOT FOLLOWED: 7" in text
 

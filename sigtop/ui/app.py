@@ -395,9 +395,11 @@ class SigtopApp(App[int]):
         if latest is not None:
             t = latest.totals
             text.append(f"{t.signals_per_sec:,.0f} sig/s  total {t.total_signals:,}  flows {t.flows:,}  ")
-            lost = t.stats.events_lost + t.stats.events_dropped
-            if lost:
-                text.append(f"lost {lost:,} details  ", style="bold red")
+            if t.stats.events_lost:  # the kernel's ring buffer was full: details sigtop never had
+                text.append(f"lost {t.stats.events_lost:,} details  ", style="bold red")
+            if t.stats.events_dropped:  # sigtop's own decode budget: a choice, and the counts are whole
+                seen = t.events_kept + t.stats.events_dropped
+                text.append(f"details sampled 1 in {round(seen / max(1, t.events_kept)):,}  ", style="yellow")
         text.append(f"every {self.refresh_s:g}s")
         if self.source.name:
             text.append(f"  {printable(self.source.name)}")

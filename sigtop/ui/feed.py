@@ -92,6 +92,7 @@ class Totals:
     batches: int
     evicted_rows: int = 0  # flow rows given up to the row cap
     evicted_top: str = ""  # whose, most signals first (tables.flows.evicted_json)
+    events_kept: int = 0  # detail events decoded (stats.events_dropped: skipped by sigtop's own budget)
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,7 @@ class ModelFeed:
             batches=model.batches,
             evicted_rows=sum(e.rows for e in model.flows_table.evicted.values()),
             evicted_top=evicted_summary(evicted_json(model.flows_table), most=2),
+            events_kept=model.events_received,
         )
         counts = {name: sum(1 for _ in s.rows(model)) for name, s in TABLES.items()}
         self.seq += 1

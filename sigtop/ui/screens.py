@@ -100,7 +100,9 @@ HEADER_HELP = "\n".join(
             "kernel skipped sigtop's signal_generate, or a signal was taken that sigtop never saw sent); missed n"
             " probe runs: its other programs skipped; FLOW MAP FULL / flow map n%: new flows counted by signal "
             "only (overflow rows); THREAD / SIGNALFD MAP FULL; FATES NOT FOLLOWED; FILTER FULL; evicted n rows "
-            "(their counts kept, by user); lost n details (drill-down events; the counts stay exact)."
+            "(their counts kept, by user); lost n details (drill-down events the kernel's ring buffer had no room for; "
+            "the counts stay exact). In yellow, details sampled 1 in n: past 120,000 events/s the live view decodes "
+            "the newest of each interval's detail events and skips the rest, on purpose; every count stays exact."
         ),
         (
             "traced ...: the kernel's filter (--pid, -s), fixed for the run. filter ...: the view's. Then signals"
