@@ -45,7 +45,7 @@ test-fast: setup
 	$(VENV)/bin/python -m pytest -q -m "not bpf and not install" $(ARGS)
 
 bench: setup
-	@command -v bpftrace >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bpftrace >/dev/null)
+	@(command -v bpftrace && test -x /usr/sbin/sigsnoop) >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bpftrace libbpf-tools >/dev/null)
 	$(SUDO) $(VENV)/bin/python bench/run.py $(ARGS)
 
 lint: setup
