@@ -588,3 +588,89 @@ async def test_g_groups_the_flows_by_sender_name_target_and_signal(batches):
         await loaded(pilot)
         assert "grouped" not in header(app)
         assert len(visible(app)) == len(flows)
+
+
+def total_after(batches, n: int) -> int:
+    """The signals counted once the first n batches are folded (a fresh model: the truth a move must match)."""
+    from sigtop.model import SignalModel
+
+    model = SignalModel()
+    for batch in copy.deepcopy(batches[:n]):
+        model.apply(batch)
+    return model.total_signals
+
+
+async def moved_to(pilot, n: int) -> None:
+    """Until the replay has delivered n batches and the screen shows where it is."""
+    source = pilot.app.source
+    for _ in range(500):
+        await pilot.pause(0.01)
+        if source.position == n and f"interval {n}/" in header(pilot.app):
+            await loaded(pilot)
+            return
+    raise AssertionError(f"the replay stayed at {source.position}: {header(pilot.app)}")
+
+
+async def test_a_replay_steps_back_and_on_and_seeks_to_a_time(batches):
+    """[ and ] move a replay one interval, t to a time; the counts are those of a fresh fold of the
+    recording up to there (a move back folds it again from the start); a bad time is said, not taken."""
+    import time as clock
+
+    n = len(batches) - 1  # the last is the recording's end, with counts of its own
+    app = make_app(batches)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        assert app.model.total_signals == total_after(batches, len(batches))
+        await pilot.press("left_square_bracket")
+        await moved_to(pilot, len(batches) - 1)
+        assert "PAUSED" in header(app)
+        assert app.model.total_signals == total_after(batches, len(batches) - 1)
+        for _ in range(3):
+            await pilot.press("left_square_bracket")
+        await moved_to(pilot, len(batches) - 4)
+        assert app.model.total_signals == total_after(batches, len(batches) - 4)
+        await pilot.press("right_square_bracket")
+        await moved_to(pilot, len(batches) - 3)
+        assert app.model.total_signals == total_after(batches, len(batches) - 3)
+        # To a time: the batches recorded at or before it.
+        target = int(batches[n - 1].ts)
+        await pilot.press("t")
+        await pilot.pause()
+        box = app.screen.query_one("#seek-to", Input)
+        box.value = clock.strftime("%H:%M:%S", clock.localtime(target))
+        await pilot.press("enter")
+        expected = sum(1 for b in batches if b.ts <= target)
+        await moved_to(pilot, expected)
+        assert app.model.total_signals == total_after(batches, expected)
+        # A time that is none: asked again, saying why; Esc leaves the replay where it was.
+        await pilot.press("t")
+        await pilot.pause()
+        app.screen.query_one("#seek-to", Input).value = "25:61"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "not a time of day" in str(app.screen.query_one(Static).render())
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.source.position == expected
+        # Unpaused, it plays on to the end.
+        await pilot.press("space")
+        for _ in range(500):
+            await pilot.pause(0.01)
+            if app.source.position == len(batches):
+                break
+        await loaded(pilot)
+        assert app.model.total_signals == total_after(batches, len(batches))
+
+
+async def test_a_live_view_does_not_step():
+    """[ ] and t are a replay's; a live source says so and nothing moves (no kernel needed to see it)."""
+    from sigtop.ui.app import SigtopApp as App
+
+    class Live(ReplaySource):
+        live = True
+
+    app = App(Live([], speed=0, name="live"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("left_square_bracket")
+        await pilot.pause()
+        assert not app.paused

@@ -236,6 +236,11 @@ class SignalModel:
 
     # ---- user actions ----------------------------------------------------
 
+    def reset(self) -> None:
+        """Forget everything, counts and state, as a new model (a replay moved back: it is folded
+        again from its first batch)."""
+        self.__init__(self.max_rows)  # type: ignore[misc]
+
     def clear(self) -> None:
         """Forget every count (signalfd state stays: it is state, not a count)."""
         for table in self.tables.values():

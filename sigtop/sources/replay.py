@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from sigtop.contract import Deliver
 from sigtop.recording import RecordingError, RecordingReader, read_recording
@@ -22,6 +22,7 @@ class ReplaySource:
 
     live = False
     scope = ""  # a recording holds what its recorder traced
+    name_is_stream = False  # read from its file as played (and again from the start for a move back)
 
     def __init__(self, batches: list[Batch], speed: float = 1.0, name: str = "") -> None:
         self.batches = batches
@@ -32,9 +33,21 @@ class ReplaySource:
         self._task: asyncio.Task[None] | None = None
         self._reader: RecordingReader | None = None  # streaming: batches come from here as played
         self._notes: list[str] | None = None
+        self._reader_used = False
         # Whether the consumer can take another batch now (the app's model thread sets it): a
         # streamed recording never runs ahead of the fold by more than a few batches.
         self.room: Callable[[], bool] = lambda: True
+        # The transport (the live view's space, [ and ], and a seek to a time): a replay that is
+        # `seekable` stays ready for a step back or a seek after its end.
+        self.seekable = False
+        self.paused = False
+        self.position = 0  # batches delivered since the start (or the last move back)
+        self.at_ts = 0.0  # the recorded time of the last one delivered
+        self.total: int | None = len(batches) if batches else None  # known once read whole (or played to the end)
+        self.on_reset: Callable[[], None] = lambda: None  # the consumer forgets what it folded (a move back)
+        self.on_moved: Callable[[], None] = lambda: None  # a step or a seek has delivered all it will
+        self._step_to: int | None = None  # while paused: deliver until this many are delivered
+        self._move: tuple[str, float] | None = None  # ("batch", n) or ("time", ts): replay from the start to it
 
     @classmethod
     def open(cls, path: str, speed: float = 0.0, notes: list[str] | None = None) -> ReplaySource:
@@ -56,6 +69,7 @@ class ReplaySource:
         source = cls([], speed=speed, name=path)
         source._reader = RecordingReader(path)
         source._notes = notes
+        source.name_is_stream = True
         return source
 
     def attach(self) -> None:
@@ -67,25 +81,99 @@ class ReplaySource:
     def start(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
         self._task = loop.create_task(self._play(deliver))
 
+    # ---- the transport ------------------------------------------------------------------
+
+    def pause(self, paused: bool) -> None:
+        """Hold the replay where it is (the recorded pace resumes from there), or go on."""
+        self.paused = paused
+        if not paused:
+            self._step_to = None
+
+    def step(self, n: int) -> None:
+        """n batches on (n > 0) or back (n < 0), paused there. Back means replaying from the start up to
+        there, at once (counts are cumulative: nothing else can undo a batch)."""
+        self.paused = True
+        if n > 0:
+            self._step_to = max(self._step_to or 0, self.position) + n
+        elif n < 0:
+            self._move = ("batch", max(0, self.position + n))
+
+    def seek(self, ts: float) -> None:
+        """Paused after the last batch recorded at or before `ts` (wall-clock seconds)."""
+        self.paused = True
+        self._move = ("time", ts)
+
     async def _play(self, deliver: Deliver) -> None:
-        if self._reader is not None:
-            await self._stream(self._reader, deliver)
-            return
-        for batch in self.batches:
-            if self.speed > 0:
+        move: tuple[str, float] | None = None
+        while True:
+            ended = await self._play_from_start(deliver, move)
+            if ended is None:
+                return  # a bad line ended it, or the replay is not seekable
+            move = ended
+
+    async def _play_from_start(self, deliver: Deliver, move: tuple[str, float] | None) -> tuple[str, float] | None:
+        """Deliver from the first batch: at once up to `move`, then paced, paused and stepped as told.
+        The next move, once one is asked for (also after the end); None when the replay is over."""
+        if move is not None:
+            self.on_reset()
+        self.position, self.at_ts = 0, 0.0
+        last: Batch | None = None
+        catching_up = move is not None
+        async for batch in self._from_start():
+            if catching_up and (self.position < move[1] if move[0] == "batch" else batch.ts <= move[1]):
+                deliver(batch)
+                self.position, self.at_ts, last = self.position + 1, batch.ts, batch
+                continue
+            if catching_up:
+                catching_up = False
+                self._step_to = None
+                self.on_moved()
+            while self.paused and not (self._step_to is not None and self.position < self._step_to):
+                if self._move is not None:
+                    return self._take_move()
+                await asyncio.sleep(0.02)
+            if self._move is not None:
+                return self._take_move()
+            if self.speed > 0 and not self.paused:
                 await asyncio.sleep(batch.interval_s / self.speed)
             deliver(batch)
-        if not self.batches or not self.batches[-1].final:
+            self.position, self.at_ts, last = self.position + 1, batch.ts, batch
+            if self.paused:
+                self.on_moved()  # one step: shown at once
+        if catching_up:
+            self.on_moved()  # the move went past the end: it stops there
+        self.total = self.position
+        if last is None or not last.final:
             # A recording cut short (or of a run killed): its consumers still see it end.
-            deliver(Batch(ts=self.batches[-1].ts if self.batches else 0.0, interval_s=0.0, final=True))
+            deliver(Batch(ts=last.ts if last else 0.0, interval_s=0.0, final=True))
+        if not self.seekable or self.error is not None:
+            return None
+        while self._move is None:  # at the end: a step back or a seek may still come
+            await asyncio.sleep(0.05)
+        return self._take_move()
 
-    async def _stream(self, reader: RecordingReader, deliver: Deliver) -> None:
-        last: Batch | None = None
+    def _take_move(self) -> tuple[str, float]:
+        move, self._move = self._move, None
+        assert move is not None
+        return move
+
+    async def _from_start(self) -> AsyncIterator[Batch]:
+        if self._reader is None and not self.name_is_stream:
+            for batch in self.batches:
+                yield batch
+            return
+        first = self._reader is not None and not self._reader_used
+        if not first:  # a move back reads the file again (its notes were said the first time)
+            if self._reader is not None:
+                self._reader.close()
+            self._reader = RecordingReader(self.name)
+        self._reader_used = True
+        reader, notes = self._reader, self._notes if first else None
 
         def read() -> tuple[list[Batch], str | None]:
             chunk: list[Batch] = []
             try:
-                for batch in reader.batches(self._notes, CHUNK_BATCHES, CHUNK_CHARS):
+                for batch in reader.batches(notes, CHUNK_BATCHES, CHUNK_CHARS):
                     chunk.append(batch)
             except RecordingError as exc:
                 return chunk, str(exc)
@@ -97,16 +185,11 @@ class ReplaySource:
                     await asyncio.sleep(0.005)
                 chunk, self.error = await asyncio.to_thread(read)
                 for batch in chunk:
-                    if self.speed > 0:
-                        await asyncio.sleep(batch.interval_s / self.speed)
-                    deliver(batch)
-                    last = batch
+                    yield batch
                 if not chunk:
                     break
         finally:
             reader.close()
-        if last is None or not last.final:
-            deliver(Batch(ts=last.ts if last else 0.0, interval_s=0.0, final=True))
 
     def stop(self) -> None:
         if self._task is not None:

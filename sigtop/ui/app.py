@@ -39,9 +39,10 @@ from sigtop.model import SignalModel
 from sigtop.names import printable
 from sigtop.tables import TABLES
 from sigtop.tables.base import Detail
+from sigtop.timefmt import clock_s, seek_target
 from sigtop.ui.commands import commands
 from sigtop.ui.feed import ModelFeed, Snapshot, ViewSettings
-from sigtop.ui.screens import DetailScreen, FailureScreen, HelpScreen
+from sigtop.ui.screens import DetailScreen, FailureScreen, HelpScreen, SeekScreen
 from sigtop.ui.table import SignalTable
 
 TERMINAL_CHECK_S = 0.5
@@ -92,6 +93,8 @@ class SigtopApp(App[int]):
     HelpScreen { align: center middle; }
     FailureScreen { align: center middle; }
     #failure { width: 80; max-width: 100%; height: auto; border: round $error; padding: 1 2; background: $panel; }
+    SeekScreen { align: center middle; }
+    #seek { width: 70; max-width: 100%; height: auto; border: round $accent; padding: 0 1; background: $panel; }
     """
     BINDINGS = [
         # A tooltip, where there is one, is what the help screen says of the key.
@@ -109,8 +112,16 @@ class SigtopApp(App[int]):
         Binding("less_than_sign", "sort_column(-1)", "Sort", tooltip="Sort by the column to the left"),
         Binding("greater_than_sign", "sort_column(1)", "Sort >", show=False, tooltip="Sort by the column to the right"),
         Binding("I", "invert_sort", "Invert", tooltip="Invert the sort order"),
-        Binding("space,p", "pause", "Pause", tooltip="Pause the view (counting goes on)"),
+        Binding("space,p", "pause", "Pause", tooltip="Pause the view (counting goes on; a replay waits where it is)"),
         Binding("c", "clear", "Clear", tooltip="Clear: forget every count so far"),
+        # A replay's transport (dolphie's keys): the replay pauses with the view, and steps and seeks.
+        Binding(
+            "left_square_bracket", "replay_step(-1)", "Back", show=False, tooltip="Replay: one interval back (paused)"
+        ),
+        Binding(
+            "right_square_bracket", "replay_step(1)", "Step", show=False, tooltip="Replay: one interval on (paused)"
+        ),
+        Binding("t", "replay_seek", "Seek", show=False, tooltip="Replay: go to a time (HH:MM:SS, or +/-N seconds)"),
         Binding(
             "f",
             "fold",
@@ -157,6 +168,7 @@ class SigtopApp(App[int]):
         )
         self.feed = ModelFeed(self.model, self._publish, tick_s=refresh_s, settings=self.settings, live=source.live)
         self._held: Snapshot | None = None  # the newest snapshot while paused
+        self._show_moved = False  # a replay step or seek: its next snapshot is shown, paused or not
         self._filter_before = self.settings.flt  # the filter when the filter box opened
         self.source_phase: str | None = None  # what attach is doing, shown until the first snapshot
         self.failure: str | None = None  # why the app ended itself, for the CLI to print
@@ -223,6 +235,10 @@ class SigtopApp(App[int]):
         loop = self._loop
         if hasattr(self.source, "room"):  # a streamed recording: never more than a few batches ahead
             self.source.room = lambda: self.feed.backlog() < MAX_FEED_BACKLOG
+        if self.seekable:  # a replay's transport: a move back folds it again from its start
+            self.source.seekable = True
+            self.source.on_reset = self.feed.reset
+            self.source.on_moved = self._replay_moved
         if hasattr(self.source, "on_phase"):  # a live source says each step of its ~1 s attach
             self.source.on_phase = lambda step: self.call_from_thread(self._phase, step)
         try:
@@ -282,10 +298,12 @@ class SigtopApp(App[int]):
 
     @on(SnapshotReady)
     def _snapshot_ready(self, message: SnapshotReady) -> None:
-        if self.paused and message.snapshot.settings == self.settings:
+        if self.paused and message.snapshot.settings == self.settings and not self._show_moved:
             self._held = message.snapshot
             self.render_header()  # counting goes on: the header says how far
             return
+        self._show_moved = False
+        self._held = None
         self.snapshot = message.snapshot
 
     def watch_snapshot(self, snapshot: Snapshot | None) -> None:
@@ -317,7 +335,51 @@ class SigtopApp(App[int]):
     def _columns_fitted(self) -> None:
         self.render_header()
 
+    @property
+    def seekable(self) -> bool:
+        """A replay that pauses, steps and seeks ([, ], t): not a live source, whose time only goes on."""
+        return not self.source.live and hasattr(self.source, "seek")
+
+    def _replay_moved(self) -> None:
+        """The replay delivered a step or a seek (on the app's loop): show where it is now."""
+        self._show_moved = True
+        self.feed.view(self.settings)  # published once the feed has folded what came before
+
+    def action_replay_step(self, n: int) -> None:
+        if not self.seekable:
+            self.notify("a live view only goes on: [ and ] step a replay", timeout=3)
+            return
+        self.paused = True
+        self.source.step(n)
+
+    def action_replay_seek(self, error: str = "") -> None:
+        if not self.seekable:
+            self.notify("a live view only goes on: t seeks a replay", timeout=3)
+            return
+        self.paused = True
+
+        def go(text: str | None) -> None:
+            if not text:
+                return
+            try:
+                target = seek_target(text, self.source.at_ts or time.time())
+            except ValueError as exc:
+                self.action_replay_seek(str(exc))  # asked again, saying why
+                return
+            self.source.seek(target)
+
+        self.push_screen(SeekScreen(self._replay_place(), error), go)
+
+    def _replay_place(self) -> str:
+        """Where a replay is: its recorded time and batch (of how many, once known)."""
+        src = self.source
+        total = f"/{src.total}" if getattr(src, "total", None) else ""
+        when = clock_s(src.at_ts) if getattr(src, "at_ts", 0) else "the start"
+        return f"{when}, interval {src.position}{total}"
+
     def watch_paused(self, paused: bool) -> None:
+        if self.seekable:
+            self.source.pause(paused)
         if not paused and self._held is not None:
             held, self._held = self._held, None
             self.snapshot = held
@@ -374,6 +436,8 @@ class SigtopApp(App[int]):
         text.append("sigtop ", style="bold")
         if self.paused:
             text.append("PAUSED", style="bold yellow")
+            if self.seekable:
+                text.append(f" at {self._replay_place()} ([ ] t)", style="yellow")
         elif latest is None:
             text.append(self.source_phase or ("ATTACHING" if self.source.live else "LOADING"), style="bold yellow")
         else:
@@ -565,7 +629,7 @@ class SigtopApp(App[int]):
         self._show(self.settings.sorted_by(self.active, clicked, descending))
 
     def action_pause(self) -> None:
-        """Freeze the view (counting goes on)."""
+        """Freeze the view (counting goes on; a replay waits where it is)."""
         self.paused = not self.paused
 
     def action_fold(self) -> None:

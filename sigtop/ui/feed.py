@@ -147,6 +147,11 @@ class ModelFeed:
         self.idle.clear()
         self._inbox.put(("clear", None))
 
+    def reset(self) -> None:
+        """Forget everything, state too: a replay is about to be folded again from its start."""
+        self.idle.clear()
+        self._inbox.put(("reset", None))
+
     def detail(self, table: str, key: str, reply: Callable[[Detail | None], None]) -> None:
         """A row's drill-down, handed to `reply` (None: the row is gone)."""
         self._inbox.put(("detail", (table, key, reply)))
@@ -216,6 +221,10 @@ class ModelFeed:
         if kind == "clear":
             self.model.clear()
             return True
+        if kind == "reset":
+            self.model.reset()
+            self.state = "replay"
+            return False  # shown once the replay has caught up (the app asks then)
         if kind == "fail":
             self.error, self.state = value, "failed"
             return True

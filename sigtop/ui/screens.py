@@ -10,9 +10,9 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Sparkline, Static
+from textual.widgets import DataTable, Footer, Input, Sparkline, Static
 
 from sigtop.tables.base import Detail
 
@@ -129,6 +129,31 @@ class FailureScreen(ModalScreen[None]):
 
     def on_key(self, _event: object) -> None:
         self.app.exit(return_code=1)
+
+
+class SeekScreen(ModalScreen[str | None]):
+    """Where to take the replay: a time of day or seconds from here (sigtop.timefmt.seek_target)."""
+
+    BINDINGS = [("escape", "dismiss_none", "Cancel")]
+
+    def __init__(self, now: str, error: str = "") -> None:
+        super().__init__()
+        self.now, self.error = now, error
+
+    def compose(self) -> ComposeResult:
+        text = Text("Seek the replay\n", style="bold")
+        text.append(f"now at {self.now}; HH:MM or HH:MM:SS, or +N / -N seconds. Enter goes, Esc cancels.\n")
+        if self.error:
+            text.append(self.error, style="bold red")
+        with Vertical(id="seek"):
+            yield Static(text)
+            yield Input(placeholder="14:03:07, +30, -120", id="seek-to")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)
 
 
 class HelpScreen(ModalScreen[None]):
