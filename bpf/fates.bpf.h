@@ -85,9 +85,40 @@ static __always_inline bool private_any(int sig)
     return count && *count;
 }
 
-// A signal queued (result DELIVERED or LOSE_INFO) on `owner`'s list.
+// The tgid of the task tracing `task` (ptrace: its parent while traced), 0 if none.
+static __always_inline u32 traced_by(const char *task)
+{
+    u32 ptrace = 0;
+    bpf_probe_read_kernel(&ptrace, sizeof(ptrace), task + TASK_PTRACE_OFFSET);
+    if (!ptrace)
+        return 0;
+    const char *parent = 0;
+    bpf_probe_read_kernel(&parent, sizeof(parent), task + TASK_PARENT_OFFSET);
+    s32 ids[2] = {};   // parent->pid, parent->tgid
+    if (parent)
+        bpf_probe_read_kernel(&ids, sizeof(ids), parent + TASK_PID_OFFSET);
+    return ids[1];
+}
+
+// A live record left its list unseen: read, or, on a traced target, suppressed by its tracer
+// (taken into a signal-delivery-stop, resumed without it: no signal_deliver ran).
+static __always_inline void fate_left(const struct pending_val *p, const char *task)
+{
+    u32 tracer = traced_by(task);
+    if (!tracer) {
+        fate_read(p);
+        return;
+    }
+    struct flow_val *v = fate_flow(&p->flow, p->ts);
+    if (v) {
+        __sync_fetch_and_add(&v->suppressed, 1);
+        v->suppressed_by = tracer;
+    }
+}
+
+// A signal queued (result DELIVERED or LOSE_INFO) on `owner`'s list, of `task` (the target).
 static __always_inline void fate_queued(struct flow_val *v, const struct flow_key *key,
-                                        u32 owner, u8 shared, int sig, u64 ts)
+                                        u32 owner, u8 shared, int sig, u64 ts, const char *task)
 {
     struct pending_key pk = {};
     pk.owner = owner;
@@ -114,8 +145,8 @@ static __always_inline void fate_queued(struct flow_val *v, const struct flow_ke
             if (old->ts) {
                 // Still live: the kernel had none of this signal on that list
                 // (else the result is ALREADY_PENDING), so it left unseen
-                // (a signalfd read, a flush).
-                fate_read(old);
+                // (a signalfd read, a flush; a tracer that did not pass it on).
+                fate_left(old, task);
             } else if (!shared) {
                 private_count(sig, 1);
             }

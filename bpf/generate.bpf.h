@@ -25,7 +25,7 @@ static __always_inline bool asked_for(const struct inflight *f, s32 target, u32 
 // Both ways in (raw and classic tracepoint) end here. target_tgid is the
 // target's process where the kernel said it (raw: always), else 0.
 static __always_inline int on_generate(int sig, int code, s32 target, u32 target_tgid,
-                                       const char *target_comm, int group, int result)
+                                       const char *target_comm, int group, int result, const char *task)
 {
     if (!sig_wanted(sig))
         return 0;
@@ -117,7 +117,7 @@ static __always_inline int on_generate(int sig, int code, s32 target, u32 target
             ts = bpf_ktime_get_ns();
         if (v)
             fate_queued(v, &key, group ? (target_tgid ? target_tgid : (u32)target) : (u32)target,
-                        group != 0, sig, ts);
+                        group != 0, sig, ts, task);
         else
             stat_add(STAT_PENDING_FULL);   // counted in the overflow array: no flow to follow
     }
@@ -168,11 +168,11 @@ RAW_TRACEPOINT_PROBE(signal_generate)
     if (sig == SIGCHLD && (code == CLD_KILLED || code == CLD_DUMPED) && info > 1)
         death_event(info, ids[0], (u32)ids[1], code);
     return on_generate(sig, code, ids[0], (u32)ids[1], task + TASK_COMM_OFFSET,
-                       (int)ctx->args[3], (int)ctx->args[4]);
+                       (int)ctx->args[3], (int)ctx->args[4], task);
 }
 #else
 TRACEPOINT_PROBE(signal, signal_generate)
 {
-    return on_generate(args->sig, args->code, args->pid, 0, args->comm, args->group, args->result);
+    return on_generate(args->sig, args->code, args->pid, 0, args->comm, args->group, args->result, 0);
 }
 #endif

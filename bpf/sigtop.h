@@ -155,6 +155,11 @@ struct flow_val {
                        // or flushed (sigaction to SIG_IGN); the kernel finds out at sigwait, at
                        // the next signal of that kind, or at exit (user space at the others)
     u64 untracked;     // queued with no room in the pending map: fate unknown
+    u64 suppressed;    // left the list of a traced target with no delivery: its tracer resumed it
+                       // from the signal-delivery-stop without the signal (the kernel finds out
+                       // at the next signal of that kind; user space at the others)
+    u32 suppressed_by; // ... that tracer's tgid (the last one)
+    u32 pad_tracer;
     u64 lat_max;       // generate to take (or sigwait), ns
     u64 lat_sum;       // ... all of them added up (an exact sum for a Prometheus histogram)
     u32 lat_hist[LAT_BUCKETS];

@@ -196,6 +196,7 @@ FLOW_DELTA: Schema = {
     "count": C, "first_ts": FLOAT(), "last_ts": FLOAT(), "sender_comm": TEXT, "target_comm": TEXT,
     "claimed": OTHER(_claim), "sender_cgroup": TEXT,
     "sender_uid": INT(-1, 2**32 - 1), "taken": C, "read": C, "discarded": C, "untracked": C,
+    "suppressed": C, "suppressed_by": INT(0, 2**31),
     "latency": OTHER(_histogram),
 }  # fmt: skip
 THREAD_DELTA: Schema = {

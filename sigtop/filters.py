@@ -24,7 +24,7 @@ class FilterError(ValueError):
 STATES = {
     "failed": "the send failed (an errno)",
     "fatal": "a signal whose default action ends the process",
-    "noeffect": "signals that did not (all) take effect: ignored, merged, lost, failed, pending or discarded",
+    "noeffect": "signals that did not (all) take effect: ignored, merged, lost, failed, pending, discarded, suppressed",
 }
 
 

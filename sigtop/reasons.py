@@ -33,6 +33,8 @@ class FlowRow(Protocol):
     pending: int
     pending_since: float
     discarded: int
+    suppressed: int
+    suppressed_by: int
 
     @property
     def failed(self) -> int: ...
@@ -129,6 +131,15 @@ def explain(
             )
         else:
             found.append((f"pending {held}", f"{row.pending:,} pending for {held}"))
+    if row.fates and row.suppressed:
+        found.append(
+            (
+                f"suppressed by tracer {row.suppressed_by}",
+                f"suppressed: {row.suppressed:,} taken in a ptrace signal-delivery-stop and never delivered: tracer "
+                f"{row.suppressed_by} resumed the target without them (a debugger told not to pass it: gdb's"
+                " `handle SIG nopass`)",
+            )
+        )
     if row.fates and row.discarded:
         found.append(
             ("discarded at exit", f"discarded: the target exited with {row.discarded:,} still pending (never taken)")

@@ -80,6 +80,10 @@ class FlowDelta:
     read: int = 0  # left the pending list with no delivery: sigwait, a signalfd read, a flush
     discarded: int = 0  # still pending when the target exited
     untracked: int = 0  # fate unknown: no room to follow it
+    # Taken off the list in a ptrace signal-delivery-stop and never delivered: the tracer resumed
+    # the target without it (a debugger's "nopass"); suppressed_by: that tracer's pid, the last one.
+    suppressed: int = 0
+    suppressed_by: int = 0
     latency: LatencyHistogram | None = None  # generate to take, of the signals taken or waited for here
 
 

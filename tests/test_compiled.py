@@ -93,6 +93,14 @@ def test_a_kept_program_that_is_corrupt_writable_or_refused_is_compiled_again(bp
     assert handled_under_a_fresh_attach(child, 3) == (True, 3)
     assert json.loads(kept.read_text()) == good  # the refused one was dropped and the compile kept again
 
+    # Valid JSON of the wrong shape, or pointing past its own code: refused, never a traceback.
+    for broken in (
+        {"format": 1, "maps": 5},
+        {**good, "programs": [{**good["programs"][0], "maps": [[10**6, "flows"]]}]},
+    ):
+        kept.write_text(json.dumps(broken))
+        assert handled_under_a_fresh_attach(child, 3) == (True, 3)
+
     compiled_dir.chmod(0o777)  # a directory anyone can write to: nothing in it is trusted
     assert handled_under_a_fresh_attach(child, 3) == (True, 3)
     compiled_dir.chmod(0o700)

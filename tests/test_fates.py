@@ -490,3 +490,73 @@ def test_a_healthy_signalfd_readers_signals_are_never_left_pending(fates_tracer,
     row = row_to(model, reader.pid, signal.SIGURG)
     assert fates(row) == {"queued": 5, "taken": 0, "read": 5, "discarded": 0, "pending": 0, "untracked": 0}
     assert model.stats.taken_unqueued == 0
+
+
+PTRACER = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+PTRACE_CONT, PTRACE_ATTACH = 7, 16
+WALL = 0x40000000
+pid = int(sys.argv[1])
+assert libc.ptrace(PTRACE_ATTACH, pid, None, None) == 0, ctypes.get_errno()
+os.waitpid(pid, WALL)  # the attach's SIGSTOP
+assert libc.ptrace(PTRACE_CONT, pid, None, None) == 0, ctypes.get_errno()
+print("attached", flush=True)
+for line in sys.stdin:  # "next": wait for the tracee's next signal-delivery-stop
+    _, status = os.waitpid(pid, WALL)
+    assert os.WIFSTOPPED(status), status
+    print(f"stopped {os.WSTOPSIG(status)}", flush=True)
+    passed = sys.stdin.readline().strip() == "pass"  # else "drop": resumed without it
+    assert libc.ptrace(PTRACE_CONT, pid, None, os.WSTOPSIG(status) if passed else 0) == 0, ctypes.get_errno()
+    print("resumed", flush=True)
+"""
+
+TRACEE = (
+    "import signal, time; signal.signal(signal.SIGUSR1, lambda *_: None); print('ready', flush=True); time.sleep(120)"
+)
+
+
+def test_a_signal_its_tracer_does_not_pass_on_is_suppressed_not_read(fates_tracer):
+    """A traced process takes a signal off its list into a signal-delivery-stop; its tracer resumes
+    it with the signal (delivered: taken) or without (suppressed by that tracer, never "read").
+    While the tracer holds it, collections keep it pending: the tracer may still pass it on (#18.3)."""
+    tracee = subprocess.Popen([sys.executable, "-c", TRACEE], stdout=subprocess.PIPE, text=True)
+    assert read_line(tracee.stdout).strip() == "ready"
+    runner = subprocess.Popen(
+        [sys.executable, "-c", PTRACER, str(tracee.pid)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+    def tell(line: str) -> str:
+        runner.stdin.write(line + "\n")
+        runner.stdin.flush()
+        return read_line(runner.stdout).strip()
+
+    try:
+        assert read_line(runner.stdout).strip() == "attached"
+        fates_tracer.read_events()
+        fates_tracer.collect()  # forget what came before
+        model = SignalModel()
+        for verdict in ("drop", "pass", "drop", "pass", "drop"):
+            os.kill(tracee.pid, signal.SIGUSR1)
+            assert tell("next") == f"stopped {signal.SIGUSR1}"
+            for _ in range(3):  # held in the tracer's stop, off the list: not settled as anything yet
+                collect_until(fates_tracer, None, model=model)
+                time.sleep(0.01)
+            assert row_to(model, tracee.pid, signal.SIGUSR1).read == 0, verdict
+            assert tell(verdict) == "resumed"
+
+        def settled(m: SignalModel) -> bool:
+            rows = [r for r in m.flows.values() if r.key.target_pid == tracee.pid and r.key.sig == signal.SIGUSR1]
+            return bool(rows) and rows[0].taken + rows[0].suppressed == 5
+
+        model = collect_until(fates_tracer, settled, timeout_s=15.0, model=model)
+    finally:
+        for child in (runner, tracee):
+            child.kill()  # ours
+            child.wait()
+    row = row_to(model, tracee.pid, signal.SIGUSR1)
+    assert fates(row) == {"queued": 5, "taken": 2, "read": 0, "discarded": 0, "pending": 0, "untracked": 0}
+    assert (row.suppressed, row.suppressed_by) == (3, runner.pid)
+    flow = next(f for f in to_json(model)["flows"] if f["target_pid"] == tracee.pid and f["signame"] == "SIGUSR1")
+    assert (flow["suppressed"], flow["suppressed_by"]) == (3, runner.pid)
+    assert any(f"tracer {runner.pid} resumed the target without" in r for r in flow["reasons"]), flow["reasons"]

@@ -65,7 +65,8 @@ class FateSettler:
     def settle(self) -> Settled:
         exits = {(k.owner, k.shared): (bytes(k), v.mask, v.ts, v.exit_code) for k, v in self.exits.items_lookup_batch()}
         masks = _StatusMasks(self._next_status)
-        fates: dict[bytes, list[int]] = {}  # raw flow key -> [taken, read, discarded]
+        fates: dict[bytes, list[int]] = {}  # raw flow key -> [taken, read, discarded, suppressed]
+        suppressed_by: dict[bytes, int] = {}  # raw flow key -> the tracer that suppressed its last
         flow_keys: dict[bytes, FlowKey] = {}
         still: Counter[bytes] = Counter()
         oldest: dict[bytes, int] = {}
@@ -106,9 +107,14 @@ class FateSettler:
                     # A thread ended by its process's group exit: its own list went with it,
                     # unseen by the kernel side. Discarded, unless it had left the list before.
                     fate = 1 if ident in self._suspects else 2
+                elif pending_now is False and masks.held_by_tracer(owner):
+                    live_owners.add(owner)  # perhaps in the stop for this very signal: its tracer decides
                 elif pending_now is False or pending_now is _GONE:
                     if ident in self._suspects:
                         fate = 1
+                        tracer = masks.tracer(owner) if pending_now is False else 0
+                        if tracer:  # taken in a delivery-stop and never delivered: suppressed
+                            fate, suppressed_by[raw_flow] = 3, tracer
                     else:
                         suspects.add(ident)
                         if pending_now is False:
@@ -120,13 +126,15 @@ class FateSettler:
             if raw_flow not in flow_keys:
                 flow_keys[raw_flow] = flow_key(v.flow)
             if fate is not None:
-                fates.setdefault(raw_flow, [0, 0, 0])[fate] += 1
+                fates.setdefault(raw_flow, [0, 0, 0, 0])[fate] += 1
             else:
                 still[raw_flow] += 1
                 oldest[raw_flow] = min(oldest.get(raw_flow, v.ts), v.ts)
-        for k, v, raw_flow in self._confirm(fresh):
+        for k, v, raw_flow, tracer in self._confirm(fresh):
             suspects.discard((bytes(k), v.ts))
-            fates.setdefault(raw_flow, [0, 0, 0])[1] += 1
+            fates.setdefault(raw_flow, [0, 0, 0, 0])[3 if tracer else 1] += 1
+            if tracer:
+                suppressed_by[raw_flow] = tracer
             still[raw_flow] -= 1
             if not still[raw_flow]:
                 del still[raw_flow]
@@ -138,30 +146,42 @@ class FateSettler:
         self._forget_queues(exits, live_owners)
         return Settled(
             fates=[
-                FlowDelta(flow_keys[raw], 0, 0.0, 0.0, taken=n[0], read=n[1], discarded=n[2])
+                FlowDelta(
+                    flow_keys[raw],
+                    0,
+                    0.0,
+                    0.0,
+                    taken=n[0],
+                    read=n[1],
+                    discarded=n[2],
+                    suppressed=n[3],
+                    suppressed_by=suppressed_by.get(raw, 0),
+                )
                 for raw, n in fates.items()
             ],
             pending=[PendingFlow(flow_keys[raw], n, self._wall(oldest[raw])) for raw, n in still.items()],
             keep=set(still),
         )
 
-    def _confirm(self, fresh: list[tuple[Any, Any]]) -> list[tuple[Any, Any, bytes]]:
+    def _confirm(self, fresh: list[tuple[Any, Any]]) -> list[tuple[Any, Any, bytes, int]]:
         """Of the records /proc showed off their list, those still off it CONFIRM_S later and
-        still not taken by the kernel: read (a signalfd read, a flush), taken off the map here."""
+        still not taken by the kernel: read (a signalfd read, a flush), or, where the owner is
+        traced, suppressed by its tracer (with that tracer's pid); taken off the map here. An owner
+        in a tracing stop is left for a later collection: its tracer may still pass the signal on."""
         if not fresh:
             return []
         time.sleep(CONFIRM_S)
         again = _StatusMasks(0)
         read = []
         for k, v in fresh:
-            if again.pending(k.owner, k.shared, k.sig, v.ts) is not False:
-                continue  # back on the list, gone, or not known: the next collection decides
+            if again.pending(k.owner, k.shared, k.sig, v.ts) is not False or again.held_by_tracer(k.owner):
+                continue  # back on the list, gone, not known, or in its tracer's hands: decided later
             last = lookup_and_delete(self.pending.map_fd, bytes(k), self._value_size)
             if last is None:
                 continue
             value = self.pending.Leaf.from_buffer_copy(last)
             if value.ts == v.ts:
-                read.append((k, v, bytes(v.flow)))
+                read.append((k, v, bytes(v.flow), again.tracer(k.owner)))
             elif value.ts:  # a new signal queued under that key meanwhile: it stays
                 self.pending[k] = value
             # else the kernel took it meanwhile, and counted it; its kept record goes
@@ -230,7 +250,17 @@ class _StatusMasks:
         masks = self._masks[owner]
         if masks is None:
             return _GONE
-        own, shared_mask, started_ns = masks
+        own, shared_mask, started_ns, _tracer, _stopped = masks
         if started_ns - self._boot_to_mono > queued_ns + 20_000_000:  # another task has this id now
             return _GONE
         return bool((shared_mask if shared else own) >> (sig - 1) & 1)
+
+    def tracer(self, owner: int) -> int:
+        """The pid tracing the owner when its status was read (0: none, or not read)."""
+        masks = self._masks.get(owner)
+        return masks[3] if masks else 0
+
+    def held_by_tracer(self, owner: int) -> bool:
+        """Traced and in a tracing stop: a signal off its list may be in its tracer's hands."""
+        masks = self._masks.get(owner)
+        return bool(masks and masks[3] and masks[4])

@@ -117,6 +117,9 @@ def task_offsets(vmlinux: str = str(btf.VMLINUX)) -> dict[str, int]:
         "SIGNAL_SHARED_PENDING_OFFSET": types.member_offset("signal_struct", "shared_pending") + pending_set,
         "TASK_EXIT_CODE_OFFSET": types.member_offset("task_struct", "exit_code"),
         "TASK_FLAGS_OFFSET": types.member_offset("task_struct", "flags"),  # PF_EXITING: a parent's death signal
+        # Whether the target is traced, and by whom (a tracer that did not pass a signal on).
+        "TASK_PTRACE_OFFSET": types.member_offset("task_struct", "ptrace"),
+        "TASK_PARENT_OFFSET": types.member_offset("task_struct", "parent"),
     }
 
 

@@ -237,7 +237,7 @@ def load(program: dict[str, Any], source: str, self_tgid: int) -> LoadedObjects:
     except LoadError:
         objects.cleanup()
         raise
-    except (OSError, KeyError, ValueError, TypeError, struct.error, ctypes.ArgumentError) as exc:
+    except (OSError, LookupError, ValueError, TypeError, AttributeError, struct.error, ctypes.ArgumentError) as exc:
         objects.cleanup()
         raise LoadError(str(exc) or type(exc).__name__) from None
     return objects

@@ -85,22 +85,29 @@ def is_running(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
-def pending_masks(owner: int) -> tuple[int, int, int] | None:
-    """(SigPnd, ShdPnd, start in ns since boot) of a task id, None if it is gone."""
+def pending_masks(owner: int) -> tuple[int, int, int, int, bool] | None:
+    """(SigPnd, ShdPnd, start in ns since boot, TracerPid, in a tracing stop) of a task id, None if
+    it is gone. A traced task in its stop may hold a signal it took off its list (a
+    signal-delivery-stop) that its tracer has yet to pass on or not."""
     ticks = start_ticks(owner)
     try:
         text = (PROC / str(owner) / "status").read_text(errors="replace")
     except OSError:
         return None
-    own = shared = 0
+    own = shared = tracer = 0
+    stopped = False
     for line in text.splitlines():
-        if line.startswith("SigPnd:"):
+        if line.startswith("State:"):
+            stopped = line[6:].strip().startswith("t")
+        elif line.startswith("TracerPid:"):
+            tracer = int(line[10:].strip() or 0)
+        elif line.startswith("SigPnd:"):
             own = int(line[7:].strip(), 16)
         elif line.startswith("ShdPnd:"):
             shared = int(line[7:].strip(), 16)
             break
     started_ns = ticks * 1_000_000_000 // CLOCK_TICKS if ticks is not None else 0
-    return own, shared, started_ns
+    return own, shared, started_ns, tracer, stopped
 
 
 def task_exists(tid: int) -> bool:

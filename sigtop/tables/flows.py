@@ -112,6 +112,8 @@ class FlowRow:
     read: int = 0  # left the pending list with no delivery: sigwait, a signalfd read, a flush
     discarded: int = 0  # still pending when the target exited
     untracked: int = 0  # no room to follow them
+    suppressed: int = 0  # taken in a ptrace signal-delivery-stop, the tracee resumed without it
+    suppressed_by: int = 0  # by this tracer (the last one)
     pending: int = 0  # queued and none of the above yet (state)
     pending_since: float = 0.0  # when the oldest of those was queued
     latency: LatencyHistogram | None = None  # generate to take (or sigwait), every one
@@ -180,11 +182,13 @@ class FlowTable(TableState):
             if delta.first_ts:
                 row.first_ts = min(row.first_ts, delta.first_ts) if row.first_ts else delta.first_ts
             row.last_ts = max(row.last_ts, delta.last_ts)
-            if delta.taken or delta.read or delta.discarded or delta.untracked:
+            if delta.taken or delta.read or delta.discarded or delta.untracked or delta.suppressed:
                 row.taken += delta.taken
                 row.read += delta.read
                 row.discarded += delta.discarded
                 row.untracked += delta.untracked
+                row.suppressed += delta.suppressed
+                row.suppressed_by = delta.suppressed_by or row.suppressed_by
             if delta.latency is not None:
                 if row.latency is None:
                     row.latency = LatencyHistogram()
@@ -400,7 +404,7 @@ def in_state(row: FlowRow, state: str) -> bool:
     if state == "noeffect":
         return bool(
             r[Result.ignored] or r[Result.already_pending] or r[Result.overflow_fail] or row.failed
-            or (row.fates and (row.pending or row.discarded))
+            or (row.fates and (row.pending or row.discarded or row.suppressed))
         )  # fmt: skip
     return False
 
@@ -565,7 +569,17 @@ def fates_json(row: FlowRow, followed: bool) -> dict[str, Any]:
     kernel's result, known either way."""
     if not followed:
         return {"queued": row.queued} | dict.fromkeys(
-            ("taken", "read", "discarded", "pending", "pending_since", "untracked", "latency_ns")
+            (
+                "taken",
+                "read",
+                "discarded",
+                "suppressed",
+                "suppressed_by",
+                "pending",
+                "pending_since",
+                "untracked",
+                "latency_ns",
+            )
         )
     latency = row.latency
     return {
@@ -573,6 +587,8 @@ def fates_json(row: FlowRow, followed: bool) -> dict[str, Any]:
         "taken": row.taken,
         "read": row.read,
         "discarded": row.discarded,
+        "suppressed": row.suppressed,  # by a tracer (ptrace): taken in its stop, resumed without it
+        "suppressed_by": row.suppressed_by or None,
         "pending": row.pending,
         "pending_since": round(row.pending_since, 6) if row.pending else None,
         "untracked": row.untracked,
@@ -707,6 +723,12 @@ def fates_text(row: FlowRow, now: float) -> Text:
         text.append(f" (oldest queued {age(now, row.pending_since)} ago)", style="bold yellow")
     text.append("  ")
     text.append(f"discarded at exit {row.discarded:,}", style="red" if row.discarded else "")
+    if row.suppressed:
+        text.append(
+            f"  suppressed by tracer {row.suppressed_by} {row.suppressed:,}"
+            " (taken in a ptrace stop, resumed without it)",
+            style="bold red",
+        )
     if row.untracked:
         text.append(f"  not followed {row.untracked:,} (no room in the kernel's map)", style="bold red")
     text.append("\n")
@@ -860,7 +882,7 @@ LATENCY_BUCKETS = (1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1
 # Where the kernel times every take itself (fates followed): edges of its own buckets (2^n ns,
 # about 1 us to 8.6 s), so that each count falls in its bucket exactly.
 KERNEL_LATENCY_EDGES_NS = (*(1 << n for n in range(10, 34, 2)), 1 << 33)
-FATES = ("taken", "read", "discarded", "untracked")
+FATES = ("taken", "read", "discarded", "untracked", "suppressed")
 MAX_CANDIDATES = 10_000
 
 
@@ -1184,6 +1206,8 @@ def _sum_rows(members: list[FlowRow]) -> FlowRow:
         folded.taken += r.taken
         folded.read += r.read
         folded.discarded += r.discarded
+        folded.suppressed += r.suppressed
+        folded.suppressed_by = r.suppressed_by or folded.suppressed_by
         folded.untracked += r.untracked
         folded.pending += r.pending
         if r.pending_since and (not folded.pending_since or r.pending_since < folded.pending_since):

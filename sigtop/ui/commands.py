@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 PRESETS = (
     ("only failures", "is:failed", "sends that failed (EPERM, ESRCH, ...), by errno"),
     ("only fatal signals", "is:fatal", "signals whose default action ends the process"),
-    ("only what did not take effect", "is:noeffect", "ignored, merged, lost, failed, pending or discarded"),
+    ("only what did not take effect", "is:noeffect", "ignored, merged, lost, failed, pending, discarded or suppressed"),
 )
 
 

@@ -70,7 +70,8 @@ FILTER_HELP = "\n".join(
         ),
         (
             "Fates of the queued: TAKEN by a handler or the default action, or read (sigwait, signalfd); PEND "
-            "still pending (blocked?); DISC discarded when the target exited. P99: generate-to-take latency, "
+            "still pending (blocked?); DISC discarded when the target exited; suppressed by a tracer that resumed "
+            "the target without it (the drill-down and REASON say which). P99: generate-to-take latency, "
             "every signal timed in the kernel."
         ),
         (
