@@ -674,3 +674,37 @@ async def test_a_live_view_does_not_step():
         await pilot.press("left_square_bracket")
         await pilot.pause()
         assert not app.paused
+
+
+async def test_the_tree_puts_each_senders_flows_under_its_parents(batches):
+    """T (htop's F5): the recording's workload (26529) started the others; their flows come right
+    after its own, one level in (└─), and T again gives the sorted list back."""
+    app = make_app(batches)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        listed = visible(app)
+        await pilot.press("T")
+        await loaded(pilot)
+        assert "tree (T)" in header(app)
+        sender, comm = column_index(app, "SENDER"), column_index(app, "COMM")
+        tree = visible(app)
+        assert tree != listed  # reordered ...
+        assert sorted(r[sender] for r in tree) == sorted(r[sender] for r in listed)  # ... the same rows
+        senders = [r[sender].strip() for r in tree]
+        parent_rows = [i for i, s in enumerate(senders) if s == "26529"]
+        children = {"26530", "26531", "26532", "26533", "26534", "26535"} & set(senders)
+        assert children
+        # The parent's rows, then each child's, drawn one level in, before any other root's rows.
+        first_child = min(i for i, s in enumerate(senders) if s in children)
+        assert max(parent_rows) < first_child
+        block = senders[parent_rows[0] : parent_rows[0] + len(parent_rows) + sum(senders.count(c) for c in children)]
+        assert set(block) == {"26529", *children}
+        for i, s in enumerate(senders):
+            if s in children:
+                assert tree[i][comm].startswith("└─ "), tree[i]
+            if s == "26529":
+                assert not tree[i][comm].startswith("└"), tree[i]
+        await pilot.press("T")
+        await loaded(pilot)
+        assert visible(app) == listed
+        assert "tree (T)" not in header(app)

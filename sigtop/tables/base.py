@@ -55,6 +55,13 @@ class View:
         if not self.now:
             self.now = self.model.last_ts or time.time()
 
+    def remember(self, name: str, row: Any, value: Any) -> None:
+        """A value worked out for a row by the view's arrangement (its depth in a tree)."""
+        self._cache[(name, id(row))] = value
+
+    def known(self, name: str, row: Any, default: Any = None) -> Any:
+        return self._cache.get((name, id(row)), default)
+
     def derived(self, name: str, row: Any, compute: Callable[[], Any]) -> Any:
         key = (name, id(row))
         if key not in self._cache:
@@ -168,6 +175,8 @@ class TableSpec:
     # The view's groupings of selected rows (name -> rows summed by it), if any: g cycles them.
     group: Callable[[list[tuple[str, Any]], str], list[tuple[str, Any]]] | None = None
     groupings: tuple[str, ...] = ()
+    # The view's tree (htop's F5): sorted rows put under their ancestors' (depths on the View), if any.
+    tree: Callable[[SignalModel, list[tuple[str, Any]], View], list[tuple[str, Any]]] | None = None
     metrics: Callable[[ExportOptions], TableMetrics] | None = None  # its part of the exporter, if any
 
     def column(self, name: str) -> Column:
@@ -195,13 +204,17 @@ class TableSpec:
         view: View | None = None,
         fold: bool = False,
         group: str = "",
+        tree: bool = False,
     ) -> list[tuple[str, Any]]:
         """The selected rows (folded, where asked and the table folds), sorted by a column (ties by
-        key); only the top `limit` (the model keeps the rest)."""
+        key), as a tree where asked and the table makes one (siblings in that order); only the top
+        `limit` (the model keeps the rest)."""
         view = view or View(model)
         by = self.column(column or self.default_sort)
-        rows = self.view_rows(self.selected(model, flt), fold, group)
+        rows = self.view_rows(self.selected(model, flt), fold, "" if tree else group)
         rows.sort(key=lambda item: (by.sort_key(item[1], view), item[0]), reverse=descending)
+        if tree and self.tree is not None:
+            rows = self.tree(model, rows, view)
         return rows if limit is None else rows[:limit]
 
     def view_rows(self, rows: list[tuple[str, Any]], fold: bool, group: str) -> list[tuple[str, Any]]:

@@ -525,7 +525,7 @@ COLUMNS = (
     Column("sender", "SENDER", by(lambda r: r.key.sender_pid), lambda r, _v: Text(_sender(r), justify="right"),
            True, 100),
     Column("sender_comm", "COMM", by(lambda r: r.sender_comm if r.key.sender_pid else ""),
-           lambda r, _v: sender_comm_text(r), priority=89, min_width=8),
+           lambda r, v: _in_tree(sender_comm_text(r), v.known(TREE_DEPTH, r, 0)), priority=89, min_width=8),
     Column("target", "TARGET", by(lambda r: r.key.target_pid), lambda r, _v: Text(target_text(r), justify="right"),
            True, 100),
     Column("target_comm", "COMM", by(lambda r: r.target_comm), lambda r, _v: target_comm_text(r), priority=89,
@@ -1155,6 +1155,60 @@ GROUPINGS: dict[str, Any] = {
 }
 
 
+TREE_DEPTH = "tree_depth"
+MAX_TREE_DEPTH = 64  # deeper ancestries are drawn at this depth (a pid cycle in stale data ends too)
+
+
+def sender_tree(model: Any, rows: list[tuple[str, FlowRow]], view: Any) -> list[tuple[str, FlowRow]]:
+    """Flows under their sender's ancestors (htop's F5): each sender's rows follow those of its
+    nearest ancestor that also sends here, one level deeper; siblings, and a sender's own rows,
+    keep the order they came in (the column's sort). Depths are left on the view for the COMM cell."""
+    by_sender: dict[int, list[tuple[str, FlowRow]]] = {}
+    for key, row in rows:
+        by_sender.setdefault(row.key.sender_pid, []).append((key, row))
+
+    def parent_of(pid: int) -> int:
+        seen = {pid}
+        proc = model.registry.proc_of(pid) if pid else None
+        while proc is not None and proc.ppid and proc.ppid not in seen and len(seen) < MAX_TREE_DEPTH:
+            if proc.ppid in by_sender:
+                return proc.ppid
+            seen.add(proc.ppid)
+            proc = model.registry.proc_of(proc.ppid)
+        return -1  # a root
+
+    children: dict[int, list[int]] = {}
+    for pid in by_sender:
+        children.setdefault(parent_of(pid), []).append(pid)
+    out: list[tuple[str, FlowRow]] = []
+    placed: set[int] = set()
+
+    def walk(pid: int, depth: int) -> None:
+        placed.add(pid)
+        for item in by_sender[pid]:
+            view.remember(TREE_DEPTH, item[1], depth)
+            out.append(item)
+        for child in children.get(pid, ()):
+            if child not in placed:
+                walk(child, min(depth + 1, MAX_TREE_DEPTH))
+
+    for root in children.get(-1, ()):
+        walk(root, 0)
+    for pid in by_sender:  # in a cycle of stale parents (reused pids): shown at the top, never lost
+        if pid not in placed:
+            walk(pid, 0)
+    return out
+
+
+def _in_tree(text: Text, depth: int) -> Text:
+    """A COMM cell drawn at its depth in the tree (htop's └─)."""
+    if not depth:
+        return text
+    drawn = Text("  " * (depth - 1) + "└─ ", style="dim")
+    drawn.append_text(text)
+    return drawn
+
+
 def group_rows(selected: list[tuple[str, FlowRow]], by: str) -> list[tuple[str, FlowRow]]:
     """Every row summed into one per sender name, target or signal (htop's and k9s's habit); a
     group of one is that row. The members are in the group row's drill-down."""
@@ -1233,6 +1287,7 @@ SPEC = TableSpec(
     fold=fold_children,
     group=group_rows,
     groupings=tuple(GROUPINGS),
+    tree=sender_tree,
     json_order=json_order,
     state=FlowTable,
     metrics=FlowMetrics,

@@ -130,6 +130,13 @@ class SigtopApp(App[int]):
             tooltip="Fold or unfold one-off senders (each child's SIGCHLD) into one row per name",
         ),
         Binding(
+            "T,f5",
+            "tree",
+            "Tree",
+            show=False,
+            tooltip="Tree: each sender's flows under its parent's, as htop's F5 (grouping off meanwhile)",
+        ),
+        Binding(
             "g",
             "group",
             "Group",
@@ -454,6 +461,8 @@ class SigtopApp(App[int]):
             text.append(f"traced {self.source.scope}  ", style="bold")
         if self.settings.group:
             text.append(f"grouped by {self.settings.group} (g)  ", style="bold magenta")
+        if self.settings.tree:
+            text.append("tree (T)  ", style="bold magenta")
         view_filter = self.flow_filter.describe()
         text.append(f"filter {view_filter or '-'}  ", style="bold cyan" if view_filter else "")
         if latest is not None:
@@ -646,6 +655,12 @@ class SigtopApp(App[int]):
         """Sum the flows by sender name, then by target, then by signal, then show them all again."""
         order = ("", *TABLES["flows"].groupings)
         self.group_by(order[(order.index(self.settings.group) + 1) % len(order)])
+
+    def action_tree(self) -> None:
+        """Flows under their sender's ancestors (htop's F5), or as a list again."""
+        self._show(self.settings.treed(not self.settings.tree))
+        self.render_header()
+        self.notify("flows as a tree of senders" if self.settings.tree else "flows as a list", timeout=2)
 
     def group_by(self, group: str) -> None:
         self._show(self.settings.grouped(group))

@@ -59,6 +59,15 @@ def commands(app: SigtopApp) -> Iterator[SystemCommand]:
             yield SystemCommand(
                 title, "key g cycles: sender name, target, signal, none", functools.partial(app.group_by, by)
             )
+    yield SystemCommand(
+        "Show the flows as a list" if app.settings.tree else "Show the flows as a tree of senders",
+        "key T (F5): each sender's flows under its parent's, as htop's F5",
+        app.action_tree,
+    )
+    if getattr(app, "seekable", False):
+        yield SystemCommand("Replay: one interval back", "key [", functools.partial(app.action_replay_step, -1))
+        yield SystemCommand("Replay: one interval on", "key ]", functools.partial(app.action_replay_step, 1))
+        yield SystemCommand("Replay: go to a time", "key t: HH:MM:SS, or +/-N seconds", app.action_replay_seek)
     for title, text, what in PRESETS:
         yield SystemCommand(f"Filter: {title}", f"{text}: {what}", functools.partial(app.apply_filter, text))
     for preset in app.config.presets:  # the settings file's own

@@ -39,6 +39,7 @@ class ViewSettings:
     limit: int = MAX_TABLE_ROWS
     fold: bool = True  # one-off senders (each child's SIGCHLD) as one row per name (f toggles)
     group: str = ""  # rows summed by sender name, target or signal ("" none; g cycles)
+    tree: bool = False  # flows under their sender's ancestors (T toggles; grouping is off meanwhile)
 
     def sort(self, table: str) -> tuple[str, bool]:
         for name, column, descending in self.sorts:
@@ -60,7 +61,10 @@ class ViewSettings:
         return dataclasses.replace(self, fold=fold)
 
     def grouped(self, group: str) -> ViewSettings:
-        return dataclasses.replace(self, group=group)
+        return dataclasses.replace(self, group=group, tree=False if group else self.tree)
+
+    def treed(self, tree: bool) -> ViewSettings:
+        return dataclasses.replace(self, tree=tree, group="" if tree else self.group)
 
 
 @dataclass(frozen=True)
@@ -257,7 +261,14 @@ class ModelFeed:
             column, descending = spec.default_sort, True
         view = View(model)
         rows = spec.sorted_rows(
-            model, settings.flt, column, descending, view=view, fold=settings.fold, group=settings.group
+            model,
+            settings.flt,
+            column,
+            descending,
+            view=view,
+            fold=settings.fold,
+            group=settings.group,
+            tree=settings.tree,
         )
         shown = rows[: settings.limit]
         table = TableView(
