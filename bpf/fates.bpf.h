@@ -245,6 +245,41 @@ static __always_inline void fate_exit(u32 owner, u8 shared, u64 mask, s32 exit_c
         stat_add(STAT_EXITS_FULL);
 }
 
+// exec from a thread that is not the leader (de_thread): the old leader is released, its own
+// list with it (discarded), and the exec'ing thread takes the leader's id, keeping its own list
+// (its records move to the new id: the new image takes them as the leader). Standard signals;
+// a realtime one pending there goes unfollowed (its queue numbering stays with the old id).
+static __always_inline void fate_exec(u32 old_tid, u32 leader)
+{
+    #pragma unroll
+    for (int sig = 1; sig < SIGRTMIN; sig++) {
+        struct pending_key pk = {};
+        pk.owner = leader;
+        pk.sig = sig;
+        struct pending_val *p = pending.lookup(&pk);
+        if (p && p->ts) {
+            struct flow_val *v = fate_flow(&p->flow, p->ts);
+            if (v)
+                __sync_fetch_and_add(&v->discarded, 1);
+            private_count(sig, -1);
+            pending.delete(&pk);
+        }
+        struct pending_key old = pk;
+        old.owner = old_tid;
+        struct pending_val *moved = pending.lookup(&old);
+        if (moved && moved->ts) {
+            struct pending_val value = *moved;
+            pending.delete(&old);
+            if (pending.update(&pk, &value)) {   // no room: the signal is not followed further
+                private_count(sig, -1);
+                struct flow_val *v = fate_flow(&value.flow, value.ts);
+                if (v)
+                    __sync_fetch_and_add(&v->untracked, 1);
+            }
+        }
+    }
+}
+
 // sigwait, sigtimedwait and sigwaitinfo take a pending signal off a list
 // without a signal_deliver; the signal is what the call returns.
 TRACEPOINT_PROBE(syscalls, sys_exit_rt_sigtimedwait)

@@ -142,6 +142,10 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
             bpf_get_current_comm(&t->comm, sizeof(t->comm));
         }
     }
+#if FATES
+    if (ids[1] != ids[0])
+        fate_exec(ids[1], ids[0]);
+#endif
     return 0;
 }
 

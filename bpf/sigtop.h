@@ -160,6 +160,8 @@ struct flow_val {
                        // at the next signal of that kind; user space at the others)
     u32 suppressed_by; // ... that tracer's tgid (the last one)
     u32 pad_tracer;
+    u64 discarded;     // discarded where the kernel side sees it happen: the old leader's own list
+                       // when another thread exec'd (de_thread); user space counts those at exit
     u64 lat_max;       // generate to take (or sigwait), ns
     u64 lat_sum;       // ... all of them added up (an exact sum for a Prometheus histogram)
     u32 lat_hist[LAT_BUCKETS];

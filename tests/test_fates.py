@@ -560,3 +560,69 @@ def test_a_signal_its_tracer_does_not_pass_on_is_suppressed_not_read(fates_trace
     flow = next(f for f in to_json(model)["flows"] if f["target_pid"] == tracee.pid and f["signame"] == "SIGUSR1")
     assert (flow["suppressed"], flow["suppressed_by"]) == (3, runner.pid)
     assert any(f"tracer {runner.pid} resumed the target without" in r for r in flow["reasons"]), flow["reasons"]
+
+
+EXEC_FROM_A_THREAD = """
+import os, signal, sys, threading
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGUSR2})  # the leader holds both
+go = threading.Event()
+
+def execer():
+    print(threading.get_native_id(), flush=True)
+    go.wait()
+    os.execv(sys.executable, [sys.executable, "-c", AFTER])  # from this thread: de_thread
+
+AFTER = '''
+import signal, sys
+got = []
+signal.signal(signal.SIGUSR1, lambda *_: got.append(1))
+print("exec'd", sorted(int(s) for s in signal.sigpending()), flush=True)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
+print("took", len(got), flush=True)
+sys.stdin.readline()
+'''
+thread = threading.Thread(target=execer)
+thread.start()
+sys.stdin.readline()
+go.set()
+thread.join()
+"""
+
+
+def test_signals_pending_across_an_exec_from_a_thread_follow_the_new_leader(fates_tracer):
+    """exec from a thread that is not the leader (de_thread): a signal pending on that thread is
+    kept and taken by the new image, under the leader's id (taken, not discarded nor unqueued);
+    one pending on the old leader goes with it (discarded, not read) (#18.5)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", EXEC_FROM_A_THREAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        execer = int(read_line(child.stdout))
+        fates_tracer.read_events()
+        fates_tracer.collect()  # forget what came before
+        model = SignalModel()
+        SYS_tgkill = 234
+        assert libc.syscall(SYS_tgkill, child.pid, execer, signal.SIGUSR1) == 0  # on the exec'ing thread
+        assert libc.syscall(SYS_tgkill, child.pid, child.pid, signal.SIGUSR2) == 0  # on the old leader
+        collect_until(fates_tracer, None, model=model)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert read_line(child.stdout).strip() == f"exec'd [{signal.SIGUSR1}]"  # kept across the exec
+        assert read_line(child.stdout).strip() == "took 1"
+
+        def flow(m: SignalModel, sig: int) -> FlowRow | None:
+            rows = [r for r in m.flows.values() if r.key.target_pid in (child.pid, execer) and r.key.sig == sig]
+            return rows[0] if len(rows) == 1 else None
+
+        def settled(m: SignalModel) -> bool:
+            one, two = flow(m, signal.SIGUSR1), flow(m, signal.SIGUSR2)
+            return bool(one and two and one.taken + one.read + one.discarded and two.discarded + two.read)
+
+        model = collect_until(fates_tracer, settled, timeout_s=15.0, model=model)
+    finally:
+        child.kill()  # ours
+        child.wait()
+    kept, dropped = flow(model, signal.SIGUSR1), flow(model, signal.SIGUSR2)
+    # Taken matched to its queueing (an unqueued take would leave taken 0 and the record discarded).
+    assert (kept.queued, kept.taken, kept.read, kept.discarded, kept.pending) == (1, 1, 0, 0, 0)
+    assert (dropped.queued, dropped.taken, dropped.read, dropped.discarded, dropped.pending) == (1, 0, 0, 1, 0)

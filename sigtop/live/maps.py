@@ -89,7 +89,7 @@ class MapDrain:
         """What a flow gained since `prev` (its counters at the last read), and its latency buckets
         now: a counter below what we saw means the key was evicted and came back, all of it new.
         The 56 buckets are read only when the latency sum moved (a take or sigwait was timed)."""
-        count, taken, read, untracked, summed, suppressed = (
+        count, taken, read, untracked, summed, suppressed, discarded = (
             n - p if n >= p else n for n, p in zip(_counters(v), prev, strict=True)
         )
         latency, hist = None, prev_hist
@@ -105,6 +105,7 @@ class MapDrain:
             read=read,
             untracked=untracked,
             suppressed=suppressed,
+            discarded=discarded,
             suppressed_by=v.suppressed_by if suppressed else 0,
             latency=latency,
             first_ts=self.wall(v.first_ts),
@@ -218,12 +219,12 @@ class MapDrain:
         return KernelStats(**dict(zip(STAT_NAMES, delta, strict=True)))
 
 
-_NEVER = ((0, 0, 0, 0, 0, 0), None, 0.0)  # a flow before it was first read: counters, buckets, moved
+_NEVER = ((0, 0, 0, 0, 0, 0, 0), None, 0.0)  # a flow before it was first read: counters, buckets, moved
 
 
-def _counters(v: Any) -> tuple[int, int, int, int, int, int]:
+def _counters(v: Any) -> tuple[int, int, int, int, int, int, int]:
     """What tells that a flow moved; its latency buckets move only with lat_sum (every timed take adds to both)."""
-    return (v.count, v.taken, v.read, v.untracked, v.lat_sum, v.suppressed)
+    return (v.count, v.taken, v.read, v.untracked, v.lat_sum, v.suppressed, v.discarded)
 
 
 def flow_key(k: Any) -> FlowKey:
