@@ -51,6 +51,7 @@ class ViewConfig:
     sort: dict[str, tuple[str, bool]] = field(default_factory=dict)  # table -> (column, descending)
     fold: bool = True
     group: str = ""  # the flows summed by "sender", "target" or "signal" ("" not grouped)
+    tree: bool = False  # the flows as a tree of senders (T)
     hide: dict[str, tuple[str, ...]] = field(default_factory=dict)  # table -> columns never shown
     interval: float | None = None  # seconds (None: the command line's, default 1)
     filter: str = ""  # the view filter to start with
@@ -155,6 +156,10 @@ def apply(config: ViewConfig, data: dict[str, Any], path: Path) -> None:
             if not isinstance(value, bool):
                 raise bad(key, "true or false")
             config.fold = value
+        elif key == "tree":
+            if not isinstance(value, bool):
+                raise bad(key, "true or false")
+            config.tree = value
         elif key == "group":
             if value not in ("", *TABLES["flows"].groupings):
                 raise bad(key, f'one of "", {", ".join(repr(g) for g in TABLES["flows"].groupings)}'.replace("'", '"'))
@@ -250,6 +255,8 @@ def render(config: ViewConfig) -> str:
     lines.append(f"fold = {'true' if config.fold else 'false'}")
     if config.group:
         lines.append(f"group = {_toml_string(config.group)}")
+    if config.tree:
+        lines.append("tree = true")
     if config.hide:
         pairs = ", ".join(f"{t} = [{', '.join(map(_toml_string, cs))}]" for t, cs in sorted(config.hide.items()))
         lines.append(f"hide = {{ {pairs} }}")

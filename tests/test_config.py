@@ -36,6 +36,13 @@ def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
     return path
 
 
+def test_the_tree_is_kept_and_read_back(tmp_path):
+    got = config.load([write(tmp_path, "tree = true\n")], explicit=True)
+    assert got.tree is True
+    assert "tree = true" in config.render(got)
+    assert config.load([write(tmp_path, config.render(got), "again.toml")], explicit=True).tree is True
+
+
 def test_a_file_is_read_whole_and_renders_back_the_same(tmp_path):
     path = write(tmp_path, GOOD)
     got = config.load([path], explicit=True)
@@ -67,6 +74,7 @@ def test_later_files_override_earlier_ones_key_by_key(tmp_path):
         ("interval = nan\n", ":1: interval: a number of seconds"),
         ("interval = 1e9\n", ":1: interval: 1000000000.0 is outside 0.1 to 60 seconds"),
         ('fold = "yes"\n', ":1: fold: true or false"),
+        ("tree = 1\n", ":1: tree: true or false"),
         ('group = "pid"\n', ':1: group: one of "", "sender", "target", "signal"'),
         ('filter = "pid:abc"\n', ":1: filter: 'abc' is not a pid"),
         ('hide = { flows = ["sender"] }\n', "says whose the row is: it cannot be hidden"),

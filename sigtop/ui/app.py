@@ -172,6 +172,7 @@ class SigtopApp(App[int]):
             flt=flow_filter if flow_filter else self.config.flow_filter(),
             fold=self.config.fold,
             group=self.config.group,
+            tree=self.config.tree and not self.config.group,  # the two are one or the other
         )
         self.feed = ModelFeed(self.model, self._publish, tick_s=refresh_s, settings=self.settings, live=source.live)
         self._held: Snapshot | None = None  # the newest snapshot while paused
@@ -608,6 +609,7 @@ class SigtopApp(App[int]):
             sort={t: (c, d) for t, c, d in self.settings.sorts},
             fold=self.settings.fold,
             group=self.settings.group,
+            tree=self.settings.tree,
             hide=kept.hide,
             interval=kept.interval,
             filter=self.flow_filter.describe(),
