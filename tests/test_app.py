@@ -708,3 +708,27 @@ async def test_the_tree_puts_each_senders_flows_under_its_parents(batches):
         await loaded(pilot)
         assert visible(app) == listed
         assert "tree (T)" not in header(app)
+
+
+async def test_wide_shows_every_column_and_scrolls_sideways_at_80x24(batches):
+    """At 80x24 the lowest-priority columns are hidden and counted; w shows every one at full
+    width, the sender kept in view while ←/→ scroll the rest; w again fits them back."""
+    app = make_app(batches)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        table = app.table("flows")
+        every = [i for i in range(len(table.spec.columns)) if i not in table.hidden]
+        fitted = list(table.visible_columns)
+        assert len(fitted) < len(every)
+        await pilot.press("w")
+        await pilot.pause()
+        assert table.visible_columns == every
+        assert table.fixed_columns == 2
+        for _ in range(10):
+            await pilot.press("right")
+        await pilot.pause()
+        assert table.scroll_x > 0
+        await pilot.press("w")
+        await pilot.pause()
+        assert table.visible_columns == fitted
+        assert table.scroll_x == 0

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -626,3 +627,73 @@ def test_signals_pending_across_an_exec_from_a_thread_follow_the_new_leader(fate
     # Taken matched to its queueing (an unqueued take would leave taken 0 and the record discarded).
     assert (kept.queued, kept.taken, kept.read, kept.discarded, kept.pending) == (1, 1, 0, 0, 0)
     assert (dropped.queued, dropped.taken, dropped.read, dropped.discarded, dropped.pending) == (1, 0, 0, 1, 0)
+
+
+TWO_TAKERS = """
+import signal, sys, threading
+signal.signal(signal.SIGUSR1, lambda *_: None)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})  # every thread starts blocking it
+go = threading.Event()
+
+def taker():
+    go.wait()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
+    while True:  # busy on its CPU: a process-directed signal is taken by whichever runs
+        pass
+
+for _ in range(2):
+    threading.Thread(target=taker, daemon=True).start()
+print("ready", flush=True)
+sys.stdin.readline()
+go.set()
+sys.stdin.readline()
+"""
+
+
+def test_latency_max_is_the_slowest_take_while_two_cpus_take_the_same_flow(fates_tracer):
+    """One flow's signals taken by two threads on both CPUs at once, the first after 0.3 s blocked,
+    the rest at once: the flow's max is that slow one's, whatever the others wrote after it (the
+    program's compare-and-swap), it lies in the highest non-empty bucket, and no mean exceeds it
+    (issue #23: "latency max is exact")."""
+    from sigtop.wire import latency_bucket_bounds
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", TWO_TAKERS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert read_line(child.stdout).strip() == "ready"
+        fates_tracer.read_events()
+        fates_tracer.collect()  # forget what came before
+        os.kill(child.pid, signal.SIGUSR1)  # pending on the process's list: every thread blocks it
+        time.sleep(0.3)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+
+        def storm() -> None:  # paced, so that most are queued and taken, not merged into one pending
+            for _ in range(800):
+                os.kill(child.pid, signal.SIGUSR1)
+                time.sleep(0.0002)
+
+        senders = [threading.Thread(target=storm) for _ in range(2)]
+        for s in senders:
+            s.start()
+        for s in senders:
+            s.join()
+
+        def settled(m: SignalModel) -> bool:
+            rows = [r for r in m.flows.values() if r.key.target_pid == child.pid and r.key.sig == signal.SIGUSR1]
+            return len(rows) == 1 and rows[0].queued > 1 and rows[0].taken == rows[0].queued
+
+        model = collect_until(fates_tracer, settled, timeout_s=15.0)
+    finally:
+        child.kill()  # ours
+        child.wait()
+    row = row_to(model, child.pid, signal.SIGUSR1)
+    latency = row.latency
+    assert latency is not None
+    assert latency.count == row.taken > 100
+    assert latency.max_ns >= 300_000_000  # the one held 0.3 s, never overwritten by a faster take
+    top = max(i for i, n in enumerate(latency.buckets) if n)
+    low, high = latency_bucket_bounds(top)
+    assert low <= latency.max_ns < high or (top == len(latency.buckets) - 1 and latency.max_ns >= low)
+    assert latency.sum_ns <= latency.max_ns * latency.count

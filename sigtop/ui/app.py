@@ -130,6 +130,13 @@ class SigtopApp(App[int]):
             tooltip="Fold or unfold one-off senders (each child's SIGCHLD) into one row per name",
         ),
         Binding(
+            "w",
+            "wide",
+            "Wide",
+            show=False,
+            tooltip="Wide: every column at full width, the table scrolled sideways with ←/→ (w again: fitted)",
+        ),
+        Binding(
             "T,f5",
             "tree",
             "Tree",
@@ -177,6 +184,7 @@ class SigtopApp(App[int]):
         self.feed = ModelFeed(self.model, self._publish, tick_s=refresh_s, settings=self.settings, live=source.live)
         self._held: Snapshot | None = None  # the newest snapshot while paused
         self._show_moved = False  # a replay step or seek: its next snapshot is shown, paused or not
+        self._wide = False  # every column at full width, scrolled sideways (w)
         self._filter_before = self.settings.flt  # the filter when the filter box opened
         self.source_phase: str | None = None  # what attach is doing, shown until the first snapshot
         self.failure: str | None = None  # why the app ended itself, for the CLI to print
@@ -483,7 +491,9 @@ class SigtopApp(App[int]):
         except (NoMatches, AttributeError):
             hidden = 0
         if hidden > 0:
-            text.append(f"  +{hidden} columns when wider (Enter: all of a row)", style="dim")
+            text.append(f"  +{hidden} columns when wider (w: scroll ←/→; Enter: all of a row)", style="dim")
+        elif self._wide:
+            text.append("  wide: ←/→ scroll (w)", style="dim")
         try:
             self._main.query_one("#header", Static).update(text)
         except (NoMatches, AttributeError):
@@ -657,6 +667,16 @@ class SigtopApp(App[int]):
         """Sum the flows by sender name, then by target, then by signal, then show them all again."""
         order = ("", *TABLES["flows"].groupings)
         self.group_by(order[(order.index(self.settings.group) + 1) % len(order)])
+
+    def action_wide(self) -> None:
+        """Every column at full width, scrolled sideways (←/→); or fitted to the terminal again."""
+        self._wide = not self._wide
+        for name in TABLES:
+            try:
+                self.table(name).set_wide(self._wide)
+            except NoMatches:
+                continue
+        self.render_header()
 
     def action_tree(self) -> None:
         """Flows under their sender's ancestors (htop's F5), or as a list again."""

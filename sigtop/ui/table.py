@@ -68,6 +68,8 @@ class SignalTable(DataTable[Any]):
         self.visible_columns: list[int] = []  # indices into spec.columns
         self.cut_widths: dict[int, int] = {}  # shortened columns: index -> cells
         self._cells: dict[str, list[Text | str]] = {}
+        # Every column at its full width, the table scrolled sideways (←/→) instead of fitted (w).
+        self.wide = False
 
     # ---- columns -------------------------------------------------------------
 
@@ -98,6 +100,8 @@ class SignalTable(DataTable[Any]):
         priority first; once the next to go is a shortenable one, cut the shown text columns
         (down to their min_width) instead, if that fits."""
         everything = [i for i in range(len(self.spec.columns)) if i not in self.hidden]
+        if self.wide:
+            return everything, {}
         available = self.size.width - self.styles.scrollbar_size_vertical
         if available <= 0:  # not laid out yet
             return self.visible_columns or everything, self.cut_widths
@@ -131,6 +135,15 @@ class SignalTable(DataTable[Any]):
             now[i] -= 1
             excess -= 1
         return visible, {i: w - pad for i, w in now.items() if w < widths[i]}
+
+    def set_wide(self, wide: bool) -> None:
+        """Every column, scrolled sideways; or those that fit, fitted."""
+        self.wide = wide
+        self.fixed_columns = 2 if wide else 0  # who sends stays in view while the rest scrolls
+        if self._cells:
+            self._reconcile(self._cells, self._order_keys())
+        if not wide:
+            self.scroll_to(x=0, animate=False)
 
     def on_resize(self, _event: events.Resize) -> None:
         if self._cells:
