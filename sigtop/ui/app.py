@@ -111,7 +111,13 @@ class SigtopApp(App[int]):
         Binding("a", "show_table('alerts')", "Alerts", show=False, tooltip="The Alerts table"),
         Binding("less_than_sign", "sort_column(-1)", "Sort", tooltip="Sort by the column to the left"),
         Binding("greater_than_sign", "sort_column(1)", "Sort >", show=False, tooltip="Sort by the column to the right"),
-        Binding("I", "invert_sort", "Invert", tooltip="Invert the sort order"),
+        Binding("I", "invert_sort", "Invert", show=False, tooltip="Invert the sort order"),
+        Binding(
+            "w",
+            "wide",
+            "Wide",
+            tooltip="Wide: every column at full width, the table scrolled sideways with ←/→ (w again: fitted)",
+        ),
         Binding("space,p", "pause", "Pause", tooltip="Pause the view (counting goes on; a replay waits where it is)"),
         Binding("c", "clear", "Clear", tooltip="Clear: forget every count so far"),
         # A replay's transport (dolphie's keys): the replay pauses with the view, and steps and seeks.
@@ -128,13 +134,6 @@ class SigtopApp(App[int]):
             "Fold",
             show=False,
             tooltip="Fold or unfold one-off senders (each child's SIGCHLD) into one row per name",
-        ),
-        Binding(
-            "w",
-            "wide",
-            "Wide",
-            show=False,
-            tooltip="Wide: every column at full width, the table scrolled sideways with ←/→ (w again: fitted)",
         ),
         Binding(
             "T,f5",
