@@ -9,7 +9,6 @@ differences to the event loop as one `Batch` through
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import mmap
 import threading
 import time
@@ -22,7 +21,6 @@ from sigtop.events import EventBlock, EventLayout
 from sigtop.live import fates, loader, procfs, programs, ringbuf
 from sigtop.live.clock import SourceClock
 from sigtop.live.config import TraceConfig
-from sigtop.live.layout import check_layout
 from sigtop.live.maps import MapDrain
 from sigtop.live.preflight import CollectorError
 from sigtop.live.procfs import ProcResolver
@@ -107,9 +105,9 @@ class BpfSource:
                 table[table.Key(tid)] = table.Leaf(bits)
 
     def _open_events(self) -> None:
-        compiled = self.bpf[b"event_layout"].Leaf  # how the compiler laid out struct event
-        check_layout(compiled, "event")
-        sample = ctypes.sizeof(compiled)
+        # The compiler's size of struct event; its layout was held to sigtop.h field by field
+        # when it was compiled (sigtop.live.build), and each load holds the size again.
+        sample = self.bpf[b"event_layout"].spec.value_size
         self._layout = EventLayout.for_records(ringbuf.HEADER_SIZE, ringbuf.record_size(sample))
         size = self.config.ring_pages() * mmap.PAGESIZE
         self._reader = ringbuf.RingBufferReader(self.bpf[b"events"].map_fd, size, sample)
