@@ -13,9 +13,11 @@ bench/results/latest.json.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -247,7 +249,9 @@ def main() -> None:
     binary = build_loads()
     # The compiled programs the warm starts load: the bench's own, made by its first round
     # (never the machine's /var/cache/sigtop, whatever state that is in).
-    os.environ["SIGTOP_CACHE_DIR"] = tempfile.mkdtemp(prefix="sigtop-bench-compiled-")
+    compiled = tempfile.mkdtemp(prefix="sigtop-bench-compiled-")
+    atexit.register(shutil.rmtree, compiled, ignore_errors=True)  # however the bench ends
+    os.environ["SIGTOP_CACHE_DIR"] = compiled
     loads = {m: int(n * args.scale) for m, n in LOADS.items() if not args.loads or m in args.loads.split(",")}
     configs = [
         c

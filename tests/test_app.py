@@ -376,6 +376,10 @@ def test_snapshot_main_screen_100_columns(batches, snap_compare):
     assert snap_compare(make_app(batches), terminal_size=(100, 42), run_before=loaded)
 
 
+def test_snapshot_main_screen_160x45(batches, snap_compare):
+    assert snap_compare(make_app(batches), terminal_size=(160, 45), run_before=loaded)
+
+
 def test_snapshot_main_screen_80x24(batches, snap_compare):
     assert snap_compare(make_app(batches), terminal_size=(80, 24), run_before=loaded)
 
