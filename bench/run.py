@@ -238,7 +238,7 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a before/after check in under 3 minutes: 3 rounds of half-size loads, no peers, no soak",
+        help="a before/after check in about 3 minutes: 3 rounds of half-size loads, no peers, no soak",
     )
     args = parser.parse_args()
     if args.quick:
