@@ -736,3 +736,19 @@ async def test_wide_shows_every_column_and_scrolls_sideways_at_80x24(batches):
         await pilot.pause()
         assert table.visible_columns == fitted
         assert table.scroll_x == 0
+
+
+async def test_a_streamed_replay_steps_back_by_reading_its_file_again(batches):
+    """A streamed recording (read as played) moves back by reading the file again from its start:
+    the counts are those of a fresh fold up to there, as for one read whole."""
+    app = SigtopApp(ReplaySource.stream(str(RECORDING), speed=0))
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        assert app.model.total_signals == total_after(batches, len(batches))
+        for _ in range(2):
+            await pilot.press("left_square_bracket")
+        await moved_to(pilot, len(batches) - 2)
+        assert app.model.total_signals == total_after(batches, len(batches) - 2)
+        await pilot.press("right_square_bracket")
+        await moved_to(pilot, len(batches) - 1)
+        assert app.model.total_signals == total_after(batches, len(batches) - 1)

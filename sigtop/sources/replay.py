@@ -22,7 +22,6 @@ class ReplaySource:
 
     live = False
     scope = ""  # a recording holds what its recorder traced
-    name_is_stream = False  # read from its file as played (and again from the start for a move back)
 
     def __init__(self, batches: list[Batch], speed: float = 1.0, name: str = "") -> None:
         self.batches = batches
@@ -69,7 +68,6 @@ class ReplaySource:
         source = cls([], speed=speed, name=path)
         source._reader = RecordingReader(path)
         source._notes = notes
-        source.name_is_stream = True
         return source
 
     def attach(self) -> None:
@@ -158,14 +156,13 @@ class ReplaySource:
         return move
 
     async def _from_start(self) -> AsyncIterator[Batch]:
-        if self._reader is None and not self.name_is_stream:
+        if self._reader is None:  # read whole: the batches are here
             for batch in self.batches:
                 yield batch
             return
-        first = self._reader is not None and not self._reader_used
+        first = not self._reader_used
         if not first:  # a move back reads the file again (its notes were said the first time)
-            if self._reader is not None:
-                self._reader.close()
+            self._reader.close()
             self._reader = RecordingReader(self.name)
         self._reader_used = True
         reader, notes = self._reader, self._notes if first else None

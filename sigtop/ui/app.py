@@ -388,8 +388,8 @@ class SigtopApp(App[int]):
     def _replay_place(self) -> str:
         """Where a replay is: its recorded time and batch (of how many, once known)."""
         src = self.source
-        total = f"/{src.total}" if getattr(src, "total", None) else ""
-        when = clock_s(src.at_ts) if getattr(src, "at_ts", 0) else "the start"
+        total = f"/{src.total}" if src.total else ""
+        when = clock_s(src.at_ts) if src.at_ts else "the start"
         return f"{when}, interval {src.position}{total}"
 
     def watch_paused(self, paused: bool) -> None:
