@@ -118,6 +118,32 @@ BPF_ARRAY(private_records, u64, 65);
 #endif
 BPF_PERCPU_ARRAY(overflow, u64, OVERFLOW_SLOTS);
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+#if RAW_GENERATE
+// How many of a process's threads took a SIGKILL the kernel queued itself: a fatal signal
+// ends the whole thread group (complete_signal, or a core dump's zap_threads, SIGKILLs each
+// thread), and so do exit_group and exec's de_thread. The process's death event takes the
+// count; an end of another kind drops it. Rare (SIGKILL takes only); LRU: never full.
+struct group_kill {
+    u64 last_ts;
+    u32 threads;
+    u32 pad;
+};
+BPF_TABLE("lru_hash", u32, struct group_kill, group_kills, GROUP_KILL_ENTRIES);
+#define GROUP_KILL_MAX_AGE_NS (10ULL * 1000000000)   // older: another process's, of a reused pid
+
+static __always_inline void group_kill_taken(u32 tgid)
+{
+    u64 now = bpf_ktime_get_ns();
+    struct group_kill *g = group_kills.lookup(&tgid);
+    if (g && now - g->last_ts < GROUP_KILL_MAX_AGE_NS) {
+        __sync_fetch_and_add(&g->threads, 1);
+        g->last_ts = now;
+        return;
+    }
+    struct group_kill first = {.last_ts = now, .threads = 1};
+    group_kills.update(&tgid, &first);
+}
+#endif
 #if !RAW_GENERATE
 // The classic signal_generate names only the target thread: whose thread each
 // thread created since attach is (task_newtask), so that a signal to one that

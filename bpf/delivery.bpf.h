@@ -32,6 +32,10 @@ TRACEPOINT_PROBE(signal, signal_deliver)
     int sig = args->sig;
     if (tgid == SELF_TGID)
         return 0;
+#if RAW_GENERATE
+    if (sig == SIGKILL)   // whatever the filters: the death event that reads it has its own
+        group_kill_taken(tgid);
+#endif
     bool wanted = sig_wanted(sig);
 #if FATES
     // Before the pid filter: a signal queued by a watched sender to an

@@ -9,9 +9,17 @@
 static __always_inline void death_event(unsigned long info, s32 parent, u32 parent_tgid, int code)
 {
     u64 id = bpf_get_current_pid_tgid();
-    if (!pid_wanted(id >> 32, parent_tgid, 0))
-        return;
+    u32 tgid = id >> 32;
     u64 ts = bpf_ktime_get_ns();
+    u32 threads = 0;
+    struct group_kill *g = group_kills.lookup(&tgid);
+    if (g) {
+        if (ts - g->last_ts < GROUP_KILL_MAX_AGE_NS)
+            threads = g->threads;
+        group_kills.delete(&tgid);
+    }
+    if (!pid_wanted(tgid, parent_tgid, 0))
+        return;
     struct event *e = event_begin_any(EV_DEATH, ts, id >> 32, (u32)id);
     if (!e)
         return;
@@ -27,6 +35,7 @@ static __always_inline void death_event(unsigned long info, s32 parent, u32 pare
                           (const char *)bpf_get_current_task() + TASK_START_TIME_OFFSET);
     p->lifetime_ns = started ? ts - started : 0;
     p->cgroup_id = bpf_get_current_cgroup_id();   // it is gone from /proc by the time user space reads this
+    p->threads_killed = threads;
     bpf_get_current_comm(&p->comm, sizeof(p->comm));
     event_submit(e);
 }
@@ -146,6 +155,10 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     if (ids[1] != ids[0])
         fate_exec(ids[1], ids[0]);
 #endif
+#if RAW_GENERATE
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    group_kills.delete(&tgid);   // de_thread's SIGKILLs: the process lives on
+#endif
     return 0;
 }
 
@@ -158,18 +171,29 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
         t->outstanding = 0;
         t->exited = 1;
     }
+#if RAW_GENERATE
+    const char *task = (const char *)bpf_get_current_task();
+    s32 exit_code = 0;
+    bpf_probe_read_kernel(&exit_code, sizeof(exit_code), task + TASK_EXIT_CODE_OFFSET);
+    if (args->group_dead && !(exit_code & 0x7f)) {
+        u32 tgid = bpf_get_current_pid_tgid() >> 32;
+        group_kills.delete(&tgid);   // exit_group's SIGKILLs: no death by a signal follows
+    }
+#endif
 #if FATES
     // The exiting thread is current. Its process's list (with the last
     // thread) is flushed after this: what is on it now is discarded (or, the
     // signal that killed the process, taken by its default action). Its own
     // list is read here too, for kernels that keep it until now.
-    const char *task = (const char *)bpf_get_current_task();
     u64 mask = 0;
-    s32 exit_code = 0;
     bpf_probe_read_kernel(&mask, sizeof(mask), task + TASK_PENDING_SIGNAL_OFFSET);
-    bpf_probe_read_kernel(&exit_code, sizeof(exit_code), task + TASK_EXIT_CODE_OFFSET);
     if (mask)
         fate_exit(tid, 0, mask, exit_code);
+    else if (exit_code & 0x7f)
+        // Ended by its process's fatal signal, its own list already flushed: what was on it
+        // is discarded, but for that signal (sent to this thread, tgkill), taken by its
+        // default action as it killed the process.
+        fate_exit(tid, 0, ~0ULL, exit_code);
     if (args->group_dead) {
         const char *signal = 0;
         bpf_probe_read_kernel(&signal, sizeof(signal), task + TASK_SIGNAL_OFFSET);
@@ -187,7 +211,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 // On this kernel a thread's own pending list is already empty when
 // sched_process_exit fires, so it is read where a thread asks to end: what
 // is on it then is discarded (no user code runs after). A thread ended by
-// its process's group exit is settled by user space.
+// its process's fatal signal is settled at sched_process_exit (above).
 static __always_inline int exit_enter(void)
 {
     u64 id = bpf_get_current_pid_tgid();

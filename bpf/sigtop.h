@@ -30,6 +30,9 @@
 #ifndef EXIT_ENTRIES
 #error "EXIT_ENTRIES comes from TraceConfig.cflags()"
 #endif
+#ifndef GROUP_KILL_ENTRIES
+#error "GROUP_KILL_ENTRIES comes from TraceConfig.cflags()"
+#endif
 #ifndef RINGBUF_PAGES
 #error "RINGBUF_PAGES comes from TraceConfig.cflags()"
 #endif
@@ -300,6 +303,8 @@ struct death_payload {
     u64 lifetime_ns;   // since task->start_time; 0: not known
     u64 cgroup_id;     // its cgroup v2 id (it is gone from /proc by the time user space reads this)
     char comm[16];
+    u32 threads_killed;   // its threads that took the kernel's SIGKILL (the fatal signal's fan-out)
+    u32 pad;
 };
 
 // EV_OOM: the OOM killer chose a victim (oom:mark_victim).

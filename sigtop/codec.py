@@ -228,7 +228,7 @@ SIGNAL_EVENT: Schema = {
     "info_value": U64_FIELD, "has_info": OTHER(_bool), "flags": S32, "group": S32, "handler": U64_FIELD,
     "sa_flags": U64_FIELD, "spoofed": N, "comm": TEXT, "ns_local": N, "target_comm": TEXT,
     "latency_ns": OTHER(lambda v, w: None if v is None else _int(v, w, *COUNT)), "taken_tid": S32,
-    "flow": OTHER(_flow_list),
+    "flow": OTHER(_flow_list), "threads": C,
 }  # fmt: skip
 PROC_INFO: Schema = {
     "pid": S32, "tgid": S32, "comm": TEXT, "cmdline": TEXT, "user": TEXT, "uid": INT(-1, 2**32 - 1), "ppid": S32,

@@ -59,6 +59,7 @@ _KIND_FIELDS: dict[int, tuple[str, dict[str, str]]] = {
             "info_value": "lifetime_ns",
             "handler": "cgroup_id",
             "comm": "comm",
+            "threads": "threads_killed",
         },
     ),
     EventKind.oom: ("oom", {"sender_pid": "pid", "target_tgid": "pid", "info_uid": "uid", "info_value": "anon_rss_kb"}),

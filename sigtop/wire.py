@@ -227,6 +227,7 @@ class SignalEvent:
     target_comm: str = ""
     latency_ns: int | None = None  # generate to deliver, filled in by the model
     taken_tid: int = 0  # the thread whose signal_deliver took it (model); 0: not seen taken
+    threads: int = 0  # death: its threads the kernel ended with a SIGKILL (0: not known)
     # generate, send done: the kernel's key of the flow it was counted in, exactly (never
     # rebuilt in Python; recordings made before events carried it get it from sigtop.codec).
     flow: FlowKey | None = None

@@ -95,6 +95,78 @@ def test_a_fault_and_an_abort(tracer, measure, code, sig, cause):
         assert (death.sig, death.cause) == (sig, cause)
 
 
+def test_a_fatal_signal_to_one_thread_ends_them_all_and_says_so(tracer, measure, spawn):
+    """A SIGTERM sent to one thread (tgkill) kills the whole process: the kernel SIGKILLs each of
+    its threads. The death counts them, and the SIGTERM, taken by its default action, is taken,
+    not discarded with the thread's list."""
+    victim, killer = spawn(), spawn()
+    tids = [int(victim.ask("thread")) for _ in range(3)]
+
+    def work():
+        assert killer.ask(f"tgkill {victim.pid} {tids[1]} SIGTERM") == "ok"
+        assert victim.proc.wait(timeout=10) == -signal.SIGTERM
+
+    model = measure(work)
+    if not seen_here(tracer, model):
+        return
+    death = death_of(model, victim.pid)
+    assert (death.sig, death.sender_pid, death.threads) == (signal.SIGTERM, killer.pid, 4)
+    assert death.cause.endswith("via tgkill")
+    (doc,) = [d for d in to_json(model)["deaths"] if d["pid"] == victim.pid]
+    assert doc["threads"] == 4
+    (row,) = [r for r in model.flows.values() if r.key.target_pid == victim.pid and r.key.sig == signal.SIGTERM]
+    if tracer.task_storage:  # fates followed
+        assert (row.count, row.taken, row.discarded) == (1, 1, 0)
+
+
+def test_a_core_dump_signal_in_one_thread_counts_every_thread(tracer, measure):
+    """SIGSEGV in one of three threads: that thread takes the signal itself and the kernel
+    SIGKILLs the other two (zap_threads): three threads ended."""
+    pids: list[int] = []
+    code = NO_CORE + (
+        "import ctypes, threading, time\n"
+        "threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+        "t = threading.Thread(target=lambda: (time.sleep(0.2), ctypes.string_at(0)))\n"
+        "t.start(); time.sleep(30)\n"
+    )
+
+    def work():
+        proc = subprocess.Popen([sys.executable, "-c", code], process_group=0)
+        pids.append(proc.pid)
+        assert proc.wait(timeout=30) == -signal.SIGSEGV
+
+    model = measure(work)
+    if seen_here(tracer, model):
+        death = death_of(model, pids[0])
+        assert (death.sig, death.threads) == (signal.SIGSEGV, 3)
+
+
+def test_an_exit_group_or_exec_that_ends_threads_is_no_death_and_leaves_no_count(tracer, measure, spawn):
+    """exit_group and exec's de_thread SIGKILL the other threads too. Neither is a death by a
+    signal; and the count they leave is not given to the next death of that process id."""
+    pids: list[int] = []
+    exit_group = "import os, threading, time\nthreading.Thread(target=time.sleep, args=(30,)).start()\nos._exit(0)"
+    from_thread = (
+        "import os, threading, time\nthreading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+        f"threading.Thread(target=os.execv, args=({sys.executable!r}, ['python3', '-c', "
+        "'import os, signal; os.kill(os.getpid(), signal.SIGTERM)'])).start(); time.sleep(30)"
+    )
+
+    def work():
+        for code, status in ((exit_group, 0), (from_thread, -signal.SIGTERM)):
+            proc = subprocess.Popen([sys.executable, "-c", code], process_group=0)
+            pids.append(proc.pid)
+            assert proc.wait(timeout=30) == status
+
+    model = measure(work)
+    if not seen_here(tracer, model):
+        return
+    assert not [d for d in model.deaths if d.pid == pids[0]]
+    # The exec'd image (one thread: de_thread ended the other two) then killed itself.
+    death = death_of(model, pids[1])
+    assert (death.sig, death.threads, death.cause) == (signal.SIGTERM, 1, "itself (SIGTERM)")
+
+
 def run_until_exit(pid: int) -> subprocess.Popen:
     from tests.test_cli import SIGTOP
 

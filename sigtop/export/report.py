@@ -74,6 +74,7 @@ def how_it_ended(model: SignalModel, pid: int, running: bool) -> dict[str, Any]:
             "cause": death.cause,
             "sender_pid": death.sender_pid or None,
             "lifetime_s": round(death.lifetime_s, 3) if death.lifetime_s is not None else None,
+            "threads": death.threads,
         }
     if running:
         return {"pid": pid, "ended": None}

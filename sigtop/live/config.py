@@ -36,6 +36,7 @@ class TraceConfig:
     inflight_entries: int = 10240  # the LRU fallback of in-flight syscalls, by tid
     pending_entries: int = 16384  # queued signals followed to their end (and realtime queues)
     exit_entries: int = 4096  # exits with signals pending, until user space reads them
+    group_kill_entries: int = 4096  # processes whose threads took the kernel's SIGKILL, until their end (LRU)
 
     def describe(self) -> str:
         """What the kernel side traces, as the header shows it ("" for everything)."""
@@ -57,6 +58,7 @@ class TraceConfig:
             "INFLIGHT_ENTRIES": self.inflight_entries,
             "PENDING_ENTRIES": self.pending_entries,
             "EXIT_ENTRIES": self.exit_entries,
+            "GROUP_KILL_ENTRIES": self.group_kill_entries,
             "RINGBUF_PAGES": self.ring_pages(),
         }
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from sigtop.lru import BoundedLRU
 from sigtop.names import printable, si_code_name, signame
+from sigtop.reasons import DEFAULT_CORE
 from sigtop.registry import ProcessRegistry
 from sigtop.tables.deaths import Death
 from sigtop.wire import SignalEvent
@@ -21,6 +22,16 @@ CLD_DUMPED = 3
 ESCALATION_S = 60.0  # a SIGTERM then a SIGKILL from one sender within this: a stop timeout
 OOM_TO_DEATH_S = 60.0  # an OOM victim that dies of SIGKILL within this was killed by the OOM killer
 MAX_OOM_VICTIMS = 1_000
+
+
+def _threads_ended(e: SignalEvent) -> int | None:
+    """Its threads that the signal ended, from the SIGKILLs the kernel gave them: for a fatal
+    signal every thread takes one (complete_signal); for a core-dump signal the thread that
+    took it goes on to the dump, and only the others get the SIGKILL (zap_threads), whether a
+    core is written or not. None: not counted (a recording made before sigtop counted them)."""
+    if not e.threads:
+        return None
+    return e.threads + (1 if e.sig in DEFAULT_CORE else 0)
 
 
 class DeathLedger:
@@ -97,6 +108,7 @@ class DeathLedger:
             sender_pid=sender,
             lifetime_s=lifetime,
             cgroup=registry.cgroup_paths.get(e.handler, "") or (info.cgroup if info else ""),
+            threads=_threads_ended(e),
         )
 
     def clear(self) -> None:

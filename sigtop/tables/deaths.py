@@ -12,6 +12,7 @@ from rich.text import Text
 
 from sigtop.containers import container_of
 from sigtop.names import signame
+from sigtop.reasons import DEFAULT_CORE
 from sigtop.tables.base import (
     Column,
     Detail,
@@ -50,6 +51,9 @@ class Death:
     sender_pid: int = 0  # the process that sent the fatal signal (0: the kernel, or not seen)
     lifetime_s: float | None = None  # from its start time, where /proc told it
     cgroup: str = ""  # its cgroup when it died (the kernel's, else /proc's)
+    # Its threads that the signal ended: a fatal signal ends the whole process, the kernel
+    # sending each thread a SIGKILL (None: not known, a recording made before sigtop counted it).
+    threads: int | None = None
 
 
 class DeathTable(TableState):
@@ -63,6 +67,17 @@ class DeathTable(TableState):
 
     def clear(self) -> None:
         self.rows.clear()
+
+
+def threads_text(d: Death) -> str:
+    """What the kernel did to its threads: a fatal signal is the whole process's end."""
+    if not d.threads:
+        return ""
+    if d.threads == 1:
+        return "1 (its only thread)"
+    if d.sig in DEFAULT_CORE:
+        return f"all {d.threads} ended (the thread that took {signame(d.sig)} dumped, the kernel SIGKILLed the rest)"
+    return f"all {d.threads} ended ({signame(d.sig)} is fatal to the whole process: the kernel SIGKILLed each thread)"
 
 
 def _lifetime(d: Death) -> str:
@@ -80,6 +95,9 @@ COLUMNS = (
     Column("lived", "LIVED", by(lambda d: d.lifetime_s or 0), lambda d, _v: Text(_lifetime(d), justify="right"),
            True, 30),
     Column("cause", "CAUSE", by(lambda d: d.cause), lambda d, _v: Text(d.cause), priority=99),
+    # The threads it ended: a fatal signal ends every thread of the process, not the one it hit.
+    Column("threads", "THREADS", by(lambda d: d.threads or 0),
+           lambda d, _v: Text(str(d.threads) if d.threads else "-", justify="right"), True, 32),
     # Its container or service, else its cgroup path (as it was when it died).
     Column("cgroup", "CGROUP", by(lambda d: d.cgroup),
            lambda d, _v: Text(container_of(d.cgroup).label or d.cgroup), priority=35),
@@ -101,6 +119,7 @@ def to_json(_model: SignalModel, d: Death) -> dict[str, Any]:
         "lifetime_s": round(d.lifetime_s, 3) if d.lifetime_s is not None else None,
         "cause": d.cause,
         "cause_kind": d.cause_kind,
+        "threads": d.threads,
         "sender_pid": d.sender_pid or None,
         "parent_pid": d.parent,
         "cgroup": d.cgroup or None,
@@ -114,6 +133,9 @@ def detail(model: SignalModel, d: Death) -> Detail:
     head.append(f"pid {d.pid} {d.comm}  {signame(d.sig)}{'  (core dumped)' if d.core else ''}  at {clock(d.ts)}\n")
     head.append("cause: ", style="bold")
     head.append(d.cause)
+    if d.threads:
+        head.append("\nthreads: ", style="bold")
+        head.append(threads_text(d))
     received = sorted(
         (r for r in model.flows.values() if r.key.target_pid == d.pid and r.count),
         key=lambda r: r.last_ts,

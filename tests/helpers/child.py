@@ -24,7 +24,7 @@ import signal
 import threading
 
 libc = ctypes.CDLL(None, use_errno=True)
-SYS_signalfd, SYS_signalfd4 = 282, 289
+SYS_signalfd, SYS_signalfd4, SYS_tgkill = 282, 289, 234
 counts: dict[int, int] = {}
 threads: list[tuple[threading.Thread, threading.Event]] = []
 
@@ -105,6 +105,9 @@ def main() -> None:
             for _ in range(int(rest[2])):
                 os.kill(int(rest[0]), signal.Signals[rest[1]])
             answer = "ok"
+        elif cmd == "tgkill":  # tgkill TGID TID SIGNAL: a signal to one thread of a process
+            ret = libc.syscall(SYS_tgkill, int(rest[0]), int(rest[1]), int(signal.Signals[rest[2]]))
+            answer = "ok" if ret == 0 else f"errno {ctypes.get_errno()}"
         elif cmd == "thread":
             started, done = threading.Event(), threading.Event()
             tids: list[int] = []
