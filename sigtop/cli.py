@@ -18,12 +18,15 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sigtop import version
 from sigtop.filters import FilterError, FlowFilter
 from sigtop.names import UnknownSignalError, parse_signal, printable
 from sigtop.sources import Source, SourceError, open_source
+
+if TYPE_CHECKING:
+    from sigtop.selection import BatchSelection
 
 EXIT_USAGE = 2
 
@@ -318,7 +321,9 @@ def _source(args: argparse.Namespace, details: bool, interval: float) -> Source:
     if args.follow and not args.pid:
         raise CliError("--follow follows the processes of --pid PID: give a pid")
     if getattr(args, "from_file", None) is None:
-        missing = [pid for pid in args.pid if not os.path.exists(f"/proc/{pid}")]
+        from sigtop.live.procfs import is_running
+
+        missing = [pid for pid in args.pid if not is_running(pid)]
         if missing:  # the kernel would trace nothing, silently, for as long as it ran
             raise CliError(
                 f"no process {missing[0]} (--pid): nothing to trace; without --pid sigtop traces every process"
@@ -347,6 +352,17 @@ def _filter(args: argparse.Namespace) -> FlowFilter:
         frozenset(getattr(args, "signal", [])),
         tuple(getattr(args, "container", [])),
     )
+
+
+def _batch_selection(args: argparse.Namespace) -> BatchSelection | None:
+    """What the sinks that pass batches on (record, stream, exporter) keep of each. Live, the
+    kernel has applied -p and -s (and --follow's children, which no pid list names); over a
+    recording every filter is applied here, as batch and the live view do."""
+    from sigtop.selection import BatchSelection
+
+    live_part = FlowFilter(containers=tuple(getattr(args, "container", [])))
+    flt = _filter(args) if args.from_file is not None else live_part
+    return BatchSelection(flt) if flt else None
 
 
 EXIT_KILLED, EXIT_STILL_RUNNING = 3, 4
@@ -416,7 +432,9 @@ def cmd_record(args: argparse.Namespace) -> int:
                 os.unlink(args.output)  # ours, just made, and empty: leave no 0-byte "recording"
             raise CliError(f"cannot record to {args.output}: no space (or quota) left; nothing traced") from None
         source = _source(args, details=True, interval=args.interval)
-        asyncio.run(trace(source, args.duration, writer.write))
+        selection = _batch_selection(args)
+        write = writer.write if selection is None else lambda batch: writer.write(selection.select(batch))
+        asyncio.run(trace(source, args.duration, write))
     except BrokenPipeError:  # the reader of `-o -` went away: the recording simply ends
         return 0
     finally:
@@ -470,6 +488,10 @@ def cmd_exporter(args: argparse.Namespace) -> int:
         model = SignalModel()
         model.on_latency = metrics.observe_latency
         on_batch = functools.partial(metrics.fold, model)
+    selection = _batch_selection(args)
+    if selection is not None:
+        fold = on_batch
+        on_batch = lambda batch: fold(selection.select(batch))  # noqa: E731
     server = MetricsServer(registry, web)
 
     async def serve() -> None:

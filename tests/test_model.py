@@ -15,6 +15,7 @@ from sigtop.export.report import to_json
 from sigtop.filters import FilterError, FlowFilter
 from sigtop.model import EVENTS_PER_ROW, SignalModel
 from sigtop.names import EventKind, Result, Syscall
+from sigtop.selection import BatchSelection
 from sigtop.tables import TABLES
 from sigtop.wire import (
     Batch,
@@ -375,11 +376,15 @@ def test_one_filter_selects_alike_in_every_table_and_every_sink():
         procs=[proc, host],
         flows=[delta(key(sender=400, target=300, tgid=300), 2), delta(key(sender=400, target=400, tgid=400), 1)],
         signalfds=[SignalfdState(300, 5, "nginx", 1 << 14, 0, 1, 1000.0, 1000.0)],
-        threads=[ThreadDelta(300, 300, "nginx", 3, 3, 3, 1000.0), ThreadDelta(400, 400, "cron", 1, 1, 1, 1000.0)],
+        threads=[
+            ThreadDelta(300, 300, "nginx", 3, 3, 3, 1000.0, unmatched=1),
+            ThreadDelta(400, 400, "cron", 1, 1, 1, 1000.0),
+        ],
         events=[death],
     )
     model = SignalModel()
     model.apply(batch)
+    assert [a.pid for a in model.alerts] == [300]
     label = "docker:4f2a9c1b7e3d"
     # (filter, targets of the flows it keeps (either end in the container), pids it keeps elsewhere)
     cases = ((label, {300}, {300}), ("svc:cron", {300, 400}, {400}), ("nothing-like-it", set(), set()))
@@ -390,8 +395,20 @@ def test_one_filter_selects_alike_in_every_table_and_every_sink():
         assert {r["pid"] for r in doc["signalfd"]} == wanted & {300}, text
         assert {r["pid"] for r in doc["sigreturn"]} == wanted, text
         assert {d["pid"] for d in doc["deaths"]} == wanted & {300}, text
+        assert {a["pid"] for a in doc["alerts"]} == wanted & {300}, text  # by label, not cgroup path
         for name, spec in TABLES.items():  # the TUI's rows are the JSON's rows
             assert len(spec.selected(model, flt)) == len(doc[name]), (name, text)
+        # record, stream and the exporter pass batches on: what they keep of the batch folds
+        # into exactly the rows the filter keeps of the whole.
+        kept = SignalModel()
+        kept.apply(BatchSelection(flt).select(batch))
+        kept_doc = to_json(kept)
+        for name in ("flows", "signalfd", "sigreturn", "deaths", "alerts"):
+            assert _pids(kept_doc[name]) == _pids(doc[name]), (name, text)
+
+
+def _pids(rows: list[dict]) -> list[tuple]:
+    return sorted((r.get("sender_pid"), r.get("target_pid"), r.get("pid")) for r in rows)
 
 
 def test_eviction_takes_from_the_user_holding_most_rows():

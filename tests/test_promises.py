@@ -154,3 +154,48 @@ def test_detail_events_are_decoded_up_to_the_cap_and_the_rest_counted(bpf_ready,
     assert model.events_received <= MAX_EVENTS_PER_S * 0.5 * 1.01
     assert model.events_received + model.stats.events_dropped == model.stats.events_sent
     assert model.stats.events_sent + model.stats.events_lost >= sent
+
+
+def test_every_sink_over_a_recording_keeps_what_batch_keeps(tmp_path):
+    """-s over a recording means the same to record and the exporter as to batch: only that
+    signal's flows (record once kept every flow and wrote the filter into its header)."""
+    import json
+    import time
+    import urllib.request
+
+    from tests.test_exporter import exporter_from_recording, free_port
+
+    def flows(path, *args: str) -> dict[tuple, int]:
+        result = subprocess.run([*SIGTOP, "batch", "--from", str(path), "--json", *args],
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        rows = json.loads(result.stdout)["flows"]
+        return {(f["sender_pid"], f["target_pid"], f["signame"]): f["count"] for f in rows}
+
+    wanted = flows(RECORDING, "-s", "USR2")
+    assert {k[2] for k in wanted} == {"SIGUSR2"}
+    assert sum(wanted.values()) == 200
+    out = tmp_path / "usr2.jsonl"
+    result = subprocess.run([*SIGTOP, "record", "--from", str(RECORDING), "-s", "USR2", "-o", str(out)],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert flows(out) == wanted
+
+    port = free_port()
+    proc = exporter_from_recording(port, "-s", "USR2")
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # loopback
+                text = response.read().decode()
+            lines = [line for line in text.splitlines() if line.startswith("sigtop_signals_total{")]
+            total = sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+            if total >= 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert lines
+        assert all('signal="SIGUSR2"' in line for line in lines), lines
+        assert total == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

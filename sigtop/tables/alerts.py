@@ -10,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily
 from rich.text import Text
 
 from sigtop.alerts import Alert, AlertDetector
+from sigtop.containers import container_of
 from sigtop.lru import BoundedLRU
 from sigtop.tables.base import (
     Column,
@@ -69,7 +70,7 @@ COLUMNS = (
 
 
 def select(_model: SignalModel, a: Alert, flt: FlowFilter) -> bool:
-    return flt.matches((a.pid,), (a.comm,), None, (a.cgroup,))
+    return flt.matches((a.pid,), (a.comm,), None, (container_of(a.cgroup).label,))
 
 
 def to_json(_model: SignalModel, a: Alert) -> dict[str, Any]:
