@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "sigtop"
@@ -81,6 +82,24 @@ def test_every_table_is_one_registered_module():
     for spec in TABLES.values():
         assert spec.default_sort in spec.column_names(), spec.name
         assert len(set(spec.column_names())) == len(spec.columns), spec.name
+
+
+def test_no_table_is_listed_outside_its_module():
+    """The UI, the report and the man page name the tables as the registry does: each table's
+    title and keys (a second list of tables in any of them once went stale)."""
+    from sigtop.tables import TABLES
+
+    man = (PACKAGE.parent / "man" / "sigtop.1.include").read_text()
+    tables_section = man.split("[TABLES]", 1)[1].split("\n[", 1)[0]
+    for spec in TABLES.values():
+        keys = ", ".join((spec.key, *spec.other_keys))
+        assert f"\\fB{spec.title}\\fR ({keys})" in tables_section, spec.name
+    named = re.findall(r"\\fB(\w+)\\fR \(", tables_section)
+    assert named == [spec.title for spec in TABLES.values()], "the man page's tables, in the registry's order"
+    for path in (PACKAGE / "ui").glob("*.py"):
+        text = path.read_text()
+        for spec in TABLES.values():  # a table shown by a key written out by hand
+            assert f"show_table('{spec.name}')" not in text, (path.name, spec.name)
 
 
 def test_every_module_says_what_it_is_for():

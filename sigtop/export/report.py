@@ -18,8 +18,6 @@ from sigtop.names import signame
 from sigtop.tables import TABLES
 from sigtop.tables.flows import evicted_json, evicted_summary
 
-PLAIN_TITLES = {"signalfd": "signalfd", "sigreturn": "rt_sigreturn", "deaths": "Deaths", "alerts": "Alerts"}
-
 
 def to_json(model: SignalModel, flow_filter: FlowFilter | None = None) -> dict[str, Any]:
     """The batch-mode document; see README for the fields."""
@@ -89,13 +87,9 @@ def print_tables(model: SignalModel, console: Console, flow_filter: FlowFilter |
         if doc[name] is None:
             console.print(Text(f"{spec.title}: {doc['unavailable'][name]}", style="yellow"))
             continue
-        if name != "flows" and not doc[name]:
+        if not spec.printed_empty and not doc[name]:
             continue
-        title = (
-            f"Signal flows ({doc['duration_s']} s, {doc['total_signals']} signals)"
-            if name == "flows"
-            else PLAIN_TITLES.get(name, spec.title)
-        )
+        title = spec.plain_title(doc) if spec.plain_title else spec.title
         console.print(spec.plain_table(model, flow_filter, title, width))
     dropped = doc["dropped"]
     if dropped["signals_uncounted"]:

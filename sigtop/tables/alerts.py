@@ -128,6 +128,7 @@ SPEC = TableSpec(
     name="alerts",
     title="Alerts",
     key="5",
+    other_keys=("a",),
     columns=COLUMNS,
     default_sort="time",
     rows=rows,

@@ -178,6 +178,12 @@ class TableSpec:
     # The view's tree (htop's F5): sorted rows put under their ancestors' (depths on the View), if any.
     tree: Callable[[SignalModel, list[tuple[str, Any]], View], list[tuple[str, Any]]] | None = None
     metrics: Callable[[ExportOptions], TableMetrics] | None = None  # its part of the exporter, if any
+    other_keys: tuple[str, ...] = ()  # more keys that show it (the alerts' `a`)
+    # batch's plain-text heading, from the report's document (None: the title); a table printed
+    # even when it has no rows (the flows: "0 signals" is an answer).
+    plain_title: Callable[[dict[str, Any]], str] | None = None
+    printed_empty: bool = False
+    help: str = ""  # its paragraph in the help screen: what its words and columns mean
 
     def column(self, name: str) -> Column:
         for c in self.columns:

@@ -198,6 +198,8 @@ SPEC = TableSpec(
     detail=detail,
     state=DeathTable,
     metrics=DeathMetrics,
+    help="Deaths CAUSE: who or what sent the fatal signal; THREADS: the threads it ended (a fatal signal ends "
+    "the whole process: the kernel SIGKILLs each thread).",
     unavailable=lambda model: (
         None
         if model.deaths_followed

@@ -1291,6 +1291,20 @@ SPEC = TableSpec(
     json_order=json_order,
     state=FlowTable,
     metrics=FlowMetrics,
+    plain_title=lambda doc: f"Signal flows ({doc['duration_s']} s, {doc['total_signals']} signals)",
+    printed_empty=True,
+    help="\n".join(
+        (
+            'Results: QUEUED put on a pending list (the kernel\'s "delivered"), IGN discarded (ignored), MERGED '
+            "already pending (lost merge), LOST realtime queue overflow, FAILED the call failed (errno).",
+            "Fates of the queued: TAKEN by a handler or the default action, or read (sigwait, signalfd); PEND "
+            "still pending (blocked?); DISC discarded when the target exited; suppressed by a tracer that resumed "
+            "the target without it (the drill-down and REASON say which). P99: generate-to-take latency, "
+            "every signal timed in the kernel.",
+            "VIA: the syscall, or for kernel-raised signals: fault, child, timer, io, pipe, rlimit, kernel; "
+            "cgroup.kill, pdeathsig and ptrace name their sender.",
+        )
+    ),
     empty="No signals yet: every signal sent, raised by the kernel, probed (sig 0) or refused shows here "
     "as it happens, sender → target.",
 )

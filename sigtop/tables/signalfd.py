@@ -166,6 +166,7 @@ SPEC = TableSpec(
     name="signalfd",
     title="Signalfd",
     key="2",
+    plain_title=lambda _doc: "signalfd",
     columns=COLUMNS,
     default_sort="last",
     rows=rows,

@@ -216,6 +216,9 @@ SPEC = TableSpec(
     name="sigreturn",
     title="Sigreturn",
     key="3",
+    plain_title=lambda _doc: "rt_sigreturn",
+    help="Sigreturn BALANCE: handler deliveries minus rt_sigreturns; UNMATCHED: returns with no handler frame "
+    "outstanding (how SROP starts).",
     columns=COLUMNS,
     default_sort="total",
     rows=rows,

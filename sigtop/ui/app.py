@@ -105,10 +105,10 @@ class SigtopApp(App[int]):
         Binding("escape", "clear_filter", "Clear filter", show=False),
         # The tabs show the tables' keys' effect; the footer keeps to what fits 80 columns.
         *(
-            Binding(spec.key, f"show_table('{name}')", spec.title, show=False, tooltip=f"The {spec.title} table")
+            Binding(key, f"show_table('{name}')", spec.title, show=False, tooltip=f"The {spec.title} table")
             for name, spec in TABLES.items()
+            for key in (spec.key, *spec.other_keys)
         ),
-        Binding("a", "show_table('alerts')", "Alerts", show=False, tooltip="The Alerts table"),
         Binding("less_than_sign", "sort_column(-1)", "Sort", tooltip="Sort by the column to the left"),
         Binding("greater_than_sign", "sort_column(1)", "Sort >", show=False, tooltip="Sort by the column to the right"),
         Binding("I", "invert_sort", "Invert", show=False, tooltip="Invert the sort order"),

@@ -14,6 +14,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Sparkline, Static
 
+from sigtop.tables import TABLES
 from sigtop.tables.base import Detail
 
 
@@ -64,24 +65,7 @@ FILTER_HELP = "\n".join(
             "kinds combine with AND. It filters as you type; Enter keeps it, Esc goes back to the one before. "
             "ctrl+p has presets."
         ),
-        (
-            'Results: QUEUED put on a pending list (the kernel\'s "delivered"), IGN discarded (ignored), MERGED '
-            "already pending (lost merge), LOST realtime queue overflow, FAILED the call failed (errno)."
-        ),
-        (
-            "Fates of the queued: TAKEN by a handler or the default action, or read (sigwait, signalfd); PEND "
-            "still pending (blocked?); DISC discarded when the target exited; suppressed by a tracer that resumed "
-            "the target without it (the drill-down and REASON say which). P99: generate-to-take latency, "
-            "every signal timed in the kernel."
-        ),
-        (
-            "VIA: the syscall, or for kernel-raised signals: fault, child, timer, io, pipe, rlimit, kernel; "
-            "cgroup.kill, pdeathsig and ptrace name their sender."
-        ),
-        (
-            "Sigreturn BALANCE: handler deliveries minus rt_sigreturns; UNMATCHED: returns with no handler frame "
-            "outstanding (how SROP starts)."
-        ),
+        *(spec.help for spec in TABLES.values() if spec.help),
         (
             "Columns that do not fit are hidden, lowest priority first (the header says how many); names and "
             "reasons are shortened first; Enter shows every field of a row."
