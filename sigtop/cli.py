@@ -449,7 +449,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     from sigtop.runner import trace
 
     sys.stdout.flush()  # the sink writes to the descriptor itself, past Python's buffer
-    sink = StreamSink(sys.stdout.fileno(), _filter(args) if args.from_file else None, int(args.backlog * (1 << 20)))
+    sink = StreamSink(sys.stdout.fileno(), _batch_selection(args), int(args.backlog * (1 << 20)))
     source = _source(args, details=True, interval=args.interval)
     asyncio.run(trace(source, args.duration, sink.write, on_start=sink.start, on_stopping=sink.stopping))
     summary = sink.close()

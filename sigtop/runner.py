@@ -31,7 +31,7 @@ async def trace(
     stop_at_end=False keeps going after a recording's last batch (an exporter serving its
     counts) until the duration, or a signal, ends it. on_start is handed a stop() that any
     thread may call (a stream whose reader went away); on_stopping is told when the run ends,
-    before the last batches come (a sink with a backlog then finishes within a second)."""
+    before the last batches come (a sink with a backlog then stops writing within its ending budget)."""
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     if on_start is not None:

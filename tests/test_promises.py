@@ -162,6 +162,7 @@ def test_every_sink_over_a_recording_keeps_what_batch_keeps(tmp_path):
     import json
     import time
     import urllib.request
+    from collections import Counter
 
     from tests.test_exporter import exporter_from_recording, free_port
 
@@ -180,6 +181,13 @@ def test_every_sink_over_a_recording_keeps_what_batch_keeps(tmp_path):
                             capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert flows(out) == wanted
+
+    result = subprocess.run([*SIGTOP, "stream", "--from", str(RECORDING), "-s", "USR2"],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    signals = [(d["sender"]["pid"], d["target"]["pid"], d["signame"]) for d in lines if d["type"] == "signal"]
+    assert Counter(signals) == wanted
 
     port = free_port()
     proc = exporter_from_recording(port, "-s", "USR2")

@@ -8,16 +8,25 @@ everything else sigtop shows.
 
 What a pipeline may rely on (README, "The stream"):
 - Nothing is lost silently. Each line has a "type": "signal" for an event;
-  "loss" once per interval in which events were lost in the kernel's ring,
+  "loss" for an interval in which events were lost in the kernel's ring,
   dropped in user space, or dropped from the backlog; "summary" once at the
   end, with the kernel's exact count of the flow events in scope and how many
   of them have a line (also printed on stderr).
+- The loss records add up: a loss record is never dropped for want of room
+  (it waits beside the backlog, not in it); one the reader has not taken yet
+  absorbs the next intervals' losses (its interval_s then spans them all). So
+  the summary's counts are exactly the sum of the loss records written plus
+  its own "not_in_loss_records": what no record could carry (lines dropped at
+  the end, or a record the reader never got).
 - Memory is bounded: lines wait in a backlog of at most --backlog bytes for a
-  slow reader; what does not fit is dropped and counted.
-- It ends on time: a signal ends it within a second whatever the reader does,
-  and a reader that goes away (`| head -1`) is noticed within a second even
-  when no event comes, because the writer polls stdout for hang-up instead of
-  finding out at the next write.
+  slow reader, plus at most one loss record; what does not fit is dropped and
+  counted.
+- It ends on time: a signal ends it within 3 s whatever the reader does (it
+  stops writing ENDING_BUDGET_S after the signal, then detaches: 0.57 s with a
+  stalled reader on a quiet box, up to 2 s with both cores busy), and a reader
+  that goes away (`| head -1`) is noticed within a second even when no event
+  comes, because the writer polls stdout for hang-up instead of finding out at
+  the next write.
 """
 
 from __future__ import annotations
@@ -37,9 +46,9 @@ from typing import Any
 
 from sigtop.containers import container_of
 from sigtop.events import EventBlock
-from sigtop.filters import FlowFilter
 from sigtop.lru import BoundedLRU
 from sigtop.names import EventKind, Result, errno_name, printable, result_word, si_code_name, signame, syscall_name
+from sigtop.selection import BatchSelection
 from sigtop.wire import Batch, ProcInfo, SignalEvent
 
 MAX_IDENTITIES = 20_000  # processes remembered for their identity (least recently seen go first)
@@ -52,7 +61,8 @@ FILE_CHUNK = 1 << 20  # a file (or /dev/null) takes any write
 TTY_CHUNK = 256  # a terminal says POLLOUT with as little as this much room (n_tty's WAKEUP_CHARS)
 POLL_S = 0.2  # how often the writer looks for a hang-up while it has nothing to write
 # After a signal: time to finish encoding and writing before the rest is dropped and
-# counted; with detaching and the summary, the stream ends within a second.
+# counted; with detaching and the summary the stream ends in 0.57 s on a quiet box
+# (up to 2 s with both cores busy: the README promises 3 s).
 ENDING_BUDGET_S = 0.4
 
 
@@ -76,12 +86,24 @@ class Losses:
         return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass(slots=True)
+class LossNote:
+    """A loss record waiting to be written: the losses of one interval, or of several
+    when the reader had not taken it before the next interval's losses came."""
+
+    losses: Losses
+    start: float  # when the first interval it covers began
+    end: float  # when the last one ended
+
+    def line(self) -> bytes:
+        record = {"type": "loss", "ts": round(self.end, 6), "interval_s": round(self.end - self.start, 3)}
+        return (json.dumps(record | self.losses.as_json(), separators=(",", ":")) + "\n").encode()
+
+
 class EventStream:
     """Turns batches into NDJSON lines."""
 
-    def __init__(self, flow_filter: FlowFilter | None = None) -> None:
-        # Over a recording, what the kernel filters live (-p, -s) is applied here, as everywhere.
-        self.flow_filter = flow_filter or None
+    def __init__(self) -> None:
         self._procs: BoundedLRU[int, ProcInfo] = BoundedLRU(MAX_IDENTITIES)
 
     def identity(self, pid: int, tid: int = 0, comm: str = "") -> dict[str, Any] | None:
@@ -135,32 +157,9 @@ class EventStream:
             doc["target_in_sender_namespace"] = True
         return doc
 
-    def _wanted(self, e: SignalEvent) -> bool:
-        if self.flow_filter is None:
-            return True
-        target = e.target_tgid or e.target_pid
-        ends = [self._procs.get(p) for p in (e.sender_pid, target)]
-        return self.flow_filter.matches(
-            (e.sender_pid, target),
-            [e.comm, *(p.comm for p in ends if p)],
-            e.sig,
-            [container_of(p.cgroup).label for p in ends if p],
-        )
-
     def counted(self, batch: Batch) -> int:
-        """The kernel's exact count of the batch's flow events in scope (each has an event, unless lost)."""
-        if self.flow_filter is None:
-            return sum(f.count for f in batch.flows)
-        return sum(
-            f.count
-            for f in batch.flows
-            if self.flow_filter.matches(
-                (f.key.sender_pid, f.key.target_tgid or f.key.target_pid),
-                (f.sender_comm, f.target_comm),
-                f.key.sig,
-                [container_of(f.sender_cgroup).label],
-            )
-        )
+        """The kernel's exact count of the batch's flow events (each has an event, unless lost)."""
+        return sum(f.count for f in batch.flows)
 
     def lines(self, batch: Batch, deadline: float | None = None) -> tuple[list[str], int]:
         """The batch's flow events as lines, and how many were left unencoded at the deadline.
@@ -175,14 +174,20 @@ class EventStream:
         out: list[str] = []
         for n, i in enumerate(flow_records):
             if deadline is not None and n % 256 == 0 and time.monotonic() > deadline:
-                rest = flow_records[n:]
-                if self.flow_filter is None:
-                    return out, len(rest)
-                return out, sum(1 for j in rest if self._wanted(events[j]))  # a recording: no hurry
-            e = events[i]
-            if self._wanted(e):
-                out.append(json.dumps(self.event_json(e), separators=(",", ":")))
+                return out, len(flow_records) - n
+            out.append(json.dumps(self.event_json(events[i]), separators=(",", ":")))
         return out, 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Tally:
+    """What a PipeWriter wrote and dropped."""
+
+    lines_written: int
+    signals_written: int
+    signals_dropped: int
+    reported: Losses  # the sums of the loss records written whole
+    gone: bool
 
 
 class PipeWriter:
@@ -193,8 +198,12 @@ class PipeWriter:
     what poll() says fits (so close() is honoured at once), and it sees a reader
     that closed its end (POLLERR, EPIPE) while idle, and calls on_gone.
 
-    Lines are signal lines (counted: accepted, dropped, written) or notes (the
-    loss records), which are written alike but never counted as signals."""
+    Lines are signal lines (counted: accepted, dropped, written) or loss records.
+    A loss record is never dropped for want of room: it waits in the queue (in
+    order, after the lines queued before it) but outside the byte cap, and at most
+    one does, since losses that come while one waits are merged into it. What the
+    records written said is summed in `reported`, so that the summary can say
+    exactly what no record carried."""
 
     def __init__(self, fd: int, backlog_bytes: int, on_gone: Callable[[], None]) -> None:
         self.fd = fd
@@ -204,9 +213,11 @@ class PipeWriter:
         self.lines_written = 0
         self.signals_written = 0
         self.signals_dropped = 0  # did not fit the backlog, or the reader was gone
+        self.reported = Losses()  # what the loss records written (whole) said
         self._signals_accepted = 0
-        self._pending: deque[tuple[bytes, bool]] = deque()  # (line, is a signal line)
-        self._pending_bytes = 0
+        self._pending: deque[bytes | LossNote] = deque()  # signal lines, and loss records
+        self._pending_bytes = 0  # of the signal lines: the backlog
+        self._note: LossNote | None = None  # the loss record queued and not yet taken to write
         self._lock = threading.Lock()
         self._closing = False  # write what is queued, then end
         self._abandon = False  # end now
@@ -224,8 +235,8 @@ class PipeWriter:
         with contextlib.suppress(BlockingIOError):  # already awake
             os.write(self._wake_w, b"x")
 
-    def put(self, lines: list[str], signals: bool = True) -> int:
-        """Queue lines (each gets its newline); return how many did not fit the backlog."""
+    def put(self, lines: list[str]) -> int:
+        """Queue signal lines (each gets its newline); return how many did not fit the backlog."""
         dropped = 0
         with self._lock:
             for line in lines:
@@ -233,13 +244,26 @@ class PipeWriter:
                 if self.gone or self._pending_bytes + len(data) > self.backlog_bytes:
                     dropped += 1
                     continue
-                self._pending.append((data, signals))
+                self._pending.append(data)
                 self._pending_bytes += len(data)
-            if signals:
-                self._signals_accepted += len(lines) - dropped
-                self.signals_dropped += dropped
+            self._signals_accepted += len(lines) - dropped
+            self.signals_dropped += dropped
         self._wake()
         return dropped
+
+    def put_loss(self, losses: Losses, ts: float, interval_s: float) -> None:
+        """Queue a loss record for the interval that ended at ts, or merge it into the one
+        still waiting: never dropped, and never more than one waiting (the backlog stays bounded)."""
+        with self._lock:
+            if self.gone:  # nothing more reaches the reader: the summary says it all
+                return
+            if self._note is None:
+                self._note = LossNote(Losses(), ts - interval_s, ts)
+                self._pending.append(self._note)
+            self._note.losses.add(losses)
+            self._note.start = min(self._note.start, ts - interval_s)
+            self._note.end = max(self._note.end, ts)
+        self._wake()
 
     def close(self, deadline: float) -> None:
         """Write what is queued until the deadline; what is left is counted as dropped."""
@@ -261,8 +285,20 @@ class PipeWriter:
         """(Under the lock.) What was accepted and will not be written counts as dropped."""
         self._pending.clear()
         self._pending_bytes = 0
+        self._note = None
         self.signals_dropped += self._signals_accepted - self.signals_written
         self._signals_accepted = self.signals_written
+
+    def tally(self) -> Tally:
+        """The counts at one instant (a writer thread still in a write may yet add to them)."""
+        with self._lock:
+            return Tally(
+                self.lines_written,
+                self.signals_written,
+                self.signals_dropped,
+                Losses(**self.reported.as_json()),
+                self.gone,
+            )
 
     def write_now(self, line: str) -> bool:
         """One last short line (the summary), only if it can be written without waiting."""
@@ -287,25 +323,33 @@ class PipeWriter:
         if not already:
             self.on_gone()
 
-    def _take_chunk(self) -> tuple[bytes, deque[tuple[int, bool]]]:
+    def _take_chunk(self) -> tuple[bytes, deque[tuple[int, Losses | None]]]:
         """(Under the lock.) As many queued lines as one write may take (at least one), and
-        each one's length and kind: fewer, larger writes."""
-        data, kind = self._pending.popleft()
-        taken, lines = [data], deque([(len(data), kind)])
-        size = len(data)
-        while self._pending and size + len(self._pending[0][0]) <= self._chunk:
-            data, kind = self._pending.popleft()
+        each one's length and, for a loss record, its losses: fewer, larger writes."""
+        taken: list[bytes] = []
+        lines: deque[tuple[int, Losses | None]] = deque()
+        size = 0
+        while self._pending:
+            entry = self._pending[0]
+            data = entry if isinstance(entry, bytes) else entry.line()
+            if taken and size + len(data) > self._chunk:
+                break
+            self._pending.popleft()
+            if isinstance(entry, bytes):
+                self._pending_bytes -= len(data)
+                lines.append((len(data), None))
+            else:  # taken: losses from now on go into a record of their own
+                self._note = None
+                lines.append((len(data), entry.losses))
             taken.append(data)
-            lines.append((len(data), kind))
             size += len(data)
-        self._pending_bytes -= size
         return b"".join(taken), lines
 
     def _run(self) -> None:
         poller = select.poll()
         poller.register(self._wake_r, select.POLLIN)
         buf = b""
-        lines: deque[tuple[int, bool]] = deque()  # the lines buf holds: length (left), is a signal line
+        lines: deque[tuple[int, Losses | None]] = deque()  # the lines buf holds: length (left), a record's losses
         try:
             while True:
                 with self._lock:
@@ -329,10 +373,13 @@ class PipeWriter:
                         buf = buf[n:]
                         with self._lock:
                             while lines and n >= lines[0][0]:
-                                length, is_signal = lines.popleft()
+                                length, losses = lines.popleft()
                                 n -= length
                                 self.lines_written += 1
-                                self.signals_written += is_signal
+                                if losses is None:
+                                    self.signals_written += 1
+                                else:
+                                    self.reported.add(losses)
                             if n:  # the first line left is partly out
                                 lines[0] = (lines[0][0] - n, lines[0][1])
                             self._mid_line = n > 0
@@ -346,8 +393,10 @@ class PipeWriter:
 class StreamSink:
     """The stream as a sink of the runner: batches in, lines and loss records out, on time."""
 
-    def __init__(self, fd: int, flow_filter: FlowFilter | None = None, backlog_bytes: int = DEFAULT_BACKLOG) -> None:
-        self.events = EventStream(flow_filter)
+    def __init__(self, fd: int, selection: BatchSelection | None = None, backlog_bytes: int = DEFAULT_BACKLOG) -> None:
+        # What is in scope of each batch: the one selection the tables use (sigtop.selection).
+        self.selection = selection
+        self.events = EventStream()
         self._stop: Callable[[], None] = lambda: None
         self.writer = PipeWriter(fd, backlog_bytes, self._reader_gone)
         self.total = Losses()  # backlog drops are the writer's to count (it knows what it wrote)
@@ -370,6 +419,8 @@ class StreamSink:
             self._deadline = time.monotonic() + ENDING_BUDGET_S
 
     def write(self, batch: Batch) -> None:
+        if self.selection is not None:
+            batch = self.selection.select(batch)
         lines, unencoded = self.events.lines(batch, self._deadline)
         self.counted += self.events.counted(batch)
         lost = Losses(
@@ -380,21 +431,27 @@ class StreamSink:
         )
         if lost.any():
             self.total.add(lost)
-            record = {"type": "loss", "ts": round(batch.ts, 6), "interval_s": round(batch.interval_s, 3)}
-            self.writer.put([json.dumps(record | lost.as_json(), separators=(",", ":"))], signals=False)
+            self.writer.put_loss(lost, batch.ts, batch.interval_s)
 
     def close(self) -> dict[str, Any]:
-        """Finish writing within the budget; the summary goes to the stream (if it can) and is returned."""
+        """Finish writing within the budget; the summary goes to the stream (if it can) and is returned.
+
+        Its counts are the loss records' sums plus "not_in_loss_records": what no record written
+        carried (lines dropped at the end, records the reader never got)."""
         self.stopping()
         assert self._deadline is not None
         self.writer.close(self._deadline)
+        written = self.writer.tally()
+        total = self.total.as_json() | {"backlog_dropped": written.signals_dropped}
+        reported = written.reported.as_json()
         summary = {
             "type": "summary",
             "flow_events_counted": self.counted,
-            "flow_events_written": self.writer.signals_written,
-            "lines_written": self.writer.lines_written,
-            **(self.total.as_json() | {"backlog_dropped": self.writer.signals_dropped}),
-            "reader_gone": self.writer.gone,
+            "flow_events_written": written.signals_written,
+            "lines_written": written.lines_written,
+            **total,
+            "not_in_loss_records": {name: total[name] - reported[name] for name in total},
+            "reader_gone": written.gone,
         }
         self.writer.write_now(json.dumps(summary, separators=(",", ":")))
         return summary

@@ -216,7 +216,7 @@ def detach(bpf: Any) -> None:
     a second, in parallel or not). Each probe is disabled here, so none runs
     after this returns, but the last reference to its event is held by a
     short-lived child (`cat`, until its stdin closes) whose exit does the
-    waiting: sigtop ends on time (a signal ends the stream within a second)
+    waiting: sigtop ends on time (a signal ends the stream within its promise)
     and nothing stays attached once that child is gone, about a second later,
     whether sigtop exits or dies."""
     holder = _release_holder(bpf)
