@@ -390,14 +390,14 @@ def test_a_flood_of_half_open_connections_keeps_no_scrape_out_and_pins_no_thread
         end(proc)
 
 
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
 def make_tls_files(where: Path) -> dict[str, Path]:
     """A CA and a server certificate for 127.0.0.1, made with openssl for this test."""
     files = {name: where / name for name in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt", "ext")}
     files["ext"].write_text("subjectAltName=IP:127.0.0.1\n")
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
     openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
             "-subj", "/CN=sigtop test CA", "-keyout", str(files["ca.key"]), "-out", str(files["ca.crt"]))  # fmt: skip
     openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=127.0.0.1",
@@ -406,6 +406,18 @@ def make_tls_files(where: Path) -> dict[str, Path]:
             str(files["ca.key"]), "-CAcreateserial", "-days", "2", "-extfile", str(files["ext"]),
             "-out", str(files["server.crt"]))  # fmt: skip
     return files
+
+
+def make_client_cert(files: dict[str, Path], name: str) -> tuple[Path, Path]:
+    """A client certificate signed by the CA of make_tls_files: (cert, key)."""
+    where = files["ca.crt"].parent
+    key, csr, crt, ext = (where / f"{name}.{suffix}" for suffix in ("key", "csr", "crt", "ext"))
+    ext.write_text("extendedKeyUsage=clientAuth\n")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", f"/CN={name}",
+            "-keyout", str(key), "-out", str(csr))  # fmt: skip
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(files["ca.crt"]), "-CAkey", str(files["ca.key"]),
+            "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(crt))  # fmt: skip
+    return crt, key
 
 
 def test_a_real_prometheus_scrapes_over_tls_with_basic_auth(tmp_path):
@@ -478,6 +490,19 @@ def test_a_real_prometheus_scrapes_over_tls_with_basic_auth(tmp_path):
         ("basic_auth_users:\n  prom: plaintext\n", "not a bcrypt hash"),
         ("tls_server_config: [1, 2\n", "not YAML"),
         ("- a\n", "expected a mapping"),
+        (
+            "tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n  client_ca_file: ca.crt\n",
+            "Client CA's have been configured without a Client Auth Policy",
+        ),
+        (
+            "tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n  client_ca_file: ca.crt\n"
+            "  client_auth_type: NoClientCert\n",
+            "Client CA's have been configured without a Client Auth Policy",
+        ),
+        (
+            "tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n  client_auth_type: RequireAnyClientCert\n",
+            "RequireAnyClientCert",
+        ),
     ],
 )
 def test_a_web_config_that_cannot_be_used_is_one_line_and_exit_2(tmp_path, config, says):
@@ -508,3 +533,118 @@ def test_listening_beyond_loopback_warns():
         assert "--web.config.file" in first
     finally:
         end(proc)
+
+
+def refused(url: str, **kwargs) -> OSError:
+    """The error a request got that was refused before any HTTP answer (fail if it was answered)."""
+    try:
+        with urllib.request.urlopen(url, timeout=10, **kwargs) as response:
+            response.read()
+    except urllib.error.HTTPError as exc:
+        pytest.fail(f"answered {exc.code}, expected no answer")
+    except OSError as exc:
+        return exc
+    pytest.fail("answered, expected no answer")
+
+
+def test_client_certificates_are_required_and_verified_against_the_client_ca(tmp_path):
+    """client_auth_type RequireAndVerifyClientCert: a client with a certificate from client_ca_file is
+    answered; one with none, or with one from another CA, gets no answer."""
+    files = make_tls_files(tmp_path)
+    cert, key = make_client_cert(files, "prometheus")
+    (tmp_path / "other").mkdir()
+    stranger = make_tls_files(tmp_path / "other")  # another CA, and a certificate it signed
+    web = tmp_path / "web.yml"
+    web.write_text(
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+        "  client_ca_file: ca.crt\n  client_auth_type: RequireAndVerifyClientCert\n"
+    )
+    port = free_port()
+    proc = exporter_from_recording(port, "--web.config.file", str(web))
+    try:
+        url = f"https://127.0.0.1:{port}/metrics"
+        anonymous = ssl.create_default_context(cafile=str(files["ca.crt"]))
+        refused(url, context=anonymous)
+        impostor = ssl.create_default_context(cafile=str(files["ca.crt"]))
+        impostor.load_cert_chain(str(stranger["server.crt"]), str(stranger["server.key"]))
+        refused(url, context=impostor)
+        known = ssl.create_default_context(cafile=str(files["ca.crt"]))
+        known.load_cert_chain(str(cert), str(key))
+        assert status_of(url, context=known) == 200
+    finally:
+        end(proc)
+    assert "Traceback" not in proc.stderr.read()
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_a_flood_of_connections_that_never_start_tls_is_capped_and_keeps_no_scrape_out(tmp_path):
+    """With TLS on, 400 TCP connections that never send a ClientHello: they count against the
+    connection cap from their accept (the oldest dropped for newcomers), so the exporter's open
+    files stay bounded and a real TLS scrape is answered at once."""
+    from sigtop.export.metrics_server import HEAD_TIMEOUT_S, MAX_CONNECTIONS
+
+    files = make_tls_files(tmp_path)
+    web = tmp_path / "web.yml"
+    web.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
+    port = free_port()
+    proc = exporter_from_recording(port, "--web.config.file", str(web))
+    held: list[socket.socket] = []
+    try:
+        baseline = open_fds(proc.pid)
+        started = time.monotonic()
+        for _ in range(400):
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        context = ssl.create_default_context(cafile=str(files["ca.crt"]))
+        asked = time.monotonic()
+        assert status_of(f"https://127.0.0.1:{port}/metrics", context=context) == 200
+        answered = time.monotonic()
+        assert answered - asked < 2.0, f"the scrape took {answered - asked:.1f} s"
+        grown = open_fds(proc.pid) - baseline
+        assert answered - started < HEAD_TIMEOUT_S  # still within the handshake timeout: none timed out yet
+        assert grown <= MAX_CONNECTIONS + 8, f"{grown} more open files for 400 connections"
+    finally:
+        for sock in held:
+            sock.close()
+        end(proc)
+    assert "Traceback" not in proc.stderr.read()
+
+
+def test_wrong_passwords_waiting_on_bcrypt_keep_no_scrape_out(tmp_path):
+    """300 connections each sending requests with a wrong password, pipelined, so each one always
+    has a bcrypt check pending: Prometheus, whose credentials were checked before, still gets its
+    answer at once (the waiting checks are dropped to make room, its own is not redone)."""
+    import bcrypt
+
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=10)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users:\n  prom: '{hashed}'\n")
+    port = free_port()
+    proc = exporter_from_recording(port, "--web.config.file", str(web))
+    url = f"http://127.0.0.1:{port}/metrics"
+    good = urllib.request.Request(url, headers={"Authorization": "Basic " + base64.b64encode(b"prom:s3cret").decode()})
+    nope = base64.b64encode(b"prom:nope").decode()
+    wrong = f"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {nope}\r\n\r\n".encode()
+    held: list[socket.socket] = []
+    try:
+        with urllib.request.urlopen(good, timeout=10) as response:
+            assert response.status == 200  # the scrape before the flood
+        for _ in range(300):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(wrong * 3)
+            held.append(sock)
+        time.sleep(1.0)  # every connection's first check is pending
+        for _ in range(3):
+            asked = time.monotonic()
+            with urllib.request.urlopen(good, timeout=10) as response:
+                assert response.status == 200
+                assert b"sigtop_signals_total" in response.read()
+            took = time.monotonic() - asked
+            assert took < 2.0, f"the scrape took {took:.1f} s"
+    finally:
+        for sock in held:
+            sock.close()
+        end(proc)
+    assert "Traceback" not in proc.stderr.read()

@@ -6,15 +6,18 @@ threads in a root process. This one is a coroutine per connection on the
 loop that folds the batches (so a scrape sees whole collections, never half
 of one), with:
 
-- a cap on open connections; when full, the oldest connection that has not
-  finished sending its request is dropped for the new one, so a flood of
-  slow or half-open connections cannot keep Prometheus out;
+- a cap on open connections, counted from the accept (the TLS handshake is
+  done here, not by the listener, so it counts too); when full, the oldest
+  connection that is unfinished (in its handshake, sending its request head,
+  or waiting on a bcrypt check) is dropped for the new one, so a flood of
+  slow, half-open or wrong-password connections cannot keep Prometheus out;
 - a time limit on the TLS handshake and on each request's head (slowloris),
   and on a kept-alive connection's silence;
 - 404 for any path but /metrics (and a landing page on /), 405 for any
   method but GET and HEAD;
 - what the web config asks (sigtop.export.webconfig): TLS, and basic auth
-  checked with bcrypt off the loop.
+  checked with bcrypt off the loop, a few checks at a time, credentials
+  that matched once checked on the loop without bcrypt.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ MAX_CONNECTIONS = 256
 HEAD_TIMEOUT_S = 5.0  # a request's head (and a TLS handshake) must arrive within this
 IDLE_TIMEOUT_S = 60.0  # a kept-alive connection may wait this long for its next request
 MAX_HEAD_BYTES = 16 << 10
+BCRYPT_AT_ONCE = 2  # each check takes a core for ~50 ms: more would only starve the loop's thread
 LISTEN_BACKLOG = 1024  # the kernel caps it at net.core.somaxconn
 LANDING = b"""<html><head><title>sigtop exporter</title></head>
 <body><h1>sigtop exporter</h1><p><a href="/metrics">Metrics</a></p></body></html>
@@ -82,17 +86,18 @@ class MetricsServer:
         self.web = web or WebConfig()
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
-        # Connections still sending a request head, oldest first: the first to go when full.
+        # Unfinished connections (in the TLS handshake, sending a request head, waiting on
+        # bcrypt), oldest first: the first to go when full.
         self._waiting: dict[asyncio.StreamWriter, None] = {}
+        self._bcrypt = asyncio.Semaphore(BCRYPT_AT_ONCE)
 
     async def start(self, host: str, port: int) -> None:
         """Listen (OSError if it cannot)."""
+        # No ssl= here: the listener would hold each handshake outside the cap (see _serve).
         self._server = await asyncio.start_server(
             self._serve,
             host,
             port,
-            ssl=self.web.tls,
-            ssl_handshake_timeout=HEAD_TIMEOUT_S if self.web.tls else None,
             backlog=LISTEN_BACKLOG,
             limit=MAX_HEAD_BYTES,
             reuse_address=True,
@@ -108,11 +113,13 @@ class MetricsServer:
         self._server = None
 
     def _make_room(self) -> bool:
-        """At the cap, drop the oldest connection still sending its head; False if none is."""
+        """At the cap, drop the oldest unfinished connection; False if none is."""
         if len(self._open) < MAX_CONNECTIONS:
             return True
         for writer in self._waiting:
+            # Out of the count now: abort closes its socket on the loop's next turn, whatever its coroutine awaits.
             self._waiting.pop(writer)
+            self._open.discard(writer)
             writer.transport.abort()
             return True
         return False
@@ -122,10 +129,13 @@ class MetricsServer:
             writer.transport.abort()
             return
         self._open.add(writer)
+        raw = writer.transport
         sock = writer.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
+            if self.web.tls is not None and not await self._handshake(writer):
+                return
             first = True
             while True:
                 self._waiting[writer] = None
@@ -150,7 +160,30 @@ class MetricsServer:
         finally:
             self._open.discard(writer)
             self._waiting.pop(writer, None)
-            writer.close()
+            if writer.transport is None:  # a handshake the peer left
+                raw.abort()
+            else:
+                writer.close()
+
+    async def _handshake(self, writer: asyncio.StreamWriter) -> bool:
+        """TLS on an accepted connection; False if it failed, was overdue, or was dropped.
+
+        Done here, not by the listener, so a connection that never finishes its
+        handshake counts against the cap and can be dropped from its accept. It
+        must be _serve's first await: the ClientHello is then still unread.
+        """
+        self._waiting[writer] = None
+        try:
+            await writer.start_tls(self.web.tls, ssl_handshake_timeout=HEAD_TIMEOUT_S)
+        except OSError:  # ssl.SSLError is one, and so are an overdue handshake and an abort
+            return False
+        except AttributeError:
+            if writer.transport is not None:
+                raise
+            return False  # Python 3.11: a peer gone mid-handshake ends it with no error and no transport
+        finally:
+            self._waiting.pop(writer, None)
+        return True
 
     async def _read_head(self, reader: asyncio.StreamReader, first: bool) -> Request:
         try:
@@ -182,7 +215,7 @@ class MetricsServer:
         if request.method not in ("GET", "HEAD"):
             await self._respond(writer, 405, b"only GET and HEAD\n", request.keep_alive, {"Allow": "GET, HEAD"})
             return
-        if self.web.users and not await self._authorised(request.headers.get("authorization", "")):
+        if self.web.users and not await self._authorised(writer, request.headers.get("authorization", "")):
             extra = {"WWW-Authenticate": 'Basic realm="sigtop"'}
             await self._respond(writer, 401, b"Unauthorized\n", request.keep_alive, extra)
             return
@@ -205,7 +238,8 @@ class MetricsServer:
             extra["Content-Encoding"] = "gzip"
         await self._respond(writer, 200, body, request.keep_alive, extra, request)
 
-    async def _authorised(self, header: str) -> bool:
+    async def _authorised(self, writer: asyncio.StreamWriter, header: str) -> bool:
+        """Whether the request's basic auth matches; ConnectionError if it was dropped while waiting."""
         scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic":
             return False
@@ -215,7 +249,21 @@ class MetricsServer:
             return False
         if not sep:
             return False
-        return await asyncio.to_thread(self.web.check, user, password)  # bcrypt is slow by design
+        if self.web.verified(user, password):
+            return True
+        # bcrypt is slow by design: a few at a time, and the wait counts as unfinished, so
+        # connections sending wrong passwords can be dropped to make room like slow heads.
+        self._waiting[writer] = None
+        try:
+            async with self._bcrypt:
+                if writer.transport.is_closing():
+                    raise ConnectionError("dropped to make room")
+                matched = await asyncio.to_thread(self.web.check, user, password)
+        finally:
+            self._waiting.pop(writer, None)
+        if writer.transport.is_closing():
+            raise ConnectionError("dropped to make room")
+        return matched
 
     async def _respond(
         self,

@@ -6,8 +6,8 @@ and one habit serve every exporter on a box:
     tls_server_config:
       cert_file: server.crt          # relative paths: from the file's directory
       key_file: server.key
-      client_auth_type: RequireAndVerifyClientCert   # optional, with client_ca_file
-      client_ca_file: ca.crt
+      client_auth_type: RequireAndVerifyClientCert   # or VerifyClientCertIfGiven; needs client_ca_file
+      client_ca_file: ca.crt         # and is refused without a client_auth_type, as the toolkit does
       min_version: TLS12             # TLS10..TLS13 (default TLS12)
     basic_auth_users:
       prometheus: $2y$10$...         # bcrypt hashes (htpasswd -nBC 10 "" | tr -d ':')
@@ -42,12 +42,15 @@ TLS_VERSIONS = {
     "TLS12": ssl.TLSVersion.TLSv1_2,
     "TLS13": ssl.TLSVersion.TLSv1_3,
 }
-# The toolkit's client_auth_type values Python's ssl can honour exactly.
+# The toolkit's client_auth_type values Python's ssl can honour exactly ("" is the toolkit's NoClientCert).
 CLIENT_AUTH = {
     "NoClientCert": ssl.CERT_NONE,
     "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
     "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
+# The toolkit's other two ask for a certificate and accept it unverified: Python's ssl verifies every
+# certificate it asks for, so these are refused rather than made stricter or looser than written.
+CLIENT_AUTH_UNVERIFIED = ("RequestClientCert", "RequireAnyClientCert")
 TLS_KEYS = {"cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version", "max_version"}
 
 
@@ -56,23 +59,32 @@ class WebConfig:
     tls: ssl.SSLContext | None = None
     users: dict[str, bytes] = field(default_factory=dict)  # user: bcrypt hash
     headers: dict[str, str] = field(default_factory=dict)
-    # Passwords already checked, by a digest of user and password: bcrypt costs
-    # ~50 ms by design, and Prometheus sends the same credentials every scrape.
-    _verified: set[bytes] = field(default_factory=set)
+    # The last password that matched, per user, as a digest: bcrypt costs ~50 ms by
+    # design, and Prometheus sends the same credentials every scrape. One per user,
+    # so the cache cannot grow (bcrypt reads 72 bytes: longer passwords all match).
+    _verified: dict[str, bytes] = field(default_factory=dict)
+
+    def verified(self, user: str, password: str) -> bool:
+        """Whether these credentials matched before (cheap: fine on the event loop)."""
+        hashed, seen = self.users.get(user), self._verified.get(user)
+        return hashed is not None and seen is not None and hmac.compare_digest(_digest(user, password, hashed), seen)
 
     def check(self, user: str, password: str) -> bool:
-        """Whether these credentials match (slow the first time: call it off the event loop)."""
+        """Whether these credentials match (slow unless verified(): call it off the event loop)."""
         hashed = self.users.get(user)
         if hashed is None:
             bcrypt.checkpw(password.encode(), _dummy_hash())  # the same time for an unknown user
             return False
-        digest = sha256(b"\0".join((user.encode(), password.encode(), hashed))).digest()
-        if any(hmac.compare_digest(digest, seen) for seen in self._verified):
+        if self.verified(user, password):
             return True
         if not bcrypt.checkpw(password.encode(), hashed):
             return False
-        self._verified.add(digest)
+        self._verified[user] = _digest(user, password, hashed)
         return True
+
+
+def _digest(user: str, password: str, hashed: bytes) -> bytes:
+    return sha256(b"\0".join((user.encode(), password.encode(), hashed))).digest()
 
 
 @functools.cache
@@ -142,6 +154,23 @@ def _tls(section: dict, base: Path, path: str) -> ssl.SSLContext:
     cert, key, ca = file("cert_file"), file("key_file"), file("client_ca_file")
     if cert is None or key is None:
         raise WebConfigError(f"{path}: tls_server_config needs both cert_file and key_file")
+    auth = section.get("client_auth_type") or "NoClientCert"  # the toolkit's default
+    if auth in CLIENT_AUTH_UNVERIFIED:
+        raise WebConfigError(
+            f"{path}: tls_server_config.client_auth_type: {auth} (a certificate taken unverified) is not supported:"
+            " use VerifyClientCertIfGiven or RequireAndVerifyClientCert"
+        )
+    if not isinstance(auth, str) or auth not in CLIENT_AUTH:
+        choices = ", ".join(CLIENT_AUTH)
+        raise WebConfigError(f"{path}: tls_server_config.client_auth_type: {auth!r} is not one of {choices}")
+    if ca is not None and CLIENT_AUTH[auth] == ssl.CERT_NONE:
+        # The toolkit's own words: a CA with no policy would look like client auth and check nothing.
+        raise WebConfigError(
+            f"{path}: tls_server_config: Client CA's have been configured without a Client Auth Policy"
+            " (set client_auth_type, e.g. RequireAndVerifyClientCert)"
+        )
+    if ca is None and CLIENT_AUTH[auth] != ssl.CERT_NONE:
+        raise WebConfigError(f"{path}: client_auth_type {auth} needs client_ca_file")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     for bound, attr, default in (("min_version", "minimum_version", "TLS12"), ("max_version", "maximum_version", "")):
         name = section.get(bound) or default
@@ -154,14 +183,8 @@ def _tls(section: dict, base: Path, path: str) -> ssl.SSLContext:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
         raise WebConfigError(f"{path}: cannot load cert_file/key_file: {_why(exc)}") from None
-    auth = section.get("client_auth_type") or "NoClientCert"  # the toolkit's default, CA file or not
-    if auth not in CLIENT_AUTH:
-        choices = ", ".join(CLIENT_AUTH)
-        raise WebConfigError(f"{path}: tls_server_config.client_auth_type: {auth!r} is not one of {choices}")
     context.verify_mode = CLIENT_AUTH[auth]
-    if context.verify_mode != ssl.CERT_NONE:
-        if ca is None:
-            raise WebConfigError(f"{path}: client_auth_type {auth} needs client_ca_file")
+    if ca is not None:
         try:
             context.load_verify_locations(ca)
         except (OSError, ssl.SSLError) as exc:
