@@ -430,8 +430,38 @@ def test_eviction_takes_from_the_user_holding_most_rows():
     assert kept == list(range(1022, 1030))  # least recently moved first
 
 
+def test_one_users_churn_evicts_its_own_sigreturn_and_signalfd_rows_not_roots():
+    """The same fairness in the other capped tables: root's SROP evidence and signalfd outlive a
+    churn of another user's processes that each return from a handler and open a signalfd."""
+    model = SignalModel(max_rows=10)
+    root = [ProcInfo(100, 100, "victim", uid=0, started=1.0), ProcInfo(101, 101, "sfd", uid=0, started=1.0)]
+    churn = [ProcInfo(1000 + i, 1000 + i, "sh", uid=65534, started=2.0) for i in range(30)]
+    model.apply(
+        Batch(
+            ts=5,
+            interval_s=1,
+            procs=root,
+            threads=[ThreadDelta(100, 100, "victim", 1, 0, 0, 1.0, unmatched=1)],
+            signalfds=[SignalfdState(101, 3, "sfd", 1 << 14, 0, 1, 1.0, 1.0)],
+        )
+    )
+    model.apply(
+        Batch(
+            ts=50,
+            interval_s=1,
+            procs=churn,
+            threads=[ThreadDelta(p.pid, p.pid, "sh", 1, 1, 1, 10.0 + i) for i, p in enumerate(churn)],
+            signalfds=[SignalfdState(p.pid, 3, "sh", 1 << 9, 0, 1, 10.0 + i, 10.0 + i) for i, p in enumerate(churn)],
+        )
+    )
+    assert 100 in model.sigreturns
+    assert Counter(r.owner_uid for r in model.sigreturns.values()) == {0: 1, 65534: 9}
+    assert (101, 3) in model.signalfds
+    assert Counter(r.owner_uid for r in model.signalfds.values()) == {0: 1, 65534: 9}
+
+
 def test_fair_shares_level_the_largest_holders():
-    from sigtop.tables.flows import fair_shares
+    from sigtop.tables.base import fair_shares
 
     assert fair_shares({1: 10, 2: 10, 3: 3}, 5) == {1: 3, 2: 2}
     assert fair_shares({1: 3, 2: 3}, 6) == {1: 3, 2: 3}

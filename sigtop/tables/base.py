@@ -126,6 +126,48 @@ class TableState:
         """Forget every count (state that is not a count may stay)."""
 
 
+def fair_shares(held: dict[int, int], excess: int) -> dict[int, int]:
+    """How many rows each owner gives up so that `excess` go, taken from whoever holds most:
+    every owner is brought down towards one level, and no owner below it loses any."""
+    level = max(held.values(), default=0)
+    if excess <= 0 or level == 0:
+        return {}
+    low = 0  # the highest level whose cut frees at least `excess` (a cut to 0 frees everything)
+    high = level
+    while low < high:
+        mid = (low + high + 1) // 2
+        if sum(max(0, n - mid) for n in held.values()) >= excess:
+            low = mid
+        else:
+            high = mid - 1
+    shares = {uid: n - (low + 1) for uid, n in held.items() if n > low + 1}
+    left = excess - sum(shares.values())
+    for uid, n in sorted(held.items(), key=lambda item: -item[1]):  # one more from each at the level
+        if left <= 0:
+            break
+        if n > low:
+            shares[uid] = shares.get(uid, 0) + 1
+            left -= 1
+    return shares
+
+
+def evict_fairly(rows: dict, max_rows: int, owner: Callable[[Any], int], worth: Callable[[Any], Any]) -> list:
+    """Take rows beyond max_rows out of `rows`, from the owners (uids) holding most, each
+    owner's least worth keeping first (`worth` sorts ascending), so that one user's churn
+    cannot push out another's evidence. The rows taken, for the table to count or fold."""
+    excess = len(rows) - max_rows
+    if excess <= 0:
+        return []
+    by_owner: dict[int, list[Any]] = {}
+    for k, row in rows.items():
+        by_owner.setdefault(owner(row), []).append(k)
+    taken = []
+    for uid, n in fair_shares({uid: len(keys) for uid, keys in by_owner.items()}, excess).items():
+        for k in sorted(by_owner[uid], key=lambda k: worth(rows[k]))[:n]:
+            taken.append(rows.pop(k))
+    return taken
+
+
 @dataclass(frozen=True)
 class ExportOptions:
     """What `sigtop exporter` was asked for, handed to each table's metrics."""

@@ -43,6 +43,7 @@ from sigtop.tables.base import (
     TableState,
     View,
     by,
+    evict_fairly,
     fmt_number,
     num,
     process_text,
@@ -296,16 +297,10 @@ class FlowTable(TableState):
         """Drop rows beyond max_rows from the users holding most (least recently moved first), so
         one user's churn cannot push out another's evidence; fold each into its owner's totals.
         How many went."""
-        excess = len(self.rows) - max_rows
-        if excess <= 0:
-            return 0
-        by_owner: dict[int, list[FlowRowKey]] = {}
-        for k, row in self.rows.items():
-            by_owner.setdefault(row.owner_uid, []).append(k)
-        for uid, n in fair_shares({uid: len(keys) for uid, keys in by_owner.items()}, excess).items():
-            for k in sorted(by_owner[uid], key=lambda k: self.rows[k].last_ts)[:n]:
-                self._fold_evicted(self.rows.pop(k))
-        return excess
+        taken = evict_fairly(self.rows, max_rows, lambda r: r.owner_uid, lambda r: r.last_ts)
+        for row in taken:
+            self._fold_evicted(row)
+        return len(taken)
 
     def _fold_evicted(self, row: FlowRow) -> None:
         uid = row.owner_uid
@@ -347,31 +342,6 @@ def evicted_summary(evicted: list[dict[str, Any]], most: int = 5) -> str:
     if len(evicted) > most:
         parts.append(f"and {len(evicted) - most} more")
     return ", ".join(parts)
-
-
-def fair_shares(held: dict[int, int], excess: int) -> dict[int, int]:
-    """How many rows each owner gives up so that `excess` go, taken from whoever holds most:
-    every owner is brought down towards one level, and no owner below it loses any."""
-    level = max(held.values(), default=0)
-    if excess <= 0 or level == 0:
-        return {}
-    low = 0  # the highest level whose cut frees at least `excess` (a cut to 0 frees everything)
-    high = level
-    while low < high:
-        mid = (low + high + 1) // 2
-        if sum(max(0, n - mid) for n in held.values()) >= excess:
-            low = mid
-        else:
-            high = mid - 1
-    shares = {uid: n - (low + 1) for uid, n in held.items() if n > low + 1}
-    left = excess - sum(shares.values())
-    for uid, n in sorted(held.items(), key=lambda item: -item[1]):  # one more from each at the level
-        if left <= 0:
-            break
-        if n > low:
-            shares[uid] = shares.get(uid, 0) + 1
-            left -= 1
-    return shares
 
 
 def _owner(rkey: FlowRowKey, delta: FlowDelta, registry: ProcessRegistry) -> int:

@@ -21,6 +21,7 @@ from sigtop.tables.base import (
     TableState,
     View,
     by,
+    evict_fairly,
     num,
     pid_cell,
     process_text,
@@ -45,18 +46,22 @@ class SignalfdRow:
     created_ts: float = 0.0
     last_ts: float = 0.0
     history: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=HISTORY_POINTS))
+    owner_uid: int = -1  # its user, as /proc said (-1: not known), for fair eviction
 
 
 class SignalfdTable(TableState):
     def __init__(self) -> None:
         self.rows: dict[tuple[int, int], SignalfdRow] = {}
 
-    def fold(self, batch: Batch, _model: SignalModel) -> None:
+    def fold(self, batch: Batch, model: SignalModel) -> None:
         for state in batch.signalfds:
             key = (state.pid, state.fd)
             row = self.rows.get(key)
             if row is None or (state.created_ts and state.created_ts != row.created_ts):
                 row = self.rows[key] = SignalfdRow(state.pid, state.fd, created_ts=state.created_ts)
+            if row.owner_uid == -1:
+                info = model.registry.procs.get(state.pid)
+                row.owner_uid = info.uid if info else -1
             if not row.history or row.history[-1][1] != state.mask:
                 row.history.append((state.last_ts, state.mask))
             row.comm = printable(state.comm)
@@ -66,12 +71,8 @@ class SignalfdTable(TableState):
             row.last_ts = state.last_ts
 
     def evict(self, max_rows: int) -> int:
-        excess = len(self.rows) - max_rows
-        if excess <= 0:
-            return 0
-        for k in sorted(self.rows, key=lambda k: self.rows[k].last_ts)[:excess]:
-            del self.rows[k]
-        return excess
+        """From the users holding most rows, least recently changed first."""
+        return len(evict_fairly(self.rows, max_rows, lambda r: r.owner_uid, lambda r: r.last_ts))
 
     def clear(self) -> None:
         """Calls are counts, and go; the fds and their masks are state, and stay."""

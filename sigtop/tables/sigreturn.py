@@ -21,6 +21,7 @@ from sigtop.tables.base import (
     TableSpec,
     TableState,
     by,
+    evict_fairly,
     num,
     pid_cell,
     process_text,
@@ -49,6 +50,7 @@ class SigreturnRow:
     handler_rate: float = 0.0
     last_ts: float = 0.0
     history: deque[int] = field(default_factory=lambda: deque(maxlen=HISTORY_POINTS))
+    owner_uid: int = -1  # its user, as /proc said (-1: not known), for fair eviction
     # The row's last EVENTS_PER_ROW detail events; () until it keeps one (20,000 empty deques: 15 MB).
     events: deque[SignalEvent] | tuple[()] = ()
     gen: int = 0  # which process of that pid (see the registry)
@@ -76,6 +78,9 @@ class SigreturnTable(TableState):
         found = self.rows.get(pid)
         if found is None:
             found = self.rows[pid] = SigreturnRow(pid, gen=registry.gen(pid))
+        if found.owner_uid == -1:
+            info = registry.procs.get(pid)
+            found.owner_uid = info.uid if info else -1
         return found
 
     def fold(self, batch: Batch, model: SignalModel) -> None:
@@ -121,12 +126,9 @@ class SigreturnTable(TableState):
         return row
 
     def evict(self, max_rows: int) -> int:
-        excess = len(self.rows) - max_rows
-        if excess <= 0:
-            return 0
-        for k in sorted(self.rows, key=lambda k: self.rows[k].last_ts)[:excess]:
-            del self.rows[k]
-        return excess
+        """From the users holding most rows; a process with a return that had no handler frame
+        (SROP's evidence) goes after every one without."""
+        return len(evict_fairly(self.rows, max_rows, lambda r: r.owner_uid, lambda r: (r.unmatched > 0, r.last_ts)))
 
     def clear(self) -> None:
         self.rows.clear()
