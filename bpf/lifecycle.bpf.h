@@ -26,7 +26,7 @@ static __always_inline void death_event(unsigned long info, s32 parent, u32 pare
     struct death_payload *p = &e->u.death;
     int status = 0;
     bpf_probe_read_kernel(&status, sizeof(status), (const char *)info + 24);   // si_status (uapi layout)
-    p->sig = status & 0x7f;
+    p->sig = status & EXIT_SIGNAL_MASK;
     p->code = code;
     p->parent_pid = parent;
     p->parent_tgid = parent_tgid;
@@ -175,7 +175,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     const char *task = (const char *)bpf_get_current_task();
     s32 exit_code = 0;
     bpf_probe_read_kernel(&exit_code, sizeof(exit_code), task + TASK_EXIT_CODE_OFFSET);
-    if (args->group_dead && !(exit_code & 0x7f)) {
+    if (args->group_dead && !(exit_code & EXIT_SIGNAL_MASK)) {
         u32 tgid = bpf_get_current_pid_tgid() >> 32;
         group_kills.delete(&tgid);   // exit_group's SIGKILLs: no death by a signal follows
     }
@@ -189,7 +189,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     bpf_probe_read_kernel(&mask, sizeof(mask), task + TASK_PENDING_SIGNAL_OFFSET);
     if (mask)
         fate_exit(tid, 0, mask, exit_code);
-    else if (exit_code & 0x7f)
+    else if (exit_code & EXIT_SIGNAL_MASK)
         // Ended by its process's fatal signal, its own list already flushed: what was on it
         // is discarded, but for that signal (sent to this thread, tgkill), taken by its
         // default action as it killed the process.

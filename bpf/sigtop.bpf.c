@@ -34,12 +34,8 @@ typedef struct siginfo siginfo_t;
 #define SIGKILL 9
 #define SIGSTOP 19
 #define SIGCHLD 17
-#define CLD_EXITED 1
-#define CLD_KILLED 2
-#define CLD_DUMPED 3
-#define CLD_CONTINUED 6
 
-#include "sigtop.h"
+#include "sigtop.h"           // also the kernel values Python shares: SIGRTMIN, CLD_*, SI_TIMER, ...
 
 #ifndef DETAILS
 #define DETAILS 1
@@ -71,7 +67,6 @@ typedef struct siginfo siginfo_t;
 #define FOLLOW_FATES 1
 #endif
 #define FATES (RAW_GENERATE && FOLLOW_FATES)
-#define SIGRTMIN 32
 
 #include "common.bpf.h"      // switches, in-flight sends, the maps, filters, events, flow counting
 #include "fates.bpf.h"       // each queued signal followed to its end

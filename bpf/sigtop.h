@@ -37,6 +37,17 @@
 #error "RINGBUF_PAGES comes from TraceConfig.cflags()"
 #endif
 
+// The kernel's own values that both sides read (sigtop.names takes them from here). Each is
+// written exactly as the kernel's uapi headers write it, so that one of those included first
+// is not redefined with another value.
+#define SIGRTMIN 32           // the kernel's first realtime signal (glibc's SIGRTMIN is 34)
+#define SI_TIMER -2           // si_code of a POSIX timer's signal
+#define CLD_EXITED 1          // SIGCHLD si_codes: how the child changed state
+#define CLD_KILLED 2
+#define CLD_DUMPED 3
+#define CLD_CONTINUED 6
+#define EXIT_SIGNAL_MASK 0x7f // task->exit_code's low 7 bits: the signal that killed it
+
 // How a signal was sent (sigtop.names.Syscall).
 enum syscall_id {
     SC_KERNEL = 0,
@@ -115,7 +126,7 @@ enum stat_id {
     STAT_MAX = 9,
 };
 
-// One aggregation key of the flows map (sigtop.records.FlowKey; sender_tgid
+// One aggregation key of the flows map (sigtop.wire.FlowKey; sender_tgid
 // is sender_pid there).
 struct flow_key {
     u32 sender_tgid;   // 0: raised by the kernel
@@ -135,7 +146,7 @@ struct flow_key {
 // Generate-to-take latency: half-octave buckets. Bucket 0 holds everything
 // below 2^LAT_FIRST_LOG2 + 2^(LAT_FIRST_LOG2-1) ns; bucket i >= 0 starts at
 // 2^b + (i & 1) * 2^(b-1) with b = LAT_FIRST_LOG2 + i / 2; the last one holds
-// everything beyond (sigtop.records.latency_bucket_bounds).
+// everything beyond (sigtop.wire.latency_bucket_bounds).
 #define LAT_FIRST_LOG2 9
 #define LAT_BUCKETS 56
 

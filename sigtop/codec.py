@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import MISSING, asdict, fields
 from typing import Any
 
-from sigtop.names import SIG_INVALID, EventKind, Result, Syscall, known_code
+from sigtop.names import CLD_CONTINUED, CLD_EXITED, SIG_INVALID, EventKind, Result, Syscall, known_code
 from sigtop.wire import (
     LAT_BUCKETS,
     Batch,
@@ -31,8 +31,6 @@ from sigtop.wire import (
     SignalfdState,
     ThreadDelta,
 )
-
-CLD_EXITED, CLD_CONTINUED = 1, 6
 
 
 class RecordValueError(ValueError):

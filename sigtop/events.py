@@ -91,6 +91,18 @@ def comm_text(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode(errors="replace")
 
 
+def ktime_to_wall(mono_to_wall: float, ktime_ns: int) -> float:
+    """A kernel time (bpf_ktime_get_ns: CLOCK_MONOTONIC ns) as wall-clock seconds, given the offset
+    of the two clocks (live.clock.SourceClock.mono_to_wall): the one conversion, for the events'
+    times and the maps' alike."""
+    return mono_to_wall + ktime_ns / 1e9
+
+
+def wall_to_ktime(mono_to_wall: float, wall: float) -> int:
+    """ktime_to_wall's inverse, to the nearest ns (a recording's events packed as the kernel packs them)."""
+    return round((wall - mono_to_wall) * 1e9)
+
+
 def _code(size: int, signed: bool) -> str:
     return {1: "b", 2: "h", 4: "i", 8: "q"}[size].lower() if signed else {1: "B", 2: "H", 4: "I", 8: "Q"}[size]
 
@@ -235,7 +247,7 @@ class EventBlock(Sequence[SignalEvent]):
         known = self.layout.kinds.get(kind)
         if known is None:  # a kind a newer program sends: the header alone
             ts, kind, tgid, tid = self.layout.hot.unpack_from(self.data, at)[:4]
-            return SignalEvent(self.mono_to_wall + ts / 1e9, kind, tgid, tid, 0, 0, 0, 0, 0, 0, 0)
+            return SignalEvent(ktime_to_wall(self.mono_to_wall, ts), kind, tgid, tid, 0, 0, 0, 0, 0, 0, 0)
         layout, names, mapping = known
         values = layout.unpack_from(self.data, at)
         ts, kind, tgid, tid = values[:4]
@@ -256,7 +268,7 @@ class EventBlock(Sequence[SignalEvent]):
         elif kind == EventKind.sigaction:
             fields.update(target_pid=tgid, target_tgid=tgid)
         base = dict.fromkeys(("target_pid", "target_tgid", "sig", "code", "result", "ret", "syscall"), 0)
-        return SignalEvent(ts=self.mono_to_wall + ts / 1e9, kind=kind, sender_tid=tid, **{**base, **fields})
+        return SignalEvent(ts=ktime_to_wall(self.mono_to_wall, ts), kind=kind, sender_tid=tid, **{**base, **fields})
 
 
 def hot_events(events: Sequence[SignalEvent]) -> tuple[Iterable[tuple], float]:
@@ -282,7 +294,7 @@ def pack_records(events: Iterable[SignalEvent], layout: EventLayout, mono_to_wal
     out = bytearray()
     for e in events:
         record = event_type()
-        record.head.ts = round((e.ts - mono_to_wall) * 1e9)
+        record.head.ts = wall_to_ktime(mono_to_wall, e.ts)
         record.head.kind, record.head.tgid, record.head.tid = e.kind, e.sender_pid, e.sender_tid
         known = _KIND_FIELDS.get(e.kind)
         if known is not None:

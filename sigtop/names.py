@@ -14,16 +14,22 @@ from enum import IntEnum
 
 from sigtop.abi import kernel_abi
 
+# The kernel ABI's enums and constants (bpf/sigtop.h is their one definition; sigtop.abi reads it).
+_ABI = kernel_abi()
+
 SIGRTMIN = signal.SIGRTMIN  # 34 with glibc: the kernel's 32 and 33 are NPTL's
 SIGRTMAX = signal.SIGRTMAX
-KERNEL_SIGRTMIN = 32
+KERNEL_SIGRTMIN = _ABI.constants["SIGRTMIN"]
+SI_TIMER = _ABI.constants["SI_TIMER"]  # a POSIX timer's signal
+# SIGCHLD's si_codes: how the child changed state.
+CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLD_CONTINUED = (
+    _ABI.constants[n] for n in ("CLD_EXITED", "CLD_KILLED", "CLD_DUMPED", "CLD_CONTINUED")
+)
+EXIT_SIGNAL_MASK = _ABI.constants["EXIT_SIGNAL_MASK"]  # the killing signal in an exit code
 
 # The kernel's realtime range starts at 32; glibc reserves 32 and 33.
 _STANDARD = {s.value: s.name for s in signal.Signals if s.name not in ("SIGRTMIN", "SIGRTMAX")}
 
-
-# The kernel ABI's enums (bpf/sigtop.h is their one definition; sigtop.abi reads it).
-_ABI = kernel_abi()
 # How a signal was sent: a syscall, raised by the kernel, or two of ours: `overflow`
 # (signals the kernel's flow map had no room for, counted by signal and result) and
 # `pdeathsig` (a parent's death signal, PR_SET_PDEATHSIG; the sender is that parent), and
@@ -196,7 +202,7 @@ def kernel_origin(sig: int, code: int) -> str:
             return "child"
         if sig == signal.SIGPOLL:
             return "io"
-    if code == -2:
+    if code == SI_TIMER:
         return "timer"
     if code in (-4, -5, -3):
         return "io"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import os
 import re
 import shutil
 import signal
@@ -23,7 +24,24 @@ from sigtop.abi import field_layout, header_text, kernel_abi, parse
 from sigtop.events import _KIND_FIELDS, FLOW_FIELDS, EventBlock, EventLayout, pack_records
 from sigtop.live.config import TraceConfig
 from sigtop.live.loader import bpf_source_text
-from sigtop.names import CODE_OTHER, SIG_INVALID, STAT_NAMES, EventKind, Result, Syscall, known_code
+from sigtop.names import (
+    CLD_CONTINUED,
+    CLD_DUMPED,
+    CLD_EXITED,
+    CLD_KILLED,
+    CODE_OTHER,
+    EXIT_SIGNAL_MASK,
+    KERNEL_SIGRTMIN,
+    SI_TIMER,
+    SIG_INVALID,
+    STAT_NAMES,
+    EventKind,
+    Result,
+    Syscall,
+    kernel_origin,
+    known_code,
+    si_code_name,
+)
 from sigtop.wire import LAT_BUCKETS, LAT_FIRST_LOG2, FlowKey, SignalEvent, latency_bucket_bounds
 
 HEADER = header_text()
@@ -87,6 +105,20 @@ def test_the_python_enums_are_the_headers():
     assert all(m.name for m in (Result.delivered, Result.failed, Syscall.pidfd_send_signal, EventKind.death))
     assert (ABI.constants["CODE_OTHER"], ABI.constants["SIG_INVALID"]) == (CODE_OTHER, SIG_INVALID)
     assert len(Result) <= ABI.constants["OVERFLOW_RESULTS"]
+
+
+def test_the_kernel_values_the_header_states_are_the_kernels():
+    """The kernel's own values in the header, held to the C library's (as Python's os gives them)."""
+    assert (CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLD_CONTINUED) == (
+        os.CLD_EXITED,
+        os.CLD_KILLED,
+        os.CLD_DUMPED,
+        os.CLD_CONTINUED,
+    )
+    assert all(os.WTERMSIG(status) == status & EXIT_SIGNAL_MASK for status in (0, 9, 0x86, 0x7F, 0xFFFF))
+    assert max(s for s in signal.Signals if not s.name.startswith("SIGRT")) < KERNEL_SIGRTMIN <= signal.SIGRTMIN
+    assert si_code_name(signal.SIGALRM, SI_TIMER) == "SI_TIMER"
+    assert kernel_origin(signal.SIGRTMIN, SI_TIMER) == "timer"
 
 
 def test_the_reader_refuses_what_it_does_not_understand():
@@ -171,6 +203,8 @@ def test_the_program_does_not_define_the_shared_types_again():
         assert f"enum {enum} {{" not in program
     for struct in ABI.structs:
         assert f"struct {struct} {{" not in program
+    for constant in ABI.constants:  # SIGRTMIN, CLD_*, ...: the header's, never restated
+        assert not re.search(rf"#\s*define\s+{constant}\b", program), constant
 
 
 def test_the_code_folding_matches():

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import time
 
+from sigtop.events import ktime_to_wall
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # /proc/PID/stat's start time unit
 
 
@@ -24,7 +26,7 @@ class SourceClock:
 
     def of_ktime(self, ktime_ns: int) -> float:
         """A kernel time (bpf_ktime_get_ns: CLOCK_MONOTONIC) as this clock's wall time."""
-        return self.mono_to_wall + ktime_ns / 1e9
+        return ktime_to_wall(self.mono_to_wall, ktime_ns)
 
     def of_start_ticks(self, ticks: int) -> float:
         """A start time in clock ticks since boot (CLOCK_BOOTTIME, suspends included) as wall time."""

@@ -28,14 +28,15 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from sigtop.events import ktime_to_wall
 from sigtop.live.bpfsys import lookup_and_delete
 from sigtop.live.maps import flow_key
 from sigtop.live.procfs import pending_masks, start_ticks
+from sigtop.names import EXIT_SIGNAL_MASK
 from sigtop.wire import FlowDelta, FlowKey, PendingFlow
 
 # /proc status files read per collection at most; the rest wait for the next (still pending meanwhile).
 MAX_STATUS_READS = 2_000
-SIGNAL_MASK = 0x7F  # the killing signal in an exit code
 SWEEP_S = 10.0  # how often taken records (kept for reuse) are checked for owners that are gone
 CONFIRM_S = 0.002  # a record off its list at one /proc read is read if still so this much later
 _GONE = "gone"  # _StatusMasks.pending: the owner has exited (or its id is another task's now)
@@ -96,7 +97,7 @@ class FateSettler:
                 _key, mask, _ts, exit_code = ended
                 if not mask >> (sig - 1) & 1:
                     fate = 1  # it had left the list before the exit, unseen
-                elif exit_code & SIGNAL_MASK == sig:
+                elif exit_code & EXIT_SIGNAL_MASK == sig:
                     fate = 0  # the signal that killed the process: its default action took it
                 else:
                     fate = 2  # discarded with the list
@@ -188,7 +189,7 @@ class FateSettler:
         return read
 
     def _wall(self, ktime_ns: int) -> float:
-        return self.mono_to_wall + ktime_ns / 1e9
+        return ktime_to_wall(self.mono_to_wall, ktime_ns)
 
     def _remove(self, k: Any) -> bool:
         """Take a record off, atomically: False when the kernel took it first (then it counted it)."""

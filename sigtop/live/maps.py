@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sigtop.abi import kernel_abi
-from sigtop.events import comm_text
+from sigtop.events import comm_text, ktime_to_wall
 from sigtop.live import procfs
 from sigtop.live.bpfsys import lookup_and_delete
 from sigtop.live.config import TraceConfig
@@ -59,7 +59,7 @@ class MapDrain:
 
     def wall(self, ktime_ns: int) -> float:
         """The kernel's monotonic ns as wall-clock seconds (0 stays 0: never set)."""
-        return self.mono_to_wall + ktime_ns / 1e9 if ktime_ns else 0.0
+        return ktime_to_wall(self.mono_to_wall, ktime_ns) if ktime_ns else 0.0
 
     def flows(self, now: float, wall_now: float) -> list[FlowDelta]:
         table = self.bpf[b"flows"]

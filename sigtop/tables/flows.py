@@ -19,6 +19,7 @@ from sigtop.containers import container_of
 from sigtop.lru import BoundedLRU
 from sigtop.names import (
     GENERATED_RESULTS,
+    SI_TIMER,
     EventKind,
     Result,
     Syscall,
@@ -747,9 +748,6 @@ def syscall_args(e: SignalEvent) -> str:
     else:
         args = str(e.arg_pid)
     return f"{sc.name}({args})"
-
-
-SI_TIMER = -2
 
 
 def si_value_text(e: SignalEvent) -> str:
