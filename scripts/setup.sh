@@ -82,6 +82,14 @@ if [ "$MODE" = test ] && ! command -v tmux >/dev/null; then
   apt_install tmux
 fi
 
+# 2f. The container runtime test stops a real container: Debian's podman with runc (crun
+#     refuses this VM's hybrid cgroups), from an image of busybox-static's binary (no registry).
+if [ "$MODE" = test ] && { ! command -v podman >/dev/null || ! command -v runc >/dev/null \
+    || ! dpkg -s busybox-static >/dev/null 2>&1; }; then
+  echo "setup: installing podman, runc and busybox-static (a test stops a real container)"
+  apt_install podman runc busybox-static
+fi
+
 # 3. tracefs, where the machine has not mounted it.
 if [ ! -d /sys/kernel/tracing/events/signal ] && [ ! -d /sys/kernel/debug/tracing/events/signal ]; then
   echo "setup: mounting tracefs on /sys/kernel/tracing"
