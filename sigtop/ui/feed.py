@@ -27,6 +27,7 @@ from sigtop.tables.flows import evicted_json, evicted_summary
 from sigtop.wire import Batch, KernelStats
 
 MAX_TABLE_ROWS = 500
+EARLY_GAP_S = 0.2  # at most five early snapshots a second, however the batches come
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,8 @@ class ModelFeed:
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._folded = False  # a batch folded that no snapshot shows yet
+        self._published_at = 0.0
 
     # ---- from other threads -------------------------------------------------------------
 
@@ -199,17 +202,23 @@ class ModelFeed:
                 if item[0] == "stop":
                     return
                 now_due = self._handle(item) or now_due
+                self._folded |= item[0] == "batch"
                 if time.monotonic() >= next_tick:
                     break  # a tick is due: publish now, the rest waits (a storm never hides the view)
                 try:
                     item = self._inbox.get_nowait()
                 except queue.Empty:
                     item = None
+            if self._folded and self._inbox.empty():
+                # All that came is folded: show it without waiting out the tick (a live batch is on
+                # screen as it arrives), but not more often than EARLY_GAP_S (a replay's burst).
+                next_tick = min(next_tick, self._published_at + EARLY_GAP_S)
             if now_due or time.monotonic() >= next_tick:
                 self._publish()
-                next_tick = time.monotonic() + self.tick_s
-            if self._inbox.empty():
-                self.idle.set()
+                self._folded, self._published_at = False, time.monotonic()
+                next_tick = self._published_at + self.tick_s
+            if self._inbox.empty() and not self._folded:
+                self.idle.set()  # what was folded is published: a test may read the screen now
 
     def _handle(self, item: tuple[str, Any]) -> bool:
         """Take one item; whether the view must be published now (not at the next tick)."""
