@@ -14,6 +14,7 @@ from sigtop.recording import read_recording
 from sigtop.registry import MAX_PROCS
 from sigtop.sources.replay import ReplaySource
 from sigtop.tables.alerts import MAX_ALERTS
+from sigtop.tables.flows import evicted_json, evicted_summary
 from sigtop.ui.app import SigtopApp
 from sigtop.wire import Batch, ProcInfo, ThreadDelta
 from tests.conftest import RECORDING, read_line
@@ -44,6 +45,24 @@ async def test_the_header_says_when_the_flow_map_fills_and_when_it_is_full(batch
     async with app.run_test(size=(160, 40)) as pilot:
         await settled(pilot)
         assert "FLOW MAP FULL: 12 in overflow rows" in header(app)
+
+
+async def test_the_header_says_how_many_rows_were_evicted_and_whose(batches):
+    """Rows given up to the row cap are said on screen, with whose they were (README: the
+    evicted totals "stay visible in the TUI, the JSON and the exporter")."""
+    app = SigtopApp(ReplaySource(copy.deepcopy(batches), speed=0))
+    app.model.max_rows = 3  # the recording's flows do not fit: some go
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settled(pilot)
+        evicted = app.model.evicted_rows
+        assert evicted > 0
+        top = evicted_summary(evicted_json(app.model.flows_table), most=2)
+        assert f"evicted {evicted:,} rows: {top}" in header(app), header(app)
+        assert top.split()[0] in {e["user"] for e in evicted_json(app.model.flows_table)}
+    app = SigtopApp(ReplaySource(copy.deepcopy(batches), speed=0))
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settled(pilot)
+        assert "evicted" not in header(app)  # nothing went: nothing said
 
 
 def test_the_process_registry_holds_at_most_its_cap():
@@ -85,6 +104,10 @@ def test_counters_never_go_down_while_rows_are_evicted(batches):
                 assert sample.value >= last.get(key, 0.0), key
                 last[key] = sample.value
     assert model.evicted_rows > 0
+    assert last[("sigtop_model_rows_evicted_total", ())] == model.evicted_rows  # said, and no count lost
+    whose = {labels: v for (name, labels), v in last.items() if name == "sigtop_flow_rows_evicted_total"}
+    expected = {(("comm", e["comm"]), ("user", e["user"])): e["rows"] for e in evicted_json(model.flows_table)}
+    assert whose == expected and sum(whose.values()) > 0
     total = sum(v for (name, _labels), v in last.items() if name == "sigtop_signals_total")
     assert total == model.total_signals == 743  # every signal of the recording, though rows went
 

@@ -41,6 +41,7 @@ class SignalMetrics(Collector):
         self.signals_uncounted = 0
         self.map_full: Counter[str] = Counter()  # map
         self.map_fill: dict[str, float] = {}
+        self.rows_evicted = 0  # the --details model's rows given up to its cap (their counts are in the counters)
 
     @property
     def flows(self) -> FlowMetrics:
@@ -69,6 +70,7 @@ class SignalMetrics(Collector):
             model.apply(batch)
             for part in self.parts.values():
                 part.after_model(model)
+            self.rows_evicted = model.evicted_rows
         self.apply(batch)
 
     def collect(self) -> Iterator[Any]:
@@ -97,6 +99,12 @@ class SignalMetrics(Collector):
             for name in ("flows", "threads", "signalfds"):
                 full.add_metric([name], self.map_full[name])
             yield full
+            yield CounterMetricFamily(
+                "sigtop_model_rows_evicted",
+                "Rows the --details model gave up to its row cap; every signal of theirs is still in the counters "
+                "(whose they were: batch --json's evicted_flows)",
+                value=self.rows_evicted,
+            )
             fill = GaugeMetricFamily("sigtop_map_fill_ratio", "How full each kernel map is", labels=["map"])
             for name, ratio in sorted(self.map_fill.items()):
                 fill.add_metric([name], ratio)

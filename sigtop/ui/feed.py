@@ -95,7 +95,7 @@ class Totals:
     finished: bool
     last_ts: float
     batches: int
-    evicted_rows: int = 0  # flow rows given up to the row cap
+    evicted_rows: int = 0  # rows given up to the row cap, in every table
     evicted_top: str = ""  # whose, most signals first (tables.flows.evicted_json)
     events_kept: int = 0  # detail events decoded (stats.events_dropped: skipped by sigtop's own budget)
 
@@ -300,7 +300,7 @@ class ModelFeed:
             finished=model.finished,
             last_ts=model.last_ts,
             batches=model.batches,
-            evicted_rows=sum(e.rows for e in model.flows_table.evicted.values()),
+            evicted_rows=model.evicted_rows,  # every table's, exact (the per-user totals below are capped)
             evicted_top=evicted_summary(evicted_json(model.flows_table), most=2),
             events_kept=model.events_received,
         )
