@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from sigtop.selection import BatchSelection
 
 EXIT_USAGE = 2
+EXIT_PARTIAL = 1  # record: finished, but a full disk kept some batches' counts without their events
 
 
 class CliError(Exception):
@@ -434,13 +435,21 @@ def cmd_record(args: argparse.Namespace) -> int:
         source = _source(args, details=True, interval=args.interval)
         selection = _batch_selection(args)
         write = writer.write if selection is None else lambda batch: writer.write(selection.select(batch))
-        asyncio.run(trace(source, args.duration, write))
+        try:
+            asyncio.run(trace(source, args.duration, write))
+        except RecordingFullError as full:  # not even a batch's counts fit: ended, the file whole
+            print(f"sigtop: {printable(str(full))}", file=sys.stderr)
+            return EXIT_PARTIAL
     except BrokenPipeError:  # the reader of `-o -` went away: the recording simply ends
         return 0
     finally:
         if args.output != "-":
             os.close(fd)
     print(f"recorded {writer.batches} batches to {printable(args.output)}", file=sys.stderr)
+    shortfall = writer.shortfall()
+    if shortfall is not None:  # the counts are whole, the events are not: a script must see it
+        print(f"sigtop: {printable(shortfall)}", file=sys.stderr)
+        return EXIT_PARTIAL
     return 0
 
 

@@ -91,6 +91,9 @@ class RecordingWriter:
         self.batches = 0
         self._good = 0  # bytes written in whole lines
         self._seekable = stat.S_ISREG(os.fstat(fd).st_mode)
+        self.counts_only = 0  # batches written without their events: the disk had no room for them
+        self.events_not_written = 0
+        self.full_reason = ""
         self._write(header(config))
 
     def _write(self, doc: dict[str, Any]) -> None:
@@ -135,20 +138,37 @@ class RecordingWriter:
             self._write_line(pieces())
         except RecordingFullError as full:
             if not len(events):
-                raise
+                raise self._full(full.reason) from None
             # The counts are the point of a recording and need little room: keep them without
-            # the events (said as dropped in the batch itself) if that still fits.
+            # the events (said as dropped in the batch itself) while that still fits; the next
+            # batch tries its events again (the disk may have room by then).
             stats = dataclasses.replace(batch.stats, events_dropped=batch.stats.events_dropped + len(events))
             counts_only = dataclasses.replace(batch, events=[], stats=stats)
             line = json.dumps(batch_json(counts_only), separators=SEPARATORS)
-            self._write_line([line + "\n"])
-            self.batches += 1
-            raise RecordingFullError(
-                f"{self.name}: {full.reason} after {self.batches} batches, the last with its counts but not its "
-                f"{len(events):,} events; the file holds them, whole",
-                full.reason,
-            ) from None
+            try:
+                self._write_line([line + "\n"])
+            except RecordingFullError:
+                raise self._full(full.reason) from None
+            self.counts_only += 1
+            self.events_not_written += len(events)
+            self.full_reason = full.reason
         self.batches += 1
+
+    def _full(self, reason: str) -> RecordingFullError:
+        """Not even a batch's counts fit: the recording ends here, whole."""
+        also = f", {self.counts_only} of them with their counts only" if self.counts_only else ""
+        return RecordingFullError(
+            f"{self.name}: {reason} after {self.batches} batches{also}; the file holds them, whole", reason
+        )
+
+    def shortfall(self) -> str | None:
+        """What a full disk cost a recording that went on (one line), or None."""
+        if not self.counts_only:
+            return None
+        return (
+            f"{self.name}: {self.full_reason}: {self.counts_only} of {self.batches} batches kept their counts without "
+            f"their {self.events_not_written:,} events (each batch says so in events_dropped)"
+        )
 
 
 def read_recording(path: str | Path, notes: list[str] | None = None) -> tuple[dict[str, Any], list[Batch]]:

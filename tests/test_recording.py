@@ -224,9 +224,10 @@ def test_a_recording_made_before_events_carried_their_flow_key_replays_whole():
         assert len(model.flows[key].events) == min(n, EVENTS_PER_ROW), key
 
 
-def test_a_full_disk_keeps_the_last_batchs_counts_without_its_events(tiny_disk):
-    """The counts need little room: when a batch's events no longer fit, its counts still go
-    in, and the batch says its events were dropped."""
+def test_a_full_disk_keeps_the_counts_of_every_batch_that_fits_without_their_events(tiny_disk):
+    """The counts need little room: when batches' events no longer fit, their counts still go
+    in (each batch says its events were dropped), the recording goes on, takes events again
+    once there is room, and ends only when not even a batch's counts fit."""
     from sigtop.codec import batch_from_json
 
     batches = [batch_from_json(json.loads(line)) for line in REAL_LINES[1:]]
@@ -237,23 +238,57 @@ def test_a_full_disk_keeps_the_last_batchs_counts_without_its_events(tiny_disk):
     try:
         writer = RecordingWriter(fd, {"interval_s": 1}, name=str(path))
         filler = tiny_disk / "filler"
-        # Leave room for less than the whole batch but more than its counts.
+        # Leave room for less than the whole batch but more than three batches' counts.
         full_line = len(json.dumps(batch_json(big), separators=(",", ":")))
         counts_line = len(json.dumps(batch_json(dataclasses.replace(big, events=[])), separators=(",", ":")))
-        room = 16 << 10
-        assert counts_line < room - 4096 < room + 4096 < full_line  # the recording's batch fits the arithmetic
+        room = 3 * counts_line + (8 << 10)
+        assert room + 4096 < full_line  # the recording's batch fits the arithmetic
         free = os.statvfs(tiny_disk).f_bavail * os.statvfs(tiny_disk).f_frsize
         filler.write_bytes(b"\0" * (free - room))
-        with pytest.raises(RecordingFullError, match="No space left on device after 1 batches, the last with its"):
-            writer.write(big)
+        for _ in range(3):
+            writer.write(big)  # no error: kept, counts only
+        assert (writer.batches, writer.counts_only, writer.events_not_written) == (3, 3, 3 * len(big.events))
+        assert writer.shortfall() == (
+            f"{path}: No space left on device: 3 of 3 batches kept their counts without their "
+            f"{3 * len(big.events):,} events (each batch says so in events_dropped)"
+        )
+        filler.unlink()  # room again: the next batch is whole
+        writer.write(big)
+        filler.write_bytes(b"\0" * (os.statvfs(tiny_disk).f_bavail * os.statvfs(tiny_disk).f_frsize))
+        with pytest.raises(RecordingFullError, match=r"after 4 batches, 3 of them with their counts only; the file"):
+            writer.write(big)  # not even the counts: the end
     finally:
         os.close(fd)
     _head, replayed = read_recording(path)
-    assert len(replayed) == 1
-    (kept,) = replayed
-    assert kept.events == []
-    assert kept.stats.events_dropped == big.stats.events_dropped + len(big.events)
-    assert [f.count for f in kept.flows] == [f.count for f in big.flows]
+    assert len(replayed) == 4
+    for kept in replayed[:3]:
+        assert kept.events == []
+        assert kept.stats.events_dropped == big.stats.events_dropped + len(big.events)
+        assert [f.count for f in kept.flows] == [f.count for f in big.flows]
+    assert len(replayed[3].events) == len(big.events)
+
+
+def test_record_says_what_a_full_disk_cost_and_exits_1(tiny_disk):
+    """The command's end: counts kept without events is said on stderr, exit status 1 (a script
+    must not take the recording as whole)."""
+    free = os.statvfs(tiny_disk).f_bavail * os.statvfs(tiny_disk).f_frsize
+    # Room for the recording's counts (48 KiB) but not for its first batch's events (106 KiB).
+    (tiny_disk / "filler").write_bytes(b"\0" * (free - (64 << 10)))
+    path = tiny_disk / "rec.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "sigtop.cli", "record", "-o", str(path), "--from", str(RECORDING)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"sigtop: {path}: No space left on device: "), result.stderr
+    assert "batches kept their counts without their" in last
+    _head, replayed = read_recording(path)
+    _head, whole = read_recording(RECORDING)
+    assert [f.count for b in replayed for f in b.flows] == [f.count for b in whole for f in b.flows]  # every count
+    assert sum(b.stats.events_dropped for b in replayed) > 0
 
 
 def test_a_disk_that_takes_nothing_fails_before_attaching_and_leaves_no_file(tiny_disk):
