@@ -135,6 +135,8 @@ static __always_inline void fate_queued(struct flow_val *v, const struct flow_ke
         }
         pk.seq = q->tail;   // generate and dequeue both run under the target's siglock
         q->tail++;
+        if (q->records_owner)
+            pk.owner = q->records_owner;   // a queue an exec moved: its records keep their key
     }
     if (sig < SIGRTMIN) {
         // A standard signal's record stays in the map once taken (ts 0), to
@@ -189,6 +191,11 @@ static __always_inline bool fate_dequeue(u32 tid, u32 tgid, int sig, int code, s
                 continue;
             pk.seq = q->head;
             q->head++;   // under the target's siglock, as the generate side
+            if (q->records_owner) {
+                pk.owner = q->records_owner;
+                if (q->head == q->tail)
+                    q->records_owner = 0;   // emptied: the list's own id keys its records again
+            }
         }
         struct pending_val *p = pending.lookup(&pk);
         if (!p || !p->ts)
@@ -247,10 +254,58 @@ static __always_inline void fate_exit(u32 owner, u8 shared, u64 mask, s32 exit_c
 
 // exec from a thread that is not the leader (de_thread): the old leader is released, its own
 // list with it (discarded), and the exec'ing thread takes the leader's id, keeping its own list
-// (its records move to the new id: the new image takes them as the leader). Standard signals;
-// a realtime one pending there goes unfollowed (its queue numbering stays with the old id).
+// (its records move to the new id: the new image takes them as the leader). A realtime queue
+// moves whole, its records keeping their keys (records_owner): no loop over the records. The old
+// leader's realtime records stay, settled by user space from an exit record (old_leader 1).
+// Settled by user space, as an exit's: records of `sig` on the leader's id queued before now
+// were on the old leader's list, which de_thread flushed. (The mask builds up in the map's
+// value, not in a register: the verifier then sees one state per signal, not 2^33.)
+static __always_inline void old_leader_flushed(u32 leader, int sig)
+{
+    struct pending_key at = {};
+    at.owner = leader;
+    at.old_leader = 1;
+    struct exit_val *ev = exits.lookup(&at);
+    if (!ev) {
+        struct exit_val fresh = {};
+        exits.insert(&at, &fresh);
+        ev = exits.lookup(&at);
+        if (!ev) {
+            stat_add(STAT_EXITS_FULL);
+            return;
+        }
+    }
+    ev->mask |= 1ULL << (sig - 1);
+    ev->ts = bpf_ktime_get_ns();
+}
+
 static __always_inline void fate_exec(u32 old_tid, u32 leader)
 {
+    #pragma unroll
+    for (int sig = SIGRTMIN; sig <= RT_LAST_SIGNAL; sig++) {
+        struct pending_key to = {};
+        to.owner = leader;
+        to.sig = sig;
+        struct pending_key from = to;
+        from.owner = old_tid;
+        struct rt_queue *moving = rt_queues.lookup(&from);
+        if (moving) {
+            struct rt_queue moved = *moving;
+            if (!moved.records_owner)
+                moved.records_owner = old_tid;
+            rt_queues.delete(&from);
+            if (moved.head == moved.tail)
+                rt_queues.delete(&to);
+            else if (rt_queues.update(&to, &moved))
+                stat_add(STAT_PENDING_FULL);   // no room: its records are settled by user space
+        } else {
+            struct rt_queue *old = rt_queues.lookup(&to);
+            if (old && old->head != old->tail) {
+                old->head = old->tail;   // the old leader's records, now off every queue
+                old_leader_flushed(leader, sig);
+            }
+        }
+    }
     #pragma unroll
     for (int sig = 1; sig < SIGRTMIN; sig++) {
         struct pending_key pk = {};

@@ -41,6 +41,7 @@
 // written exactly as the kernel's uapi headers write it, so that one of those included first
 // is not redefined with another value.
 #define SIGRTMIN 32           // the kernel's first realtime signal (glibc's SIGRTMIN is 34)
+#define RT_LAST_SIGNAL 64     // _NSIG: the last signal number (SIGRTMAX)
 #define SI_TIMER -2           // si_code of a POSIX timer's signal
 #define CLD_EXITED 1          // SIGCHLD si_codes: how the child changed state
 #define CLD_KILLED 2
@@ -189,7 +190,8 @@ struct pending_key {
     u32 owner;
     u16 sig;
     u8 shared;
-    u8 pad;
+    u8 old_leader;     // exits only: 1, the old leader's realtime records at an exec from a
+                       // thread (de_thread flushes its list unseen: they were discarded)
     u32 seq;
 };
 
@@ -203,6 +205,9 @@ struct pending_val {
 struct rt_queue {
     u32 head;
     u32 tail;
+    u32 records_owner; // its records' key.owner where not the list's own id: the thread that
+                       // exec'd from a non-leader thread and took the leader's id (until empty)
+    u32 pad;
 };
 
 // A thread (shared 0) or process (shared 1, the last thread) that exited with

@@ -117,6 +117,7 @@ def test_the_kernel_values_the_header_states_are_the_kernels():
     )
     assert all(os.WTERMSIG(status) == status & EXIT_SIGNAL_MASK for status in (0, 9, 0x86, 0x7F, 0xFFFF))
     assert max(s for s in signal.Signals if not s.name.startswith("SIGRT")) < KERNEL_SIGRTMIN <= signal.SIGRTMIN
+    assert ABI.constants["RT_LAST_SIGNAL"] == signal.SIGRTMAX
     assert si_code_name(signal.SIGALRM, SI_TIMER) == "SI_TIMER"
     assert kernel_origin(signal.SIGRTMIN, SI_TIMER) == "timer"
 
@@ -228,9 +229,9 @@ def test_the_drain_and_the_settler_read_fields_the_header_has():
     assert {"sigreturns", "handler_deliveries", "deliveries", "unmatched", "tgid", "comm"} <= names("thread_val")
     assert names("signalfd_key") == {"tgid", "fd"}
     assert {"mask", "calls", "created_ts", "last_ts", "flags", "comm"} <= names("signalfd_val")
-    assert names("pending_key") == {"owner", "sig", "shared", "pad", "seq"}
+    assert names("pending_key") == {"owner", "sig", "shared", "old_leader", "seq"}
     assert names("pending_val") == {"flow", "ts"}
-    assert names("rt_queue") == {"head", "tail"}
+    assert names("rt_queue") == {"head", "tail", "records_owner", "pad"}
     assert {"mask", "ts", "exit_code"} <= names("exit_val")
     assert {"taken", "read", "untracked", "lat_max", "lat_sum", "lat_hist"} <= names("flow_val")
 

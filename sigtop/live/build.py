@@ -41,12 +41,15 @@ def compile_program(source: str, cflags: list[str]) -> dict[str, Any]:
         def _trace_autoload(self) -> None:  # compile and create the maps; load and attach nothing
             pass
 
+    failure: Exception | None = None
     with loader.include_dir() as include, loader.StderrCapture() as captured:
         try:
             compiled = Compiled(text=source.encode(), cflags=[*cflags, f"-I{include}"])
         except Exception as exc:  # BCC raises bare Exception on a failed compile
-            errors = [line for line in captured.text.splitlines() if "error" in line]
-            raise CollectorError(errors[0].strip() if errors else str(exc)) from None
+            failure = exc
+    if failure is not None:  # clang's words are read once the capture has ended
+        errors = [line for line in captured.text.splitlines() if "error" in line]
+        raise CollectorError(errors[0].strip() if errors else str(failure)) from None
     lib, module = bcc.lib, compiled.module
     maps, fds, btf_id = [], {}, 0
     for name, types in objects.map_declarations(source).items():

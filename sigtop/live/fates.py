@@ -32,7 +32,7 @@ from sigtop.events import ktime_to_wall
 from sigtop.live.bpfsys import lookup_and_delete
 from sigtop.live.maps import flow_key
 from sigtop.live.procfs import pending_masks, start_ticks
-from sigtop.names import EXIT_SIGNAL_MASK
+from sigtop.names import EXIT_SIGNAL_MASK, KERNEL_SIGRTMIN
 from sigtop.wire import FlowDelta, FlowKey, PendingFlow
 
 # /proc status files read per collection at most; the rest wait for the next (still pending meanwhile).
@@ -64,7 +64,10 @@ class FateSettler:
         self._next_sweep = 0.0  # when taken records are next checked for owners gone
 
     def settle(self) -> Settled:
-        exits = {(k.owner, k.shared): (bytes(k), v.mask, v.ts, v.exit_code) for k, v in self.exits.items_lookup_batch()}
+        exits = {
+            (k.owner, k.shared, k.old_leader): (bytes(k), v.mask, v.ts, v.exit_code)
+            for k, v in self.exits.items_lookup_batch()
+        }
         masks = _StatusMasks(self._next_status)
         fates: dict[bytes, list[int]] = {}  # raw flow key -> [taken, read, discarded, suppressed]
         suppressed_by: dict[bytes, int] = {}  # raw flow key -> the tracer that suppressed its last
@@ -79,10 +82,16 @@ class FateSettler:
         if sweep:
             self._next_sweep = time.monotonic() + SWEEP_S
         swept = 0
+        # Realtime queues an exec from a thread moved to the leader's id: their records keep the
+        # exec'ing thread's id, and are on the leader's list (bpf fate_exec).
+        moved_to = {q.records_owner: k.owner for k, q in self.rt_queues.items_lookup_batch() if q.records_owner}
         for k, v in self.pending.items_lookup_batch():
             raw_flow = bytes(v.flow)
-            owner, shared, sig = k.owner, k.shared, k.sig
-            ended = exits.get((owner, shared))
+            shared, sig = k.shared, k.sig
+            ended = exits.get((k.owner, shared, 0))
+            if ended is None and sig >= KERNEL_SIGRTMIN and not shared:
+                ended = exits.get((k.owner, 0, 1))  # an exec from a thread flushed the old leader's list
+            owner = moved_to.get(k.owner, k.owner) if not shared else k.owner
             if not v.ts:
                 # Taken, kept for reuse: removed once its owner is gone.
                 if ended is not None:
@@ -216,7 +225,7 @@ class FateSettler:
         for k, q in self.rt_queues.items_lookup_batch():
             if q.head != q.tail or k.owner in live_owners:
                 continue
-            if (k.owner, k.shared) in exits or start_ticks(k.owner) is None:
+            if (k.owner, k.shared, 0) in exits or start_ticks(k.owner) is None:
                 self.rt_queues.pop(k, None)
 
 
