@@ -189,6 +189,8 @@ def configurations(peers: bool = True) -> list[Tracer]:
         # Every start compiles (nothing kept): the first start on a kernel and configuration.
         Tracer("sigtop-batch-cold", [*sigtop, "batch", "--json"], env={"SIGTOP_CACHE_DIR": ""}),
         Tracer("sigtop-batch-nofates", [*sigtop, "batch", "--json", "--no-fates"]),
+        # No syscall tracepoint: the getppid tax should be bare's (issue #20.3).
+        Tracer("sigtop-batch-light", [*sigtop, "batch", "--json", "--light"]),
         tui_tracer(),
         *others,
     ]
@@ -302,7 +304,7 @@ def main() -> None:
                     bare_op, _pid, _took = run_load(binary, mode, n)
                     ns["bare"][mode].append(bare_op)
                     paired[config.name][mode].append(ns[config.name][mode][-1] / bare_op)
-            if config.name == "sigtop-batch":
+            if config.name in ("sigtop-batch", "sigtop-batch-light"):  # light counts every send too
                 doc = json.loads(out)
                 for mode in [m for m in ("handled", "ignored") if m in loads]:
                     counted = sum(
@@ -422,6 +424,21 @@ def verdicts(r: dict) -> list[str]:
                     out.append(f"- n/a    {load}: {peer} reported {seen:.0%} of it (it does not trace that syscall)")
                     continue
                 say(s < p, f"{load}: sigtop-batch {s:.2f}x below {peer} {p:.2f}x")
+    if {"sigtop-batch", "sigtop-batch-light"} <= ratio.keys():  # issue #20.3: light pays no syscall tax
+        light, full = ratio["sigtop-batch-light"], ratio["sigtop-batch"]
+        spread = r.get("spread", {}).get("sigtop-batch-light", {})
+        if "getppid" in r["loads"]:
+            noise = spread.get("getppid", 0.0) / 2
+            say(
+                abs(light["getppid"] - 1) <= max(noise, 0.02),
+                f"getppid: sigtop-batch-light {light['getppid']:.2f}x bare (1.00x within the rounds' +-{noise:.1%})",
+            )
+        for load in [m for m in ("handled", "ignored") if m in r["loads"]]:
+            noise = max(spread.get(load, 0.0), r.get("spread", {}).get("sigtop-batch", {}).get(load, 0.0)) / 2
+            say(
+                light[load] <= full[load] * (1 + noise),
+                f"{load}: sigtop-batch-light {light[load]:.2f}x, full mode {full[load]:.2f}x (no worse, +-{noise:.1%})",
+            )
     if r["exact"]:
         say(all(e["equal"] for e in r["exact"]), "counts exact in every run")
     for name, f in tracers.items():

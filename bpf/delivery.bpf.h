@@ -69,6 +69,7 @@ TRACEPOINT_PROBE(signal, signal_deliver)
     return 0;
 }
 
+#if !LIGHT
 // rt_sigreturn never returns to its caller the usual way: count at entry.
 TRACEPOINT_PROBE(syscalls, sys_enter_rt_sigreturn)
 {
@@ -94,3 +95,4 @@ TRACEPOINT_PROBE(syscalls, sys_enter_rt_sigreturn)
     }
     return 0;
 }
+#endif   // !LIGHT

@@ -335,6 +335,7 @@ static __always_inline void fate_exec(u32 old_tid, u32 leader)
     }
 }
 
+#if !LIGHT
 // sigwait, sigtimedwait and sigwaitinfo take a pending signal off a list
 // without a signal_deliver; the signal is what the call returns.
 TRACEPOINT_PROBE(syscalls, sys_exit_rt_sigtimedwait)
@@ -348,4 +349,5 @@ TRACEPOINT_PROBE(syscalls, sys_exit_rt_sigtimedwait)
     fate_taken((u32)id, id >> 32, sig, -0x20000, true);
     return 0;
 }
-#endif
+#endif   // !LIGHT
+#endif   // FATES

@@ -42,6 +42,7 @@ static __always_inline void death_event(unsigned long info, s32 parent, u32 pare
 
 #endif
 
+#if !LIGHT
 // A disposition set (rt_sigaction with a new action): rare (mostly at start),
 // so the reasons can say since when a signal has been ignored or handled.
 TRACEPOINT_PROBE(syscalls, sys_enter_rt_sigaction)
@@ -66,6 +67,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_rt_sigaction)
     event_submit(e);
     return 0;
 }
+#endif
 
 #if HAS_OOM_TRACEPOINT
 // The OOM killer's choice, just before its SIGKILL (which the kernel raises
@@ -207,7 +209,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     return 0;
 }
 
-#if FATES
+#if FATES && !LIGHT
 // On this kernel a thread's own pending list is already empty when
 // sched_process_exit fires, so it is read where a thread asks to end: what
 // is on it then is discarded (no user code runs after). A thread ended by

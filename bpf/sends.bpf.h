@@ -3,16 +3,11 @@
 
 // ---- sends: sys_enter records what was asked ------------------------------
 
-static __always_inline int send_enter(u16 syscall, s32 pid, s32 tid, int sig,
-                                      const void *uinfo, u32 flags)
+// What a send asked for, from its arguments: at sys_enter, or (LIGHT) at signal_generate
+// from the registers the syscall was entered with.
+static __always_inline void send_request(struct inflight *f, u16 syscall, s32 pid, s32 tid, int sig,
+                                         const void *uinfo, u32 flags)
 {
-    u64 id = bpf_get_current_pid_tgid();
-    u32 tgid = id >> 32, tidself = (u32)id;
-    if (tgid == SELF_TGID)
-        return 0;
-    struct inflight *f = inflight_begin(tgid, tidself, syscall);
-    if (!f)
-        return 0;
     f->arg_pid = pid;
     f->arg_tid = tid;
     f->sig = sig;
@@ -42,6 +37,19 @@ static __always_inline int send_enter(u16 syscall, s32 pid, s32 tid, int sig,
             f->info_value = si.value;
         }
     }
+}
+
+#if !LIGHT
+static __always_inline int send_enter(u16 syscall, s32 pid, s32 tid, int sig,
+                                      const void *uinfo, u32 flags)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32, tidself = (u32)id;
+    if (tgid == SELF_TGID)
+        return 0;
+    struct inflight *f = inflight_begin(tgid, tidself, syscall);
+    if (f)
+        send_request(f, syscall, pid, tid, sig, uinfo, flags);
     return 0;
 }
 
@@ -183,3 +191,4 @@ TRACEPOINT_PROBE(syscalls, sys_exit_rt_sigqueueinfo) { return send_exit(args->re
 TRACEPOINT_PROBE(syscalls, sys_exit_rt_tgsigqueueinfo) { return send_exit(args->ret); }
 TRACEPOINT_PROBE(syscalls, sys_exit_pidfd_send_signal) { return send_exit(args->ret); }
 TRACEPOINT_PROBE(syscalls, sys_exit_ptrace) { return send_exit(args->ret); }
+#endif   // !LIGHT

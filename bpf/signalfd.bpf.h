@@ -1,5 +1,7 @@
 // signalfd and signalfd4: the mask at entry, the fd at exit.
 
+#if !LIGHT
+
 static __always_inline int signalfd_enter(u16 syscall, int ufd, const void *umask,
                                           u64 sizemask, u32 flags)
 {
@@ -79,3 +81,4 @@ static __always_inline int signalfd_exit(long ret)
 
 TRACEPOINT_PROBE(syscalls, sys_exit_signalfd) { return signalfd_exit(args->ret); }
 TRACEPOINT_PROBE(syscalls, sys_exit_signalfd4) { return signalfd_exit(args->ret); }
+#endif   // !LIGHT

@@ -67,6 +67,17 @@ typedef struct siginfo siginfo_t;
 #define FOLLOW_FATES 1
 #endif
 #define FATES (RAW_GENERATE && FOLLOW_FATES)
+// LIGHT (--light): no syscall tracepoint at all, so that no syscall of any process takes the
+// traced slow path. A send's syscall and arguments are read at signal_generate from the
+// sending task's saved registers (bpf_task_pt_regs; so only with RAW_GENERATE). Unseen: sends
+// that generate nothing (failures, sig-0 probes), signalfd, rt_sigaction, rt_sigreturn and
+// sigwait's reads (those show as read at the next collection).
+#ifndef LIGHT
+#define LIGHT 0
+#endif
+#if LIGHT && !RAW_GENERATE
+#error "LIGHT needs RAW_GENERATE (the registers are read through BTF)"
+#endif
 
 #include "common.bpf.h"      // switches, in-flight sends, the maps, filters, events, flow counting
 #include "fates.bpf.h"       // each queued signal followed to its end

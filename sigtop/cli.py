@@ -144,6 +144,14 @@ def _add_filters(p: argparse.ArgumentParser, top: bool = False) -> None:
         "saves ~0.5 us per handled signal",
     )
     p.add_argument(
+        "--light",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="attach no syscall tracepoint, so that no syscall on the machine pays for sigtop: every "
+        "successful send is still named with its syscall and counted; failed sends, sig-0 probes, "
+        "signalfd, rt_sigaction and rt_sigreturn are not seen (the header and the JSON say so)",
+    )
+    p.add_argument(
         "--container",
         action="append",
         default=default,
@@ -321,6 +329,8 @@ def _source(args: argparse.Namespace, details: bool, interval: float) -> Source:
     """The command's source: the kernel, or the recording given with --from (read at once)."""
     if args.follow and not args.pid:
         raise CliError("--follow follows the processes of --pid PID: give a pid")
+    if args.light and getattr(args, "from_file", None) is not None:
+        raise CliError("--light is how the kernel is traced: a recording (--from) was traced already")
     if getattr(args, "from_file", None) is None:
         from sigtop.live.procfs import is_running
 
@@ -338,6 +348,7 @@ def _source(args: argparse.Namespace, details: bool, interval: float) -> Source:
         details=details,
         interval_s=interval,
         follow_fates=not args.no_fates,
+        light=args.light,
         notes=notes,
     )
     for note in notes:
@@ -641,6 +652,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         visitors = args.max_visitors or 1
         what, refusal = "the live view", "each visitor runs their own root BPF tracer"
         session += ["--live", *(["--follow"] if args.follow else []), *(["--no-fates"] if args.no_fates else [])]
+        session += ["--light"] if args.light else []
     else:
         notes: list[str] = []
         open_source(args.file, notes=notes)  # a file that does not replay fails here, not in each browser

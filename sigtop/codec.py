@@ -254,6 +254,7 @@ BATCH: Schema = {
     "pending": OTHER(lambda v, w: None if v is None else _each(PendingFlow, PENDING_FLOW)[1](v, w)),
     "dispositions": _each(Disposition, DISPOSITION), "cgroups": OTHER(_cgroup_paths),
     "deaths_followed": OTHER(lambda v, w: None if v is None else _bool(v, w)),
+    "light": OTHER(lambda v, w: None if v is None else _bool(v, w)),
 }  # fmt: skip
 
 

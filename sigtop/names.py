@@ -56,6 +56,18 @@ STAT_NAMES = tuple(name for name in _ABI.members("stat_id", "STAT_") if name != 
 
 NOT_SYSCALLS = (Syscall.kernel, Syscall.overflow, Syscall.pdeathsig, Syscall.cgroup_kill)
 SEND_SYSCALLS = tuple(s for s in Syscall if s not in NOT_SYSCALLS)
+
+# What --light (no syscall tracepoint) cannot see: each is known only from a syscall's own
+# tracepoint. Every successful send is still seen, named and counted at signal_generate.
+LIGHT_UNSEEN = (
+    "failed sends (EPERM, ESRCH, EINVAL)",
+    "sig-0 probes",
+    "signalfd creation and masks",
+    "rt_sigaction calls (dispositions are still read from /proc)",
+    "rt_sigreturn",
+    "sigwait reads as they happen (counted read at the next collection)",
+)
+LIGHT_UNSEEN_SHORT = "failed sends, probes, signalfd, sigaction, sigreturn"
 VIA_NAMES = {Syscall.cgroup_kill: "cgroup.kill"}  # where the enum's name is not the word shown
 CODE_OTHER = _ABI.constants["CODE_OTHER"]  # a caller-chosen si_code the kernel does not define
 SIG_INVALID = _ABI.constants["SIG_INVALID"]  # the key of sends that asked for no signal at all

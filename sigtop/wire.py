@@ -314,6 +314,9 @@ class Batch:
     cgroups: dict[int, str] = field(default_factory=dict)  # cgroup v2 ids the events name (deaths) -> paths
     # Whether the source sees deaths (the raw signal_generate's siginfo: a kernel with BTF); None: not said.
     deaths_followed: bool | None = None
+    # Whether the source traced in light mode (--light: no syscall tracepoint), and so does not
+    # see what only a syscall shows (names.LIGHT_UNSEEN); None: not said (a full-mode source).
+    light: bool | None = None
 
     def merge(self, later: Batch) -> None:
         """Fold a later batch into this one (deltas add up; state is replaced)."""
@@ -333,6 +336,8 @@ class Batch:
         self.cgroups.update(later.cgroups)
         if later.deaths_followed is not None:
             self.deaths_followed = later.deaths_followed
+        if later.light is not None:
+            self.light = later.light
         # A live source's packed blocks join without decoding (EventBlock.extended, .tail).
         joined = getattr(self.events, "extended", None)
         if joined is not None and type(later.events) is type(self.events):

@@ -42,6 +42,7 @@ class SignalMetrics(Collector):
         self.map_full: Counter[str] = Counter()  # map
         self.map_fill: dict[str, float] = {}
         self.rows_evicted = 0  # the --details model's rows given up to its cap (their counts are in the counters)
+        self.light = False  # the source traced with --light: some series cannot count what it does not see
 
     @property
     def flows(self) -> FlowMetrics:
@@ -63,6 +64,7 @@ class SignalMetrics(Collector):
                 {"flows": stats.flows_full, "threads": stats.threads_full, "signalfds": stats.signalfds_full}
             )
             self.map_fill = batch.map_fill or self.map_fill
+            self.light = self.light or bool(batch.light)
 
     def fold(self, model: Any, batch: Batch) -> None:
         """With --details: the batch through a model that matches deliveries and names deaths, then counted."""
@@ -110,3 +112,9 @@ class SignalMetrics(Collector):
                 fill.add_metric([name], ratio)
             yield fill
         yield InfoMetricFamily("sigtop_build", "sigtop's version", value={"version": version()})
+        yield InfoMetricFamily(
+            "sigtop_trace",
+            "How the kernel is traced: mode light (--light) counts no failed sends, sig-0 probes, signalfd, "
+            "rt_sigaction or rt_sigreturn",
+            value={"mode": "light" if self.light else "full"},
+        )

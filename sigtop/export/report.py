@@ -14,7 +14,7 @@ from rich.text import Text
 
 from sigtop.filters import FlowFilter
 from sigtop.model import SignalModel
-from sigtop.names import signame
+from sigtop.names import LIGHT_UNSEEN, signame
 from sigtop.tables import TABLES
 from sigtop.tables.flows import evicted_json, evicted_summary
 
@@ -55,6 +55,9 @@ def to_json(model: SignalModel, flow_filter: FlowFilter | None = None) -> dict[s
         else:
             doc[name] = spec.json_rows(model, flow_filter)
     doc["unavailable"] = unavailable  # table -> why it is null
+    # --light: what the counts above cannot include (never a zero that reads "none happened").
+    doc["mode"] = "light" if model.light else "full"
+    doc["unseen"] = list(LIGHT_UNSEEN) if model.light else []
     # Rows given up to stay bounded, by whose they were: counted, never silently gone.
     doc["evicted_flows"] = evicted_json(model.flows_table)
     return doc

@@ -82,7 +82,7 @@ class Btf:
             return found
         kind, name_off, size_or_type, pos, vlen, kind_flag = self._kept[type_id]
         members: tuple[tuple[str, int, int], ...] = ()
-        if kind == STRUCT:
+        if kind in (STRUCT, UNION):
             members = tuple(
                 (self._name(m_name), m_type, (m_off & 0xFFFFFF) if kind_flag else m_off)
                 for m_name, m_type, m_off in struct.iter_unpack("<III", self._types[pos : pos + 12 * vlen])
@@ -120,13 +120,25 @@ class Btf:
         return found
 
     def member_offset(self, struct_name: str, member: str) -> int:
-        """Byte offset of a member of a struct (not a bitfield)."""
-        for name, _type, bit_offset in self.struct(struct_name).members:
+        """Byte offset of a member of a struct (not a bitfield), also one inside an anonymous
+        union or struct (pt_regs' cs shares one with FRED's fields since 6.9)."""
+        found = self._member_bits(self.struct(struct_name), member)
+        if found is None:
+            raise BtfError(f"struct {struct_name} has no member {member}")
+        if found % 8:
+            raise BtfError(f"{struct_name}.{member} is a bitfield")
+        return found // 8
+
+    def _member_bits(self, entry: BtfType, member: str) -> int | None:
+        for name, type_id, bit_offset in entry.members:
             if name == member:
-                if bit_offset % 8:
-                    raise BtfError(f"{struct_name}.{member} is a bitfield")
-                return bit_offset // 8
-        raise BtfError(f"struct {struct_name} has no member {member}")
+                return bit_offset
+            inner = self._entry(type_id) if not name else None
+            if inner is not None and inner.kind in (STRUCT, UNION):
+                found = self._member_bits(inner, member)
+                if found is not None:
+                    return bit_offset + found
+        return None
 
     def describe(self, type_id: int) -> str:
         """A type as C would name it, enough to compare prototypes: 'int', 'struct task_struct *'."""

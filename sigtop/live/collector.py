@@ -195,7 +195,11 @@ class BpfSource:
             raise CollectorError("collect() before attach()")
         now = time.monotonic()
         batch = Batch(
-            ts=self._clock.now(), interval_s=now - self._last_collect, final=final, deaths_followed=self.raw_generate
+            ts=self._clock.now(),
+            interval_s=now - self._last_collect,
+            final=final,
+            deaths_followed=self.raw_generate,
+            light=self.config.light or None,
         )
         self._last_collect = now
         # Counts first, then what is still pending: a signal taken between the two reads is then

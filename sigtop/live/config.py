@@ -24,6 +24,9 @@ class TraceConfig:
     task_storage: bool | None = None  # in-flight syscalls in task storage; None: where BTF exists
     raw_generate: bool | None = None  # signal_generate as a raw tracepoint; None: where BTF allows
     follow_fates: bool = True  # follow each queued signal to its end (needs the raw signal_generate)
+    # No syscall tracepoint (--light): no syscall on the machine pays for sigtop; sends are read
+    # from the sender's registers at signal_generate, and what only a syscall shows is unseen.
+    light: bool = False
     reuse_compiled: bool = True  # load the program an earlier start compiled, where one did (sigtop.live.cache)
     # Where the kernel's BTF is read from. The tests point it at nothing to run the no-BTF
     # fallback for real on a kernel that has BTF (the detection, not a forced choice).
@@ -75,6 +78,7 @@ class TraceConfig:
             *host_pid_namespace(),
             *(f"-D{name}={value}" for name, value in (task_offsets or {}).items()),
             f"-DDETAILS={int(self.details)}",
+            f"-DLIGHT={int(self.light)}",
             *(f"-D{name}={value}" for name, value in self.map_sizes().items()),
             "-w",  # the headers of a nearby kernel warn; our code is checked by the verifier
         ]

@@ -123,11 +123,23 @@ def task_offsets(vmlinux: str = str(btf.VMLINUX)) -> dict[str, int]:
     }
 
 
+def register_offsets(vmlinux: str = str(btf.VMLINUX)) -> dict[str, int]:
+    """Where --light reads a send's syscall number and arguments in the sender's saved
+    registers (x86_64's struct pt_regs), from this kernel's BTF."""
+    types = btf.load_vmlinux(Path(vmlinux))
+    return {
+        f"REGS_{reg.upper()}_OFFSET": types.member_offset("pt_regs", reg)
+        for reg in ("orig_ax", "cs", "di", "si", "dx", "r10")
+    }
+
+
 def _choices(config: TraceConfig) -> list[tuple[bool, bool]]:
     """(task storage, raw generate) to try, best first; a choice the config made is never varied."""
     has_btf = preflight.has_btf(config.vmlinux)
     storage = [config.task_storage] if config.task_storage is not None else ([True, False] if has_btf else [False])
     raw = [config.raw_generate] if config.raw_generate is not None else ([True, False] if has_btf else [False])
+    if config.light:
+        raw = [True]  # the registers are read through BTF: the classic tracepoint cannot be light
     return [(s, r) for s in storage for r in raw]
 
 
@@ -142,6 +154,8 @@ def load(config: TraceConfig, phase: Callable[[str], None] | None = None) -> Loa
     """
     say = phase or (lambda _step: None)
     preflight.check_all()
+    if config.light:
+        preflight.check_light(config.vmlinux)
     source = bpf_source_text()
     self_tgid = os.getpid() if config.exclude_self else 0
     offsets: dict[str, int] | None = None
@@ -151,9 +165,11 @@ def load(config: TraceConfig, phase: Callable[[str], None] | None = None) -> Loa
         if raw and offsets is None:
             try:
                 offsets = task_offsets(config.vmlinux)
+                if config.light:
+                    offsets |= register_offsets(config.vmlinux)
             except btf.BtfError as exc:
                 offsets_failure = str(exc)
-                if config.raw_generate:
+                if config.raw_generate or config.light:
                     raise CollectorError(f"signal_generate cannot be a raw tracepoint here: {exc}") from None
                 continue
         cflags = config.cflags(task_storage=task_storage, task_offsets=offsets if raw else None)

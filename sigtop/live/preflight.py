@@ -190,3 +190,12 @@ def check_compiling() -> None:
             f"no kernel headers for {os.uname().release}: run `make setup` "
             "(it links Debian's nearest headers) or install linux-headers"
         )
+
+
+def check_light(vmlinux: str = "/sys/kernel/btf/vmlinux") -> None:
+    """--light reads a send's syscall and arguments from the sender's saved registers: an
+    x86_64 layout (its syscall numbers and user code segment), reached through BTF."""
+    if os.uname().machine != "x86_64":
+        raise CollectorError(f"--light reads x86_64 registers; this machine is {os.uname().machine}: run without it")
+    if not has_btf(vmlinux):
+        raise CollectorError(f"--light needs the kernel's BTF ({vmlinux} is missing): run without it")

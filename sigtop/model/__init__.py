@@ -72,6 +72,7 @@ class SignalModel:
         self.events_received = 0  # detail events decoded (the rest: stats.events_lost, events_dropped)
         self.finished = False
         self._deaths_said: bool | None = None  # what the source said of deaths (None: nothing)
+        self.light = False  # the source traced in light mode (--light): names.LIGHT_UNSEEN is unseen
 
     # ---- the parts' rows, by the names the views use ------------------------------------
 
@@ -148,6 +149,7 @@ class SignalModel:
         self.finished = self.finished or batch.final
         if batch.deaths_followed is not None:
             self._deaths_said = bool(self._deaths_said) or batch.deaths_followed
+        self.light = self.light or bool(batch.light)
         for pid, earlier in self.registry.apply(batch):
             self.sigreturn_table.reused(pid, earlier)
         for table in self.tables.values():

@@ -24,6 +24,7 @@ def open_source(
     details: bool = True,
     interval_s: float = 1.0,
     follow_fates: bool = True,
+    light: bool = False,
     speed: float = 0.0,
     notes: list[str] | None = None,
 ) -> Source:
@@ -46,5 +47,6 @@ def open_source(
             details=details,
             interval_s=interval_s,
             follow_fates=follow_fates,
+            light=light,
         )
     )

@@ -40,6 +40,7 @@ class SignalModel(Protocol):
     deaths_followed: bool
     alerts: Any  # deque of Alert
     fates_followed: bool
+    light: bool
 
 
 @dataclass

@@ -176,6 +176,11 @@ SPEC = TableSpec(
     detail=detail,
     json_order=lambda r: (r.pid, r.fd),
     state=SignalfdTable,
+    unavailable=lambda model: (
+        "--light attaches no syscall tracepoint, and a signalfd is made and changed by syscalls only"
+        if model.light
+        else None
+    ),
     empty="No signalfd seen yet: a signalfd appears when a process creates one or changes its mask "
     "(signalfd, signalfd4) while sigtop runs; one made before sigtop started appears at its next change.",
 )

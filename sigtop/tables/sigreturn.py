@@ -229,6 +229,9 @@ SPEC = TableSpec(
     detail=detail,
     json_order=lambda r: -r.sigreturns,
     state=SigreturnTable,
+    unavailable=lambda model: (
+        "--light attaches no syscall tracepoint, and rt_sigreturn is seen only by its own" if model.light else None
+    ),
     metrics=SigreturnMetrics,
     empty="No rt_sigreturn yet: a process shows here when one of its threads returns from a signal handler.",
 )

@@ -36,7 +36,7 @@ from sigtop.config import ViewConfig
 from sigtop.contract import Source, SourceError
 from sigtop.filters import FilterError, FlowFilter
 from sigtop.model import SignalModel
-from sigtop.names import printable
+from sigtop.names import LIGHT_UNSEEN_SHORT, printable
 from sigtop.tables import TABLES
 from sigtop.tables.base import Detail
 from sigtop.timefmt import clock_s, seek_target
@@ -336,6 +336,11 @@ class SigtopApp(App[int]):
                 empty.update(Text(f"Not available: {view.unavailable}.", style="yellow"))
             elif view.total and not view.keys:
                 empty.update(f"No rows match the filter ({view.total:,} in the table): Esc clears it.")
+            elif snapshot.totals.light and view.name == "flows":  # probes and refusals are not seen
+                empty.update(
+                    "No signals yet: every signal sent or raised by the kernel shows here as it happens "
+                    f"(--light: {LIGHT_UNSEEN_SHORT} are not seen)."
+                )
             else:
                 empty.update(TABLES[view.name].empty)
         except NoMatches:  # a snapshot arriving while the app shuts down
@@ -467,6 +472,8 @@ class SigtopApp(App[int]):
             self._header_alarms(text, latest)
         if self.source.scope:  # the kernel's filter (--pid, -s): fixed for the run, Esc does not clear it
             text.append(f"traced {self.source.scope}  ", style="bold")
+        if latest is not None and latest.totals.light:
+            text.append(f"light: unseen {LIGHT_UNSEEN_SHORT}  ", style="bold yellow")
         if self.settings.group:
             text.append(f"grouped by {self.settings.group} (g)  ", style="bold magenta")
         if self.settings.tree:

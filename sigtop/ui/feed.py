@@ -98,6 +98,7 @@ class Totals:
     evicted_rows: int = 0  # rows given up to the row cap, in every table
     evicted_top: str = ""  # whose, most signals first (tables.flows.evicted_json)
     events_kept: int = 0  # detail events decoded (stats.events_dropped: skipped by sigtop's own budget)
+    light: bool = False  # traced in light mode: the header says what that cannot see
 
 
 @dataclass(frozen=True)
@@ -303,6 +304,7 @@ class ModelFeed:
             evicted_rows=model.evicted_rows,  # every table's, exact (the per-user totals below are capped)
             evicted_top=evicted_summary(evicted_json(model.flows_table), most=2),
             events_kept=model.events_received,
+            light=model.light,
         )
         counts = {name: sum(1 for _ in s.rows(model)) for name, s in TABLES.items()}
         self.seq += 1
