@@ -50,6 +50,37 @@ tracepoint:syscalls:sys_enter_rt_sigreturn
 """
 
 
+RELEASE_WAIT_S = 5.0  # at most this long for a stopped tracer's programs to be freed
+
+
+def bpf_program_ids() -> set[int]:
+    """Every BPF program the kernel holds now (BPF_PROG_GET_NEXT_ID)."""
+    import ctypes
+
+    from sigtop.live.bpfsys import ATTR_SIZE, bpf
+
+    ids: set[int] = set()
+    at = 0
+    while True:
+        attr = ctypes.create_string_buffer(at.to_bytes(4, "little"), ATTR_SIZE)
+        try:
+            bpf(11, attr)  # BPF_PROG_GET_NEXT_ID: {start_id, next_id}
+        except OSError:
+            return ids  # ENOENT: none after `at`
+        at = int.from_bytes(attr.raw[4:8], "little")
+        ids.add(at)
+
+
+def wait_released(before: set[int]) -> float:
+    """Wait until the programs a tracer loaded are freed: a tracer that has exited may still hold
+    its syscall tracepoints for a second while the kernel releases them (sigtop's holder child,
+    RCU grace periods), and every syscall of a "bare" run then would still pay for them."""
+    started = time.monotonic()
+    while bpf_program_ids() - before and time.monotonic() - started < RELEASE_WAIT_S:
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
 def build_loads() -> Path:
     out = Path(tempfile.gettempdir()) / "sigtop-bench-loads"
     subprocess.run(["gcc", "-O2", "-o", str(out), str(HERE / "loads.c")], check=True)
@@ -78,10 +109,12 @@ class Tracer:
         self.proc: subprocess.Popen | None = None
         self.attach_s = 0.0
         self.cpu_start = 0.0
+        self.programs_before: set[int] = set()
 
     def start(self) -> None:
         if self.argv is None:
             return
+        self.programs_before = bpf_program_ids()
         started = time.monotonic()
         self.attach_s = 0.0
         env = {**os.environ, **self.env} if self.env else None
@@ -145,6 +178,7 @@ class Tracer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()  # our own child
             self.proc.wait()
+            wait_released(self.programs_before)
         self.proc = None
 
     def stop(self) -> tuple[str, dict]:
@@ -155,6 +189,7 @@ class Tracer:
         if self.per_event:
             self.proc.wait(timeout=60)
             self.proc = None
+            facts["release_s"] = wait_released(self.programs_before)
             return "", facts
         try:
             out, _ = self.proc.communicate(timeout=60)
@@ -163,6 +198,7 @@ class Tracer:
             self.proc.communicate()
             raise SystemExit(f"{self.name} did not stop on SIGINT within 60 s") from None
         self.proc = None
+        facts["release_s"] = wait_released(self.programs_before)  # before the paired bare run
         return out, facts
 
 
