@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sigtop.contract import SourceError
+from sigtop.live import procfs
 from sigtop.names import SEND_SYSCALLS
 
 TRACEFS_PATHS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
@@ -38,20 +39,10 @@ class CollectorError(SourceError):
     """A failure to start (or go on) tracing, with a one-line message for the user."""
 
 
-def effective_caps() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("CapEff:"):
-                return int(line.split()[1], 16)
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
 def check_privileges() -> None:
     if os.geteuid() == 0:
         return
-    caps = effective_caps()
+    caps = procfs.effective_caps()
     if not (caps >> CAP_BPF & 1 and caps >> CAP_PERFMON & 1):
         raise CollectorError("sigtop needs root (or CAP_BPF and CAP_PERFMON) to trace: run it with sudo")
 
@@ -128,10 +119,8 @@ def memory_headroom(cgroup_root: Path = Path("/sys/fs/cgroup")) -> tuple[int, st
     """How much more memory this process's cgroup (or the tightest of its ancestors) allows, and
     which cgroup that is; None when no limit applies. cgroup v2 (memory.max), or v1's memory
     controller (memory.limit_in_bytes) where that is what the machine mounts."""
-    try:
-        with open("/proc/self/cgroup") as f:
-            entries = dict(line.rstrip("\n").split(":", 2)[1:] for line in f if line.count(":") >= 2)
-    except (OSError, ValueError):
+    entries = procfs.cgroup_paths()
+    if entries is None:
         return None
     if "memory" in entries and (cgroup_root / "memory").is_dir():  # v1
         root, path, limit_file, usage_file = (

@@ -27,7 +27,7 @@ MAX_THREAD_MASKS = 64  # threads whose blocked masks are read per process
 MAX_DISPOSITIONS = 500  # processes whose dispositions are read per batch
 
 
-def _status(pid: int) -> dict[str, str]:
+def _status(pid: int | str) -> dict[str, str]:
     fields = {}
     try:
         text = (PROC / str(pid) / "status").read_text(errors="replace")
@@ -37,6 +37,24 @@ def _status(pid: int) -> dict[str, str]:
         name, _, value = line.partition(":")
         fields[name] = value.strip()
     return fields
+
+
+def effective_caps(pid: int | str = "self") -> int:
+    """A process's effective capability set (CapEff); 0 where it cannot be read."""
+    try:
+        return int(_status(pid).get("CapEff", "0"), 16)
+    except ValueError:
+        return 0
+
+
+def cgroup_paths(pid: int | str = "self") -> dict[str, str] | None:
+    """/proc/PID/cgroup as {controllers: path}: "" is cgroup v2's, "memory" v1's memory
+    controller's; None where it cannot be read."""
+    try:
+        text = (PROC / str(pid) / "cgroup").read_text()
+        return dict(line.split(":", 2)[1:] for line in text.splitlines() if line.count(":") >= 2)
+    except (OSError, ValueError):
+        return None
 
 
 def read_cmdline(pid: int) -> str:
@@ -232,8 +250,9 @@ class ProcResolver:
         self.clock = clock
         # pid -> (read at, start ticks), least recently wanted first
         self._known_procs: BoundedLRU[int, tuple[float, int]] = BoundedLRU(MAX_KNOWN_PROCS)  # forgotten: read again
-        self._known_pidfds: set[tuple[int, int]] = set()
-        self._known_ns_pids: set[tuple[int, int]] = set()
+        # (sender, fd) and (sender, pid) already resolved, the most recent kept.
+        self._known_pidfds: BoundedLRU[tuple[int, int], None] = BoundedLRU(MAX_KNOWN_PROCS)
+        self._known_ns_pids: BoundedLRU[tuple[int, int], None] = BoundedLRU(MAX_KNOWN_PROCS)
 
     def resolve(self, batch: Batch) -> list[ProcInfo]:
         wanted: set[int] = set()
@@ -268,7 +287,7 @@ class ProcResolver:
             if info is not None:
                 procs[pid] = info
         for sender, fd in pidfds:
-            self._known_pidfds.add((sender, fd))
+            self._known_pidfds.put((sender, fd), None)
             target = pidfd_target(sender, fd)
             if target is None:
                 continue
@@ -277,7 +296,7 @@ class ProcResolver:
                 info.pidfds[fd] = target
                 procs[sender] = info
         for sender, ns_pid in ns_pids:
-            self._known_ns_pids.add((sender, ns_pid))
+            self._known_ns_pids.put((sender, ns_pid), None)
             host = host_pid_in_namespace_of(sender, ns_pid)
             info = procs.get(sender) or read_proc(sender, self.clock)
             if info is not None:
@@ -288,10 +307,6 @@ class ProcResolver:
                 target = read_proc(host, self.clock)
                 if target is not None:
                     procs[host] = target
-        if len(self._known_ns_pids) > MAX_KNOWN_PROCS:
-            self._known_ns_pids.clear()
-        if len(self._known_pidfds) > MAX_KNOWN_PROCS:
-            self._known_pidfds.clear()
         return list(procs.values())
 
 
