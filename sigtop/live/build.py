@@ -16,10 +16,15 @@ from __future__ import annotations
 import base64
 import ctypes
 import json
+import os
 import signal
 import struct
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +34,36 @@ from sigtop.live.preflight import CollectorError
 MAP_INFO_SIZE = 88  # struct bpf_map_info, up to map_extra
 COMPILE_TIMEOUT_S = 120
 PR_SET_PDEATHSIG = 1
+ABI_HEADER = "sigtop.h"  # the one include the program's -I must find (plain C: the kernel ABI)
+
+
+@contextmanager
+def include_dir() -> Iterator[Path]:
+    """A real directory holding sigtop.h, for the compiler's -I (package data may be zipped)."""
+    with resources.as_file(resources.files("sigtop.bpf").joinpath(ABI_HEADER)) as header:
+        yield Path(header).parent
+
+
+class StderrCapture:
+    """Capture fd 2 around BCC's compile, which prints clang's output straight to it."""
+
+    def __enter__(self) -> StderrCapture:
+        self.file = tempfile.TemporaryFile(mode="w+b")
+        self.saved = os.dup(2)
+        os.dup2(self.file.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.file.seek(0)
+        self.text = self.file.read().decode(errors="replace")
+        self.file.close()
 
 
 def compile_program(source: str, cflags: list[str]) -> dict[str, Any]:
     """Compile and describe (this process must be about to exit: BCC's module stays loaded)."""
-    from sigtop.live import loader, preflight
+    from sigtop.live import preflight
 
     bcc = preflight.import_bcc()
 
@@ -42,7 +72,7 @@ def compile_program(source: str, cflags: list[str]) -> dict[str, Any]:
             pass
 
     failure: Exception | None = None
-    with loader.include_dir() as include, loader.StderrCapture() as captured:
+    with include_dir() as include, StderrCapture() as captured:
         try:
             compiled = Compiled(text=source.encode(), cflags=[*cflags, f"-I{include}"])
         except Exception as exc:  # BCC raises bare Exception on a failed compile

@@ -10,9 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -23,7 +21,6 @@ from sigtop.live.config import TraceConfig
 from sigtop.live.preflight import CollectorError
 
 PROGRAM = "sigtop.bpf.c"
-ABI_HEADER = "sigtop.h"
 
 
 INCLUDE = re.compile(r'^#include "(\w+\.bpf\.h)"[^\n]*$', re.M)
@@ -49,34 +46,6 @@ def bpf_source_text() -> str:
         at = match.end()
     pieces.append(main[at:])
     return "".join(pieces)
-
-
-def abi_header_text() -> str:
-    return resources.files("sigtop.bpf").joinpath(ABI_HEADER).read_text()
-
-
-@contextmanager
-def include_dir() -> Iterator[Path]:
-    """A real directory holding sigtop.h, for the compiler's -I (package data may be zipped)."""
-    with resources.as_file(resources.files("sigtop.bpf").joinpath(ABI_HEADER)) as header:
-        yield Path(header).parent
-
-
-class StderrCapture:
-    """Capture fd 2 around BCC's compile, which prints clang's output straight to it."""
-
-    def __enter__(self) -> StderrCapture:
-        self.file = tempfile.TemporaryFile(mode="w+b")
-        self.saved = os.dup(2)
-        os.dup2(self.file.fileno(), 2)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        os.dup2(self.saved, 2)
-        os.close(self.saved)
-        self.file.seek(0)
-        self.text = self.file.read().decode(errors="replace")
-        self.file.close()
 
 
 @dataclass
