@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sigtop.abi import field_layout, kernel_abi
+from sigtop.lru import BoundedLRU
 from sigtop.names import EventKind
 from sigtop.wire import FlowKey, SignalEvent
 
-COMM_CACHE = 4096  # distinct comms decoded once each, then the cache starts again
+COMM_CACHE = 4096  # distinct comms decoded once each, the most recent kept
 # struct flow_key's fields as FlowKey names them (the kernel's sender_tgid is the sender's process).
 FLOW_FIELDS = (
     "sender_tgid", "target_pid", "target_tgid", "sig", "code", "err", "syscall", "result", "spoofed", "ns_local",
@@ -191,7 +192,7 @@ class EventBlock(Sequence[SignalEvent]):
         self.data = data
         self.layout = layout
         self.mono_to_wall = mono_to_wall  # the kernel's ns ktime to wall-clock seconds
-        self._comms: dict[bytes, str] = {}
+        self._comms: BoundedLRU[bytes, str] = BoundedLRU(COMM_CACHE)
 
     def __len__(self) -> int:
         return len(self.data) // self.layout.stride
@@ -237,9 +238,8 @@ class EventBlock(Sequence[SignalEvent]):
     def _comm(self, raw: bytes) -> str:
         text = self._comms.get(raw)
         if text is None:
-            if len(self._comms) > COMM_CACHE:
-                self._comms.clear()
-            text = self._comms[raw] = comm_text(raw)
+            text = comm_text(raw)
+            self._comms.put(raw, text)
         return text
 
     def _decode(self, at: int) -> SignalEvent:

@@ -24,6 +24,7 @@ from sigtop.live.config import TraceConfig
 from sigtop.live.maps import MapDrain
 from sigtop.live.preflight import CollectorError
 from sigtop.live.procfs import ProcResolver
+from sigtop.lru import BoundedLRU
 from sigtop.names import EventKind
 from sigtop.wire import Batch, SignalEvent
 
@@ -63,7 +64,8 @@ class BpfSource:
         self._fates: fates.FateSettler | None = None  # where the program follows queued signals (BTF)
         self._clock = SourceClock()  # every time this source stamps: a clock step moves none of them
         self._procs = ProcResolver(self._clock)
-        self._signalfd_owners: dict[int, None] = {}  # processes holding a signalfd: their masks are watched
+        # Processes holding a signalfd: their masks are watched (the most recently seen, bounded).
+        self._signalfd_owners: BoundedLRU[int, None] = BoundedLRU(MAX_SIGNALFD_OWNERS)
         self._last_collect = 0.0
 
     # ---- attach / detach -------------------------------------------------
@@ -223,13 +225,12 @@ class BpfSource:
         batch.events = self._take_events(batch)
         batch.procs = self._procs.resolve(batch)
         for state in batch.signalfds:
-            self._signalfd_owners[state.pid] = None
-        while len(self._signalfd_owners) > MAX_SIGNALFD_OWNERS:
-            self._signalfd_owners.pop(next(iter(self._signalfd_owners)))
+            self._signalfd_owners.put(state.pid, None)
         batch.dispositions = procfs.dispositions(batch, list(self._signalfd_owners), self._clock)
         # Read first (`also` leads the list), so an owner with no disposition read is gone.
         read = {d.pid for d in batch.dispositions}
-        self._signalfd_owners = {pid: None for pid in self._signalfd_owners if pid in read}
+        for pid in [pid for pid in self._signalfd_owners if pid not in read]:
+            self._signalfd_owners.discard(pid)
         return batch
 
     def _take_events(self, batch: Batch) -> Sequence[SignalEvent]:
