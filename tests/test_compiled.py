@@ -56,7 +56,26 @@ def handled_under_a_fresh_attach(child, n: int) -> tuple[bool, int]:
 
 
 def kept_programs(where: Path) -> list[Path]:
-    return sorted(where.glob("*.json"))
+    return sorted(p for p in where.glob("*.json") if not p.name.startswith("offsets-"))
+
+
+def test_the_kernels_offsets_are_read_from_btf_once_and_kept_privately(bpf_ready, compiled_dir, spawn):
+    """Parsing BTF is most of a warm start: the offsets are kept beside the programs, loaded as
+    they are (root's alone), and one that is corrupt or writable by others is read again."""
+    from sigtop.live.loader import task_offsets
+
+    child = spawn()
+    child.ask("handle SIGUSR1")
+    assert handled_under_a_fresh_attach(child, 2) == (True, 2)
+    (kept,) = compiled_dir.glob("offsets-*.json")
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert json.loads(kept.read_text())["offsets"] == task_offsets()
+    for spoil in (lambda: kept.write_text('{"format": 1, "offsets": {"TASK_PID_OFFSET": "x"}}'),
+                  lambda: kept.write_text("{not json"), lambda: kept.chmod(0o646)):  # fmt: skip
+        spoil()
+        assert handled_under_a_fresh_attach(child, 2) == (False, 2)  # the program is still kept
+        assert json.loads(kept.read_text())["offsets"] == task_offsets()
+        assert kept.stat().st_mode & 0o777 == 0o600
 
 
 def test_the_first_start_compiles_and_the_next_loads_what_it_kept_counting_the_same(bpf_ready, compiled_dir, spawn):

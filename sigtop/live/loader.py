@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -102,6 +103,27 @@ def register_offsets(vmlinux: str = str(btf.VMLINUX)) -> dict[str, int]:
     }
 
 
+def kernel_offsets(config: TraceConfig) -> dict[str, int]:
+    """task_offsets (and, for --light, register_offsets) of this kernel, read from its BTF once:
+    parsing BTF is ~0.2 s, most of a warm start, so they are kept beside the compiled programs
+    (sigtop.live.cache: root's alone), named by the kernel, the BTF file and the code that reads it."""
+    code = "".join(Path(module.__file__).read_text() for module in (btf, sys.modules[__name__]))
+    try:
+        st = os.stat(config.vmlinux)
+        where = f"{config.vmlinux} {st.st_size}"
+    except OSError:
+        where = config.vmlinux
+    name = "offsets-" + cache.key(code, [where, f"light={config.light}"])
+    kept = (cache.get(name) or {}).get("offsets") if config.reuse_compiled else None
+    if isinstance(kept, dict) and kept and all(type(v) is int and 0 <= v < 1 << 16 for v in kept.values()):
+        return kept
+    offsets = task_offsets(config.vmlinux)
+    if config.light:
+        offsets |= register_offsets(config.vmlinux)
+    cache.put(name, {"format": objects.FORMAT, "offsets": offsets})
+    return offsets
+
+
 def _choices(config: TraceConfig) -> list[tuple[bool, bool]]:
     """(task storage, raw generate) to try, best first; a choice the config made is never varied."""
     has_btf = preflight.has_btf(config.vmlinux)
@@ -133,9 +155,7 @@ def load(config: TraceConfig, phase: Callable[[str], None] | None = None) -> Loa
     for task_storage, raw in _choices(config):
         if raw and offsets is None:
             try:
-                offsets = task_offsets(config.vmlinux)
-                if config.light:
-                    offsets |= register_offsets(config.vmlinux)
+                offsets = kernel_offsets(config)
             except btf.BtfError as exc:
                 offsets_failure = str(exc)
                 if config.raw_generate or config.light:
