@@ -36,12 +36,13 @@ from sigtop.config import ViewConfig
 from sigtop.contract import Source, SourceError
 from sigtop.filters import FilterError, FlowFilter
 from sigtop.model import SignalModel
-from sigtop.names import LIGHT_UNSEEN_SHORT, printable
+from sigtop.names import LIGHT_UNSEEN_SHORT
 from sigtop.tables import TABLES
 from sigtop.tables.base import Detail
 from sigtop.timefmt import clock_s, seek_target
 from sigtop.ui.commands import commands
 from sigtop.ui.feed import ModelFeed, Snapshot, ViewSettings
+from sigtop.ui.header import SignalHeader
 from sigtop.ui.screens import DetailScreen, FailureScreen, HelpScreen, SeekScreen
 from sigtop.ui.table import SignalTable
 
@@ -54,7 +55,6 @@ TERMINAL_CHECK_S = 0.5
 # to give it back.
 EXIT_GRACE_S = 0.3  # with the terminal gone there is nothing left to restore
 EXIT_GRACE_WITH_TERMINAL_S = 10.0
-MAP_PRESSURE = 0.75
 FAILURE_SHOWN_S = 60.0  # an attach failure stays on screen this long at most (nobody may be watching)
 MAX_FEED_BACKLOG = 2  # batches a streamed replay may have waiting for the model's thread
 
@@ -151,8 +151,15 @@ class SigtopApp(App[int]):
         ),
     ]
 
+    # What is drawn follows from these: the tables from `snapshot` (watch_snapshot), the header
+    # from all of them (bound to SignalHeader's own, in compose).
     snapshot: reactive[Snapshot | None] = reactive(None, always_update=True, init=False)
+    held: reactive[Snapshot | None] = reactive(None, always_update=True, init=False)  # newer, while paused
     paused: reactive[bool] = reactive(False, init=False)
+    source_phase: reactive[str | None] = reactive(None, init=False)  # what attach is doing
+    settings: reactive[ViewSettings] = reactive(ViewSettings, init=False)
+    hidden_columns: reactive[int] = reactive(0, init=False)  # of the table shown: did not fit
+    wide: reactive[bool] = reactive(False, init=False)  # every column at full width, scrolled sideways (w)
 
     def __init__(
         self,
@@ -172,7 +179,7 @@ class SigtopApp(App[int]):
         self.config_file = config_file  # where "Save these settings" writes (None: the user's file)
         if self.config.theme:
             self.theme = self.config.theme
-        self.settings = ViewSettings(
+        settings = ViewSettings(
             table=self.config.table,
             sorts=tuple((t, c, d) for t, (c, d) in self.config.sort.items()),
             flt=flow_filter if flow_filter else self.config.flow_filter(),
@@ -180,12 +187,10 @@ class SigtopApp(App[int]):
             group=self.config.group,
             tree=self.config.tree and not self.config.group,  # the two are one or the other
         )
+        self.set_reactive(SigtopApp.settings, settings)
         self.feed = ModelFeed(self.model, self._publish, tick_s=refresh_s, settings=self.settings, live=source.live)
-        self._held: Snapshot | None = None  # the newest snapshot while paused
         self._show_moved = False  # a replay step or seek: its next snapshot is shown, paused or not
-        self._wide = False  # every column at full width, scrolled sideways (w)
         self._filter_before = self.settings.flt  # the filter when the filter box opened
-        self.source_phase: str | None = None  # what attach is doing, shown until the first snapshot
         self.failure: str | None = None  # why the app ended itself, for the CLI to print
         self._terminal: int | None = None
         # Only the CLI's app on a real terminal arms the exit watchdog (never a test's).
@@ -208,7 +213,17 @@ class SigtopApp(App[int]):
     # ---- layout ------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Static(id="header")
+        yield SignalHeader(
+            self.source, self.refresh_s, self._replay_place if self.seekable else None, id="header"
+        ).data_bind(
+            SigtopApp.snapshot,
+            SigtopApp.held,
+            SigtopApp.paused,
+            SigtopApp.source_phase,
+            SigtopApp.settings,
+            SigtopApp.hidden_columns,
+            SigtopApp.wide,
+        )
         with TabbedContent(initial=self.settings.table, id="tabs"):
             for name, spec in TABLES.items():
                 with TabPane(f"{spec.key} {spec.title}", id=name):  # the key that shows it
@@ -238,7 +253,6 @@ class SigtopApp(App[int]):
         self.run_worker(self._attach_and_start, thread=True, name="attach", exit_on_error=False)
         if self._terminal is not None:
             self.set_interval(TERMINAL_CHECK_S, self._check_terminal)
-        self.render_header()
         self.table(self.settings.table).focus()
         # Everything built so far (modules, the widget tree) lives as long as
         # the app: out of the collector's sight, a full collection in a storm
@@ -268,7 +282,6 @@ class SigtopApp(App[int]):
 
     def _phase(self, step: str) -> None:
         self.source_phase = step.upper()
-        self.render_header()
 
     def on_unmount(self) -> None:
         self.feed.stop()
@@ -314,11 +327,10 @@ class SigtopApp(App[int]):
     @on(SnapshotReady)
     def _snapshot_ready(self, message: SnapshotReady) -> None:
         if self.paused and message.snapshot.settings == self.settings and not self._show_moved:
-            self._held = message.snapshot
-            self.render_header()  # counting goes on: the header says how far
+            self.held = message.snapshot  # counting goes on: the header says how far
             return
         self._show_moved = False
-        self._held = None
+        self.held = None
         self.snapshot = message.snapshot
 
     def watch_snapshot(self, snapshot: Snapshot | None) -> None:
@@ -329,7 +341,6 @@ class SigtopApp(App[int]):
             table = self.table(view.name)
             table.set_sort(view.sort, view.descending)
             table.show(view.keys, view.cells)
-            self.render_header()  # after the table: it says how many columns did not fit
             empty = self._main.query_one(f"#empty-{view.name}", Static)
             empty.display = not view.keys
             if view.unavailable is not None:
@@ -352,8 +363,9 @@ class SigtopApp(App[int]):
             self.end(snapshot.error or self.source.error or "the source failed")
 
     @on(SignalTable.ColumnsFitted)
-    def _columns_fitted(self) -> None:
-        self.render_header()
+    def _columns_fitted(self, message: SignalTable.ColumnsFitted) -> None:
+        if message.table.spec.name == self.active:
+            self.hidden_columns = message.table.columns_cut_off
 
     @property
     def seekable(self) -> bool:
@@ -400,10 +412,9 @@ class SigtopApp(App[int]):
     def watch_paused(self, paused: bool) -> None:
         if self.seekable:
             self.source.pause(paused)
-        if not paused and self._held is not None:
-            held, self._held = self._held, None
+        if not paused and self.held is not None:
+            held, self.held = self.held, None
             self.snapshot = held
-        self.render_header()
 
     async def settled(self, timeout_s: float = 10.0) -> None:
         """Wait until the feed has folded and published all it was given, and the UI drew it (tests)."""
@@ -418,7 +429,7 @@ class SigtopApp(App[int]):
         raise TimeoutError(f"the model's thread did not settle within {timeout_s} s")
 
     def _drawn(self, seq: int) -> bool:
-        shown = self._held if self.paused and self._held is not None else self.snapshot
+        shown = self.held if self.paused and self.held is not None else self.snapshot
         return seq == 0 or (shown is not None and shown.seq >= seq)
 
     def _failed_to_start(self, failure: str) -> None:
@@ -447,95 +458,6 @@ class SigtopApp(App[int]):
         if not self._terminal_alive():
             self.end("the terminal went away")
 
-    def render_header(self) -> None:
-        """One line, most important first (a narrow terminal cuts the end): the state, alerts and
-        every loss, what is traced and shown, then the rates."""
-        shown = self.snapshot
-        latest = self._held or shown
-        text = Text()
-        text.append("sigtop ", style="bold")
-        if self.paused:
-            text.append("PAUSED", style="bold yellow")
-            if self.seekable:
-                text.append(f" at {self._replay_place()} ([ ] t)", style="yellow")
-        elif latest is None:
-            text.append(self.source_phase or ("ATTACHING" if self.source.live else "LOADING"), style="bold yellow")
-        else:
-            state = {"live": "LIVE", "replay": "REPLAY", "replay end": "REPLAY END", "failed": "FAILED"}
-            style = "bold green" if latest.state in state and latest.state != "failed" else "bold yellow"
-            word = state.get(latest.state, latest.state.upper())
-            if latest.state == "attaching" and self.source_phase:
-                word = f"ATTACHING: {self.source_phase}"
-            text.append(word, style=style)
-        text.append("  ")
-        if latest is not None:
-            self._header_alarms(text, latest)
-        if self.source.scope:  # the kernel's filter (--pid, -s): fixed for the run, Esc does not clear it
-            text.append(f"traced {self.source.scope}  ", style="bold")
-        if latest is not None and latest.totals.light:
-            text.append(f"light: unseen {LIGHT_UNSEEN_SHORT}  ", style="bold yellow")
-        if self.settings.group:
-            text.append(f"grouped by {self.settings.group} (g)  ", style="bold magenta")
-        if self.settings.tree:
-            text.append("tree (T)  ", style="bold magenta")
-        view_filter = self.flow_filter.describe()
-        text.append(f"filter {view_filter or '-'}  ", style="bold cyan" if view_filter else "")
-        if latest is not None:
-            t = latest.totals
-            text.append(f"{t.signals_per_sec:,.0f} sig/s  total {t.total_signals:,}  flows {t.flows:,}  ")
-            if t.stats.events_lost:  # the kernel's ring buffer was full: details sigtop never had
-                text.append(f"lost {t.stats.events_lost:,} details  ", style="bold red")
-            if t.stats.events_dropped:  # sigtop's own decode budget: a choice, and the counts are whole
-                seen = t.events_kept + t.stats.events_dropped
-                text.append(f"details sampled 1 in {round(seen / max(1, t.events_kept)):,}  ", style="yellow")
-        text.append(f"every {self.refresh_s:g}s")
-        if self.source.name:
-            text.append(f"  {printable(self.source.name)}")
-        try:
-            shown = self.table(self.active)
-            hidden = len(shown.spec.columns) - len(shown.hidden) - len(shown.visible_columns)
-        except (NoMatches, AttributeError):
-            hidden = 0
-        if hidden > 0:
-            text.append(f"  +{hidden} columns when wider (w: scroll ←/→; Enter: all of a row)", style="dim")
-        elif self._wide:
-            text.append("  wide: ←/→ scroll (w)", style="dim")
-        try:
-            self._main.query_one("#header", Static).update(text)
-        except (NoMatches, AttributeError):
-            pass
-
-    def _header_alarms(self, text: Text, latest: Snapshot) -> None:
-        """Alerts, and every loss, kernel or user space: counts are exact unless these say otherwise."""
-        t = latest.totals
-        stats = t.stats
-        if t.alerts:
-            text.append(f"ALERTS {t.alerts} (a)  ", style="bold white on red")
-        if stats.signals_uncounted:
-            text.append(f"UNCOUNTED {stats.signals_uncounted:,} signals  ", style="bold white on red")
-        other_misses = stats.program_misses - stats.signals_missed
-        if other_misses:
-            text.append(f"missed {other_misses:,} probe runs  ", style="bold red")
-        # Map pressure: past 75% the kernel's flow map is near full; once full,
-        # new flows are counted (exactly) in the overflow rows, by signal only.
-        if stats.flows_full:
-            text.append(f"FLOW MAP FULL: {stats.flows_full:,} in overflow rows  ", style="bold white on red")
-        elif t.map_fill.get("flows", 0) >= MAP_PRESSURE:
-            text.append(f"flow map {t.map_fill['flows']:.0%}  ", style="bold red")
-        # The threads and signalfd maps have no overflow row: what did not fit went uncounted.
-        for name, full in (("THREAD", stats.threads_full), ("SIGNALFD", stats.signalfds_full)):
-            if full:
-                text.append(f"{name} MAP FULL: {full:,} not counted  ", style="bold white on red")
-        # Queued signals whose end could not be followed (no room): their rows' fates are short by this.
-        unfollowed = stats.pending_full + stats.exits_full
-        if unfollowed:
-            text.append(f"FATES NOT FOLLOWED: {unfollowed:,}  ", style="bold white on red")
-        if stats.filter_full:
-            text.append(f"FILTER FULL: {stats.filter_full:,} not followed  ", style="bold white on red")
-        if t.evicted_rows:
-            # Rows given up to the cap (the users holding most first): their counts are kept.
-            text.append(f"evicted {t.evicted_rows:,} rows: {t.evicted_top}  ", style="bold yellow")
-
     def _show(self, settings: ViewSettings) -> None:
         """Ask the feed for a view (it answers with a snapshot at once)."""
         self.settings = settings
@@ -554,6 +476,7 @@ class SigtopApp(App[int]):
         name = event.pane.id or "flows"
         if name != self.settings.table:
             self._show(self.settings.showing(name))
+        self.hidden_columns = self.table(name).columns_cut_off
         self.table(name).focus()
 
     def action_sort_column(self, step: int) -> None:
@@ -572,7 +495,6 @@ class SigtopApp(App[int]):
     def apply_filter(self, text: str) -> None:
         """Filter the view by this text, as typed in the filter box (the palette's presets)."""
         self._show(self.settings.filtered(FlowFilter.parse(text)))
-        self.render_header()
 
     def cursor_container(self) -> str:
         """The container of the flows row under the cursor (the target's, else the sender's), or ""."""
@@ -676,23 +598,20 @@ class SigtopApp(App[int]):
 
     def action_wide(self) -> None:
         """Every column at full width, scrolled sideways (←/→); or fitted to the terminal again."""
-        self._wide = not self._wide
+        self.wide = not self.wide
         for name in TABLES:
             try:
-                self.table(name).set_wide(self._wide)
+                self.table(name).set_wide(self.wide)
             except NoMatches:
                 continue
-        self.render_header()
 
     def action_tree(self) -> None:
         """Flows under their sender's ancestors (htop's F5), or as a list again."""
         self._show(self.settings.treed(not self.settings.tree))
-        self.render_header()
         self.notify("flows as a tree of senders" if self.settings.tree else "flows as a list", timeout=2)
 
     def group_by(self, group: str) -> None:
         self._show(self.settings.grouped(group))
-        self.render_header()
         self.notify(f"flows grouped by {group}" if group else "flows not grouped", timeout=2)
 
     def action_clear(self) -> None:
@@ -733,7 +652,6 @@ class SigtopApp(App[int]):
         bar_open = self._main.query_one("#filter-bar").has_class("visible")
         self._close_filter()
         self._show(self.settings.filtered(self._filter_before if bar_open else FlowFilter()))
-        self.render_header()
 
     @on(Input.Changed, "#filter")
     def _filter_typed(self, event: Input.Changed) -> None:
@@ -747,7 +665,6 @@ class SigtopApp(App[int]):
         error.update("")
         if flt != self.flow_filter:
             self._show(self.settings.filtered(flt))
-            self.render_header()
 
     def _close_filter(self) -> None:
         self._main.query_one("#filter-bar").remove_class("visible")
@@ -763,7 +680,6 @@ class SigtopApp(App[int]):
             return
         self._close_filter()
         self._show(self.settings.filtered(flt))
-        self.render_header()
 
     @on(DataTable.RowSelected)
     def _row_selected(self, event: DataTable.RowSelected) -> None:

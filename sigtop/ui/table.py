@@ -58,6 +58,10 @@ class SignalTable(DataTable[Any]):
     class ColumnsFitted(Message):
         """The columns shown changed (a resize, a wider cell): the header says how many are hidden."""
 
+        def __init__(self, table: SignalTable) -> None:
+            super().__init__()
+            self.table = table
+
     def __init__(self, spec: TableSpec, hidden: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.spec = spec
@@ -135,6 +139,11 @@ class SignalTable(DataTable[Any]):
             now[i] -= 1
             excess -= 1
         return visible, {i: w - pad for i, w in now.items() if w < widths[i]}
+
+    @property
+    def columns_cut_off(self) -> int:
+        """Columns that did not fit the width (those the settings file hides aside)."""
+        return len(self.spec.columns) - len(self.hidden) - len(self.visible_columns)
 
     def set_wide(self, wide: bool) -> None:
         """Every column, scrolled sideways; or those that fit, fitted."""
@@ -226,7 +235,7 @@ class SignalTable(DataTable[Any]):
                 rank = {key: n for n, key in enumerate(order)}
                 self.sort(str(first), key=lambda cell: rank[cell.row_key])
         if rebuilt:  # a column came or went (a wider cell, a resize): the rows were added again
-            self.post_message(self.ColumnsFitted())
+            self.post_message(self.ColumnsFitted(self))
             self.scroll_to(y=scroll, animate=False, immediate=True)
         if cursor is not None and cursor in cells:
             index = self.get_row_index(cursor)
