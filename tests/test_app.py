@@ -752,3 +752,33 @@ async def test_a_streamed_replay_steps_back_by_reading_its_file_again(batches):
         await pilot.press("right_square_bracket")
         await moved_to(pilot, len(batches) - 1)
         assert app.model.total_signals == total_after(batches, len(batches) - 1)
+
+
+async def test_only_this_container_filters_by_the_row_under_the_cursor(batches):
+    """The palette's "only this container" takes the container of the row under the cursor (its
+    target's, else its sender's), at 80x24 too, where the CONTAINER column does not fit. The
+    recording is the real one, with its top row's target placed in a podman container's cgroup."""
+    from sigtop.containers import container_of
+
+    app = make_app(batches)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await loaded(pilot)
+        top = rows_by_key(app)[app.query_one("#table-flows", DataTable).cursor_key()]
+        assert app.cursor_container() == ""  # on the host
+    cgroup = "/machine.slice/libpod-" + "4f2a" * 16 + ".scope"
+    label = container_of(cgroup).label
+    moved = copy.deepcopy(batches)
+    for batch in moved:
+        for proc in batch.procs:
+            if proc.pid == top.key.target_pid:
+                proc.cgroup = cgroup
+    app = SigtopApp(ReplaySource(moved, speed=0, name="recording.jsonl"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        assert app.cursor_container() == label
+        await palette(pilot, "only this container")
+        assert f"filter ctr:{label}" in header(app)
+        shown = [rows_by_key(app)[k] for k in app.snapshot.table.keys]
+        assert shown
+        assert all(label in (r.sender_container, r.target_container) for r in shown)
+        assert len(shown) < len(app.model.flows)

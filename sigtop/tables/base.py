@@ -227,6 +227,8 @@ class TableSpec:
     plain_title: Callable[[dict[str, Any]], str] | None = None
     printed_empty: bool = False
     help: str = ""  # its paragraph in the help screen: what its words and columns mean
+    # The container a row is of ("" on the host; the palette's "only this container"), if any.
+    container: Callable[[Any], str] | None = None
 
     def column(self, name: str) -> Column:
         for c in self.columns:

@@ -1261,6 +1261,7 @@ SPEC = TableSpec(
     metrics=FlowMetrics,
     plain_title=lambda doc: f"Signal flows ({doc['duration_s']} s, {doc['total_signals']} signals)",
     printed_empty=True,
+    container=lambda r: r.target_container or r.sender_container,
     help="\n".join(
         (
             'Results: QUEUED put on a pending list (the kernel\'s "delivered"), IGN discarded (ignored), MERGED '

@@ -498,15 +498,11 @@ class SigtopApp(App[int]):
 
     def cursor_container(self) -> str:
         """The container of the flows row under the cursor (the target's, else the sender's), or ""."""
-        snapshot = self.snapshot
-        if snapshot is None or snapshot.table.name != "flows":
+        shown = self.snapshot.table if self.snapshot is not None else None
+        if shown is None or not shown.containers:
             return ""
-        key = self.table("flows").cursor_key()
-        if key not in snapshot.table.keys:
-            return ""
-        cell = snapshot.table.cells[snapshot.table.keys.index(key)][TABLES["flows"].column_names().index("container")]
-        ends = [end for end in str(getattr(cell, "plain", cell)).split("→") if end and end != "host"]
-        return ends[-1] if ends else ""
+        key = self.table(shown.name).cursor_key()
+        return shown.containers[shown.keys.index(key)] if key in shown.keys else ""
 
     def save_view_svg(self) -> None:
         """The screen as an SVG in the current directory."""

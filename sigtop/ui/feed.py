@@ -80,6 +80,7 @@ class TableView:
     selected: int  # rows the filter selected (the model may hold more)
     total: int  # rows the table holds
     unavailable: str | None = None  # why this source cannot fill the table at all
+    containers: tuple[str, ...] = ()  # each row's container (the spec's `container`), where it has one
 
 
 @dataclass(frozen=True)
@@ -290,6 +291,7 @@ class ModelFeed:
             selected=len(rows),
             total=sum(1 for _ in spec.rows(model)),
             unavailable=spec.unavailable(model) if spec.unavailable is not None else None,
+            containers=tuple(spec.container(row) for _key, row in shown) if spec.container is not None else (),
         )
         totals = Totals(
             signals_per_sec=model.signals_per_sec,
