@@ -297,6 +297,14 @@ def main() -> None:
         for c in configurations(peers=not args.quick)
         if c.name == "bare" or not args.configs or c.name in args.configs.split(",")
     ]
+    # A tracer that is not installed is one line before any round, not a traceback in the first
+    # (make bench installs bpftrace and libbpf-tools).
+    missing = sorted({c.argv[0] for c in configs if c.argv and shutil.which(c.argv[0]) is None})
+    missing += sorted(
+        {a for c in configs if c.argv for a in c.argv[1:] if a.startswith("/usr/sbin/") and not Path(a).exists()}
+    )
+    if missing:
+        raise SystemExit(f"bench: not installed: {', '.join(missing)} (make bench installs bpftrace and libbpf-tools)")
     ns: dict[str, dict[str, list[float]]] = {c.name: {m: [] for m in loads} for c in configs}
     # each traced run's ns/op over that of a bare run of the same load right after it
     paired: dict[str, dict[str, list[float]]] = {c.name: {m: [] for m in loads} for c in configs}
