@@ -14,7 +14,7 @@ import signal
 import pytest
 
 from sigtop.lru import BoundedLRU
-from sigtop.model import SignalModel
+from sigtop.model import EVENTS_PER_STEP, SignalModel
 from sigtop.model.ledger import ESCALATION_S, OOM_TO_DEATH_S, DeathLedger
 from sigtop.model.matcher import (
     EVENT,
@@ -529,3 +529,51 @@ def test_feed_is_idle_only_once_what_it_folded_is_published():
         assert published.get(timeout=0.5).totals.batches == 1
     finally:
         feed.stop()
+
+
+def test_a_view_asked_for_during_a_storms_fold_is_published_before_the_fold_ends():
+    """A key pressed while the feed folds a storm's batch (120,000 events: ~120 ms here) is
+    answered between two of the fold's steps, with every count of the batch already in."""
+    from tests.test_model import generate
+
+    published: queue.Queue[Snapshot] = queue.Queue()
+    events = [generate(1000.0 + i / 1e6, 100, 101, 200, 200, comm="s") for i in range(3 * EVENTS_PER_STEP)]
+
+    class PressedDuringTheFold(SignalModel):
+        def fold_steps(self, batch):
+            for n, step in enumerate(super().fold_steps(batch)):
+                if n == 0:
+                    feed.view(ViewSettings().showing("deaths"))  # as the UI's thread would
+                yield step
+
+    feed = ModelFeed(PressedDuringTheFold(), published.put, tick_s=3600.0)
+    feed.start()
+    try:
+        published.get(timeout=WAIT_S)  # the first, at start
+        feed.put(Batch(ts=1000.0, interval_s=1.0, flows=[sent(100, signal.SIGTERM, 999.0, count=len(events))],
+                       events=events))  # fmt: skip
+        answer = published.get(timeout=WAIT_S)
+        assert answer.table.name == "deaths"
+        assert answer.totals.total_signals == len(events)  # the counts whole
+        assert answer.totals.events_kept == EVENTS_PER_STEP  # one step of the events in
+        after = published.get(timeout=WAIT_S)  # the batch folded, shown as asked; no second answer
+        assert (after.table.name, after.totals.events_kept) == ("deaths", len(events))
+        assert feed.idle.wait(WAIT_S)
+        assert published.empty()
+    finally:
+        feed.stop()
+
+
+def test_a_delivery_in_a_later_step_of_the_fold_is_matched_to_its_signal():
+    """The last signal of one step, taken in the next: its latency is still measured."""
+    from tests.test_model import generate
+
+    model = SignalModel()
+    ignored = [generate(1000.0, 100, 101, 300, 300, result=Result.ignored) for _ in range(EVENTS_PER_STEP - 1)]
+    queued = generate(1000.5, 100, 101, 200, 200)
+    taken = SignalEvent(queued.ts + 0.00025, EventKind.deliver, 200, 200, 200, 200, 15, 0, 0, 0, 0)
+    flows = [delta(key(target=300, tgid=300, result=Result.ignored), len(ignored)), delta(key(target=200, tgid=200), 1)]
+    batch = Batch(ts=1001.0, interval_s=1.0, flows=flows, events=[*ignored, queued, taken])
+    assert len(list(model.fold_steps(batch))) == 1  # two steps: the generates, then the take
+    (row,) = [r for r in model.flows.values() if r.key.target_pid == 200]
+    assert [e.latency_ns for e in row.events] == [250_000]

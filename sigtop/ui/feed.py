@@ -137,6 +137,8 @@ class ModelFeed:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._folded = False  # a batch folded that no snapshot shows yet
+        self._wanted = self.settings  # the settings the UI asked for last (any thread writes it)
+        self._answered: ViewSettings | None = None  # settings published between a fold's steps
         self._published_at = 0.0
 
     # ---- from other threads -------------------------------------------------------------
@@ -147,8 +149,9 @@ class ModelFeed:
         self._inbox.put(("batch", batch))
 
     def view(self, settings: ViewSettings) -> None:
-        """Show these settings (a snapshot follows at once)."""
+        """Show these settings (a snapshot follows at once, also in the middle of a storm's batch)."""
         self.idle.clear()
+        self._wanted = settings  # seen between the fold's steps, before the inbox gets to it
         self._inbox.put(("view", settings))
 
     def clear(self) -> None:
@@ -226,12 +229,16 @@ class ModelFeed:
         """Take one item; whether the view must be published now (not at the next tick)."""
         kind, value = item
         if kind == "batch":
-            self.model.apply(value)
+            for _step in self.model.fold_steps(value):
+                self._answer_view()  # a key pressed in a storm is answered within a step, not a batch
             if value.final and not self.live:
                 self.state = "replay end"
             return bool(value.final)
         if kind == "view":
-            self.settings = value
+            self.settings = self._wanted  # the newest asked for (an older item is already stale)
+            if self._answered is self.settings:  # published between a fold's steps already
+                self._answered = None
+                return False
             return True
         if kind == "clear":
             self.model.clear()
@@ -311,6 +318,13 @@ class ModelFeed:
         counts = {name: sum(1 for _ in s.rows(model)) for name, s in TABLES.items()}
         self.seq += 1
         return Snapshot(self.seq, settings, table, totals, counts, self.state, self.error)
+
+    def _answer_view(self) -> None:
+        """Between two steps of a fold: publish at once if the UI asked for other settings."""
+        wanted = self._wanted
+        if wanted != self.settings:
+            self.settings = self._answered = wanted
+            self._publish()
 
     def _publish(self) -> None:
         self.publish(self.snapshot())
