@@ -14,7 +14,7 @@ import signal
 import pytest
 
 from sigtop.lru import BoundedLRU
-from sigtop.model import EVENTS_PER_STEP, SignalModel
+from sigtop.model import EVENTS_PER_ROW, EVENTS_PER_STEP, SignalModel
 from sigtop.model.ledger import ESCALATION_S, OOM_TO_DEATH_S, DeathLedger
 from sigtop.model.matcher import (
     EVENT,
@@ -577,3 +577,21 @@ def test_a_delivery_in_a_later_step_of_the_fold_is_matched_to_its_signal():
     assert len(list(model.fold_steps(batch))) == 1  # two steps: the generates, then the take
     (row,) = [r for r in model.flows.values() if r.key.target_pid == 200]
     assert [e.latency_ns for e in row.events] == [250_000]
+
+
+def test_a_rows_events_share_one_flow_key_and_are_its_last_ones_across_batches():
+    """Memory: 100,000 kept events each with its own FlowKey were 11 MB of a churn's model."""
+    from sigtop.events import EventBlock, pack_records
+    from tests.test_model import LAYOUT, generate
+
+    model = SignalModel()
+    k = key(target=200, tgid=200)
+    for n in range(3):
+        objects = [generate(1000.0 + n + i / 1e4, 100, 101, 200, 200, comm="s") for i in range(150)]
+        block = EventBlock(pack_records(objects, LAYOUT, 1000.0), LAYOUT, 1000.0)
+        model.apply(Batch(ts=1000.0 + n, interval_s=1.0, flows=[delta(k, len(objects))], events=block))
+    (row,) = model.flows.values()
+    assert len(row.events) == EVENTS_PER_ROW
+    assert [e.ts for e in row.events] == sorted(e.ts for e in row.events)
+    assert row.events[-1].ts == pytest.approx(1002.0 + 149 / 1e4)
+    assert len({id(e.flow) for e in row.events}) == 1

@@ -211,14 +211,22 @@ class SignalModel:
         for index in rare:
             self._rare(events[index])
         for row, slots in kept.values():
+            # A row's events are a plain list of its last EVENTS_PER_ROW (a deque's 64-slot block
+            # is ~700 bytes however few it holds: 14 MB over 20,000 rows), and events of one flow
+            # share one FlowKey (112 bytes and its ints each). A model of 20,000 rows holding
+            # 100,000 events: 110 -> 81 MB.
+            held = list(row.events)
+            last = held[-1] if held else None
             for s in slots:
                 event = s[matcher.EVENT] = events[s[matcher.INDEX]]
                 event.latency_ns = s[matcher.LATENCY]
                 event.taken_tid = s[matcher.TAKEN_BY]
                 event.comm, event.target_comm = printable(event.comm), printable(event.target_comm)
-                if not row.events:
-                    row.events = deque(maxlen=EVENTS_PER_ROW)
-                row.events.append(event)
+                if last is not None and event.flow is not None and event.flow == last.flow:
+                    event.flow = last.flow
+                held.append(event)
+                last = event
+            row.events = held[-EVENTS_PER_ROW:] if len(held) > EVENTS_PER_ROW else held
             if isinstance(row, SigreturnRow) and not row.comm and slots:
                 row.comm = slots[-1][matcher.EVENT].comm
 

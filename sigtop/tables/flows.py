@@ -7,7 +7,7 @@ selection, its columns, its JSON, its detail and its key.
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -104,7 +104,7 @@ class FlowRow:
     last_ts: float = 0.0
     rate: float = 0.0  # signals/s over the last interval
     # The row's last EVENTS_PER_ROW detail events; () until it keeps one (20,000 empty deques: 15 MB).
-    events: deque[SignalEvent] | tuple[()] = ()
+    events: list[SignalEvent] | tuple[()] = ()  # its last EVENTS_PER_ROW, oldest first
     sender_comm_now: str = ""  # the sender's comm in /proc now, where it differs (it exec'd)
     claimed: tuple[int, int] | None = None  # spoofed: the (si_pid, si_uid) the siginfo claimed
     sender_container: str = ""  # containers.Container.label of each end ("" on the host)

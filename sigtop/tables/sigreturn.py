@@ -52,7 +52,7 @@ class SigreturnRow:
     history: deque[int] = field(default_factory=lambda: deque(maxlen=HISTORY_POINTS))
     owner_uid: int = -1  # its user, as /proc said (-1: not known), for fair eviction
     # The row's last EVENTS_PER_ROW detail events; () until it keeps one (20,000 empty deques: 15 MB).
-    events: deque[SignalEvent] | tuple[()] = ()
+    events: list[SignalEvent] | tuple[()] = ()  # its last EVENTS_PER_ROW, oldest first
     gen: int = 0  # which process of that pid (see the registry)
 
     @property
