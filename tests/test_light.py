@@ -264,3 +264,22 @@ def test_a_light_trace_says_so_through_a_recording_and_the_exporter(light, spawn
     registry = CollectorRegistry()
     registry.register(full)
     assert 'sigtop_trace_info{mode="full"} 1.0' in generate_latest(registry).decode()
+
+
+def test_a_blocked_signal_on_a_threads_own_list_is_discarded_when_the_thread_ends(measure_light, spawn):
+    """Full mode reads a thread's own list at sys_enter_exit (this kernel has emptied it by
+    sched_process_exit); --light attaches neither, and must still settle it."""
+    from tests.test_fates import fates
+
+    child = spawn()
+    child.ask("block SIGUSR1")  # the thread inherits the mask
+    tid = int(child.ask("thread"))
+
+    def work():
+        assert syscall(SYS_tgkill, child.pid, tid, signal.SIGUSR1) == 0
+        child.ask("endthread")
+
+    model = measure_light(work, lambda m: any(r.key.target_pid == child.pid and r.discarded for r in m.flows.values()))
+    rows = [r for r in model.flows.values() if r.key.sender_pid == os.getpid() and r.key.via == "tgkill"]
+    assert len(rows) == 1
+    assert fates(rows[0]) == {"queued": 1, "taken": 0, "read": 0, "discarded": 1, "pending": 0, "untracked": 0}
