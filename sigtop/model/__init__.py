@@ -215,7 +215,9 @@ class SignalModel:
             # is ~700 bytes however few it holds: 14 MB over 20,000 rows), and events of one flow
             # share one FlowKey (112 bytes and its ints each). A model of 20,000 rows holding
             # 100,000 events: 110 -> 81 MB.
-            held = list(row.events)
+            if not row.events:
+                row.events = []
+            held = row.events  # appended in place (only this thread reads rows), cut to size below
             last = held[-1] if held else None
             for s in slots:
                 event = s[matcher.EVENT] = events[s[matcher.INDEX]]
@@ -226,7 +228,7 @@ class SignalModel:
                     event.flow = last.flow
                 held.append(event)
                 last = event
-            row.events = held[-EVENTS_PER_ROW:] if len(held) > EVENTS_PER_ROW else held
+            del held[:-EVENTS_PER_ROW]
             if isinstance(row, SigreturnRow) and not row.comm and slots:
                 row.comm = slots[-1][matcher.EVENT].comm
 

@@ -152,7 +152,7 @@ class ModelFeed:
         """Show these settings (a snapshot follows at once, also in the middle of a storm's batch)."""
         self.idle.clear()
         self._wanted = settings  # seen between the fold's steps, before the inbox gets to it
-        self._inbox.put(("view", settings))
+        self._inbox.put(("view", None))  # the item only wakes the thread: the settings are _wanted
 
     def clear(self) -> None:
         """Forget all counts (a snapshot follows at once)."""
