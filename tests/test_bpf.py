@@ -384,6 +384,36 @@ def test_detail_events_all_arrive_when_read_in_time(tracer, measure, spawn):
     assert model.events_received >= sent
 
 
+def test_events_that_wrap_round_a_small_ring_arrive_whole(bpf_ready, spawn):
+    """A ring of one page (30 events), read every few sends: records wrap round its end five
+    times, some split across it (sigtop maps the ring's pages once and joins the two ends
+    itself). Each event arrives, in order, carrying its own si_value."""
+    from sigtop.live.collector import BpfSource
+
+    child = spawn()
+    child.ask("ignore SIGUSR2")
+    sent = 150
+    source = BpfSource(own_config(child.pid, details=True, ringbuf_pages=1))
+    source.attach()
+    try:
+        model = SignalModel()
+        source.read_events()
+        source.collect()
+        for value in range(sent):
+            info = siginfo(signal.SIGUSR2, value)
+            syscall(SYS_rt_sigqueueinfo, child.pid, signal.SIGUSR2, ctypes.byref(info))
+            if value % 5 == 4:
+                source.read_events()
+        model = collect_until(source, None, model=model)
+    finally:
+        source.detach()
+    row = only_flow(model, os.getpid(), child.pid)
+    assert row.count == sent
+    assert model.stats.events_lost == 0
+    values = [e.info_value for e in row.events if e.kind == EventKind.generate]
+    assert values == list(range(sent))
+
+
 def test_sigreturn_without_a_handler_frame_is_unmatched(measure):
     """SROP's first step, for real: a child of ours calls rt_sigreturn with no signal delivered.
 

@@ -7,8 +7,11 @@ kernel's layout (kernel/bpf/ringbuf.c, as libbpf reads it) is simple enough
 to read here instead:
 
 * page 0, read-write: the consumer position, which we advance;
-* page 1, read-only: the producer position; then the data pages, mapped
-  twice in a row so that a run of records that wraps is still contiguous.
+* page 1, read-only: the producer position; then the data pages. The
+  kernel maps them twice in a row, so that a run of records that wraps is
+  contiguous; we map them once and join the two ends of a run that wraps
+  (once per trip round the ring). Each page mapped counts in our RSS: the
+  second mapping was 8 MB of RSS for no memory at all.
 
 Every record is an 8-byte header (length with BUSY and DISCARD bits, page
 offset) and the sample, rounded up to 8 bytes. sigtop's program only ever
@@ -46,8 +49,9 @@ class RingBufferReader:
         self.sample_size = sample_size
         self.record_size = record_size(sample_size)
         self._consumer = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
-        self._producer = mmap.mmap(map_fd, page + 2 * data_size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        self._producer = mmap.mmap(map_fd, page + data_size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
         self._data = memoryview(self._producer)[page:]
+        self._data_size = data_size
         # The positions through native 'Q' views: one aligned 8-byte load or
         # store each. struct's '<Q' goes byte by byte, and a torn consumer
         # position made the kernel see the ring as full now and then
@@ -78,10 +82,17 @@ class RingBufferReader:
             return 0, 0
         if (prod - cons) % self.record_size:
             raise RingBufferError("ring buffer holds records of another size")
-        n = (prod - cons) // self.record_size
+        size = self.record_size
+        n = (prod - cons) // size
         off = cons & self.mask
-        run = self._data[off : off + n * self.record_size]
-        headers = run.cast("I")[:: self.record_size // 4].tolist()
+        # The run as one or two pieces of the ring: its end, then its start. A header is
+        # 8-byte aligned, and so never split; a sample may be.
+        first = self._data[off : off + n * size]
+        rest = self._data[: n * size - len(first)]
+        in_first = -(-len(first) // size)  # records whose header lies in the first piece
+        headers = first.cast("I")[:: size // 4].tolist()
+        if rest:
+            headers += rest[in_first * size - len(first) :].cast("I")[:: size // 4].tolist()
         committed = n
         discarded = False
         for i, length in enumerate(headers):
@@ -92,15 +103,22 @@ class RingBufferReader:
             if length & ~DISCARD_BIT != self.sample_size:
                 raise RingBufferError(f"ring buffer record of {length & ~DISCARD_BIT} bytes, not {self.sample_size}")
         skipped = max(0, committed - limit)
-        size = self.record_size
         before = len(out)
+
+        def copy(start: int, end: int) -> None:  # bytes start..end of the run (its headers read first)
+            nonlocal out
+            out += first[start:end]
+            if end > len(first):
+                out += rest[max(0, start - len(first)) : end - len(first)]
+
         if discarded:
             for i in range(skipped, committed):
                 if not headers[i] & DISCARD_BIT:
-                    out += run[i * size : (i + 1) * size]
+                    copy(i * size, (i + 1) * size)
         else:
-            out += run[skipped * size : committed * size]
-        run.release()
+            copy(skipped * size, committed * size)
+        first.release()
+        rest.release()
         self._consumer_pos[0] = cons + committed * size
         return (len(out) - before) // size, skipped
 
