@@ -14,11 +14,13 @@ import statistics
 import sys
 import time
 
+from sigtop import heap
 from sigtop.live.collector import BpfSource
 from sigtop.live.config import TraceConfig
 
 
 async def main() -> None:
+    heap.hand_memory_back()  # as `sigtop` does first
     source = BpfSource(TraceConfig(interval_s=1.0))
     source.attach()  # then the UI, as `sigtop` does
     print("Attached", file=sys.stderr, flush=True)

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sigtop import version
+from sigtop import heap, version
 from sigtop.filters import FilterError, FlowFilter
 from sigtop.names import UnknownSignalError, parse_signal, printable
 from sigtop.sources import Source, SourceError, open_source
@@ -709,6 +709,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    heap.hand_memory_back()
     try:
         return COMMANDS[args.command](args)
     except (CliError, SourceError, FilterError) as exc:
